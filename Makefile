@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each installs what it needs.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.finercam-deps
+CC ?= cc
+KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: all venv build csan test demo bench clean
+
+all: build
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml setup.py | $(VPY)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q torch==2.13.0
+	$(VPY) -m pip install -q -e '.[test,viz]'
+	touch $@
+
+venv: $(STAMP)
+
+build: $(STAMP)
+	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
+
+# The C kernels called directly from C, under AddressSanitizer and UBSan.
+csan: csrc/tests/test_kernels.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc csrc/tests/test_kernels.c $(KERNEL_SRCS) -lm -o csrc/tests/test_kernels
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./csrc/tests/test_kernels
+
+test: build csan
+	$(VPY) -m pytest -q
+
+demo: build
+	$(VPY) -m finercam demo
+
+bench: build
+	$(VPY) benchmarks/bench_kernels.py
+
+clean:
+	rm -rf build finercam/*.so csrc/tests/test_kernels *.egg-info

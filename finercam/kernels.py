@@ -1,0 +1,111 @@
+"""Typed entry points to the C core; the only module that imports ``finercam._core``.
+
+Every function takes NumPy arrays (float32; float64 and float16 are converted, any other dtype is a
+``TypeError``), never modifies its inputs, returns new C-contiguous float32 arrays, and releases
+the GIL while it computes. Torch tensors are accepted and copied to the host first.
+
+Conventions shared by all kernels (their NumPy twins live in ``finercam._reference``):
+
+* Bilinear resizing samples at half-pixel centres, ``src = (dst + 0.5) * in / out - 0.5`` clamped
+  at 0 (``align_corners=False``, as ``torch.nn.functional.interpolate`` and ``cv2.resize``), or at
+  ``src = dst * (in - 1) / (out - 1)`` with ``align_corners=True``.
+* Min-max normalisation maps each map to ``(x - min) / (max - min + eps)``; an all-equal map
+  becomes all zeros; a map holding NaN or +-inf becomes all NaN (the non-finite policy), so that a
+  broken input is visible rather than silently rescaled.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["combine", "combine_pixelwise", "resize", "minmax", "postprocess", "fuse_layers"]
+
+
+def _host(x, name: str):
+    """Torch tensors go to the host as NumPy; everything else is left for the C core to check."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu()
+        if x.dtype.is_floating_point and x.dtype not in (_f32_dtypes()):
+            x = x.float()
+        return x.numpy()
+    return x
+
+
+def _f32_dtypes():
+    import torch
+
+    return (torch.float32, torch.float64, torch.float16)
+
+
+def _size(size, name: str = "size") -> tuple[int, int]:
+    if isinstance(size, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {type(size).__name__}")
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}") from None
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must hold ints, got {size!r}")
+    return int(h), int(w)
+
+
+def combine(activations, weights, *, relu: bool = False) -> np.ndarray:
+    """Weighted channel sums, several weight sets per image in one pass.
+
+    ``out[n, g] = sum_k W[n, g, k] * A[n, k]`` for activations A (N, K, h, w) and weights
+    W (N, G, K); with ``relu=True``, ``max(out, 0)``. Returns (N, G, h, w) float32.
+
+    >>> import numpy as np
+    >>> A = np.ones((1, 2, 2, 2), np.float32); W = np.array([[[1.0, -3.0]]], np.float32)
+    >>> combine(A, W)[0, 0, 0, 0], combine(A, W, relu=True)[0, 0, 0, 0]
+    (np.float32(-2.0), np.float32(0.0))
+    """
+    return _core.combine(_host(activations, "activations"), _host(weights, "weights"), bool(relu))
+
+
+def combine_pixelwise(activations, weights, *, relu: bool = False) -> np.ndarray:
+    """Layer-CAM combination with per-pixel weights.
+
+    ``out[n, g] = sum_k relu(P[n, g, k]) * A[n, k]`` for A (N, K, h, w) and P (N, G, K, h, w);
+    with ``relu=True`` the sum is ReLU'd too. Returns (N, G, h, w) float32.
+    """
+    return _core.combine_pixelwise(_host(activations, "activations"), _host(weights, "weights"),
+                                   bool(relu))
+
+
+def resize(maps, size, *, align_corners: bool = False) -> np.ndarray:
+    """Bilinear resize of (N, h, w) maps to (N, H, W), up or down; ``size`` is H or (H, W)."""
+    h, w = _size(size)
+    return _core.resize(_host(maps, "maps"), h, w, bool(align_corners))
+
+
+def minmax(maps, *, eps: float = 1e-8) -> np.ndarray:
+    """Per-map min-max normalisation ``(x - min) / (max - min + eps)`` of (N, h, w) maps.
+
+    All-equal maps become zeros; maps holding NaN or +-inf become all NaN.
+    """
+    return _core.minmax(_host(maps, "maps"), float(eps))
+
+
+def postprocess(maps, size, *, relu: bool = True, eps: float = 1e-8,
+                align_corners: bool = False) -> np.ndarray:
+    """Fused ``minmax(resize(relu(maps), size))`` for (N, h, w) maps, in two passes over the output."""
+    h, w = _size(size)
+    return _core.postprocess(_host(maps, "maps"), h, w, bool(relu), float(eps), bool(align_corners))
+
+
+def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e-8,
+                align_corners: bool = False) -> np.ndarray:
+    """Several layers' maps of different grids, each :func:`postprocess`'d to ``size``, averaged,
+    and min-maxed again: ``minmax(mean_l postprocess(M_l))``. Each M_l is (N, h_l, w_l)."""
+    h, w = _size(size)
+    if not isinstance(maps_list, (list, tuple)):
+        raise TypeError(f"maps_list must be a list or tuple of arrays, got {type(maps_list).__name__}")
+    return _core.fuse_layers([_host(m, "maps_list") for m in maps_list], h, w, bool(relu),
+                             float(eps), bool(align_corners))
