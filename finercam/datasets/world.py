@@ -105,12 +105,12 @@ _CLASSES: List[Tuple[str, str, Attrs]] = [
     ("grey-billed finch", "finch", _species(_FINCH, beak=("grey", "conical"))),
     ("golden-headed finch", "finch",
      _species(_FINCH, head=("yellow", "small"), crest=("yellow", "short"))),
-    # warblers: breast colour / tail shape / crest + tail colour
+    # warblers: breast colour / tail shape / head + crest colour
     ("olive warbler", "warbler", _WARBLER),
     ("orange-breasted warbler", "warbler", _species(_WARBLER, breast=("orange", "patch"))),
     ("long-tailed warbler", "warbler", _species(_WARBLER, tail=("olive", "long"))),
-    ("black-crested warbler", "warbler",
-     _species(_WARBLER, crest=("black", "short"), tail=("black", "fan"))),
+    ("black-capped warbler", "warbler",
+     _species(_WARBLER, head=("black", "small"), crest=("black", "short"))),
     # jays: crest shape / wing colour / breast + tail colour
     ("blue jay", "jay", _JAY),
     ("swept-crested jay", "jay", _species(_JAY, crest=("blue", "swept"))),

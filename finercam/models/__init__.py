@@ -14,7 +14,7 @@ from ``finercam/models/weights``; each model names the layer to explain in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
@@ -40,18 +40,24 @@ def build(name: str, **config: Any) -> nn.Module:
     return _CLASSES[_check_name(name)](**config)
 
 
-def checkpoint(name: str) -> Dict[str, Any]:
-    """The shipped checkpoint of ``name``: state dict (float16), config, accuracy, training record."""
-    path = WEIGHTS_DIR / f"{_check_name(name)}.pt"
+def checkpoint(name: str, path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+    """The checkpoint of ``name``: state dict (float16), config, accuracy, training record.
+
+    ``path`` defaults to the shipped file ``WEIGHTS_DIR / f"{name}.pt"``.
+    """
+    path = WEIGHTS_DIR / f"{_check_name(name)}.pt" if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no shipped weights for {name!r} at {path}; train them with "
                                 f"`python -m finercam.models.train --model {name}`")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load(name: str) -> nn.Module:
-    """The trained model ``"cnn"`` or ``"vit"``, float32, in eval mode, loaded offline."""
-    ckpt = checkpoint(name)
+def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
+    """The trained model ``"cnn"`` or ``"vit"``, float32, in eval mode, loaded offline.
+
+    ``path`` loads another checkpoint written by ``python -m finercam.models.train``.
+    """
+    ckpt = checkpoint(name, path)
     model = build(name, **ckpt["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     return model.eval()

@@ -25,7 +25,7 @@ from . import WEIGHTS_DIR, build
 #: Per-model defaults: chosen so each run takes about 10 minutes on 2 CPU cores.
 DEFAULTS: Dict[str, Dict[str, float]] = {
     "cnn": {"n_train": 12800, "epochs": 7, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
-    "vit": {"n_train": 12800, "epochs": 8, "lr": 1.5e-3, "batch": 64, "weight_decay": 0.05},
+    "vit": {"n_train": 12800, "epochs": 6, "lr": 1.5e-3, "batch": 64, "weight_decay": 0.05},
 }
 
 
@@ -46,8 +46,11 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, bat
 def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] = None,
           lr: Optional[float] = None, batch: Optional[int] = None, weight_decay: Optional[float] = None,
           seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
-          log=print) -> Dict[str, object]:
+          log=None, checkpoint_each_epoch: Optional[Path] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights."""
+    if log is None:
+        def log(msg: str) -> None:
+            print(msg, flush=True)
     cfg = dict(DEFAULTS[model_name])
     for key, value in (("n_train", n_train), ("epochs", epochs), ("lr", lr), ("batch", batch),
                        ("weight_decay", weight_decay)):
@@ -91,9 +94,15 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
         acc = accuracy(model, test_set.images[:512], test_set.labels[:512])
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "test_acc_512": acc,
                         "seconds": time.perf_counter() - t1})
+        if checkpoint_each_epoch is not None:  # a fallback while a long run goes on
+            torch.save({"state_dict": model.state_dict(), "config": model.config, "epoch": epoch + 1,
+                        "test_acc_512": acc}, checkpoint_each_epoch)
         log(f"epoch {epoch + 1}/{int(cfg['epochs'])}  loss {running / steps_per_epoch:.3f}  "
             f"test acc (512) {acc:.3f}  {time.perf_counter() - t1:.0f} s")
     t_train = time.perf_counter() - t1
+    # the shipped weights are float16: measure the model as it will be loaded
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     test_acc = accuracy(model, test_set.images, test_set.labels)
     log(f"{model_name}: test accuracy {test_acc:.4f} on {n_test} images; training {t_train:.0f} s, "
@@ -104,7 +113,6 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
               "torch": torch.__version__}
     out = Path(out) if out is not None else WEIGHTS_DIR / f"{model_name}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, **record}, out)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return record
@@ -121,13 +129,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="default: the package's weights folder")
+    parser.add_argument("--checkpoint-each-epoch", type=Path, default=None,
+                        help="also write the float32 state after every epoch to this path")
     args = parser.parse_args(argv)
     for name in ("n_train", "epochs", "batch", "n_test", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
-          n_test=args.n_test, threads=args.threads, out=args.out)
+          n_test=args.n_test, threads=args.threads, out=args.out,
+          checkpoint_each_epoch=args.checkpoint_each_epoch)
     return 0
 
 

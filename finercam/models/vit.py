@@ -61,7 +61,7 @@ class Block(nn.Module):
 class SmallViT(nn.Module):
     """Conv stem, 8 x 8-pixel patch tokens, class token, ``depth`` transformer blocks."""
 
-    def __init__(self, num_classes: int = 16, dim: int = 96, depth: int = 6, heads: int = 4,
+    def __init__(self, num_classes: int = 16, dim: int = 96, depth: int = 4, heads: int = 4,
                  mlp_ratio: float = 2.0, image_size: int = 96) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -86,5 +86,5 @@ class SmallViT(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
-#: Dotted name of the layer to explain for the default depth (6).
-DEFAULT_TARGET_LAYER = "blocks.5.norm1"
+#: Dotted name of the layer to explain for the default depth (4).
+DEFAULT_TARGET_LAYER = "blocks.3.norm1"
