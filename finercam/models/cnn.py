@@ -4,8 +4,8 @@
 
     input (3, 96, 96) in [0, 1] -> (x - 0.5) / 0.25
     stem    conv3x3/2   3 -> 24   48 x 48
-    block1  conv3x3    24 -> 32   48 x 48
-    block2  conv3x3/2  32 -> 48,  conv3x3 48 -> 48   24 x 24
+    block1  conv3x3/2  24 -> 32   24 x 24
+    block2  conv3x3    32 -> 48,  conv3x3 48 -> 48   24 x 24
     block3  conv3x3/2  48 -> 96,  conv3x3 96 -> 96   12 x 12   <- DEFAULT_TARGET_LAYER
     global average pool -> linear 96 -> 16
 
@@ -40,8 +40,8 @@ class SmallCNN(nn.Module):
         super().__init__()
         w = width
         self.stem = nn.Sequential(*_conv(3, w, 2))
-        self.block1 = nn.Sequential(*_conv(w, 4 * w // 3))
-        self.block2 = nn.Sequential(*_conv(4 * w // 3, 2 * w, 2), *_conv(2 * w, 2 * w))
+        self.block1 = nn.Sequential(*_conv(w, 4 * w // 3, 2))
+        self.block2 = nn.Sequential(*_conv(4 * w // 3, 2 * w), *_conv(2 * w, 2 * w))
         self.block3 = nn.Sequential(*_conv(2 * w, 4 * w, 2), *_conv(4 * w, 4 * w))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * w, num_classes)

@@ -24,8 +24,8 @@ from . import WEIGHTS_DIR, build
 
 #: Per-model defaults: chosen so each run takes about 10 minutes on 2 CPU cores.
 DEFAULTS: Dict[str, Dict[str, float]] = {
-    "cnn": {"n_train": 12800, "epochs": 7, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
-    "vit": {"n_train": 12800, "epochs": 6, "lr": 1.5e-3, "batch": 64, "weight_decay": 0.05},
+    "cnn": {"n_train": 12800, "epochs": 5, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
+    "vit": {"n_train": 12800, "epochs": 5, "lr": 1.5e-3, "batch": 64, "weight_decay": 0.05},
 }
 
 
@@ -46,7 +46,8 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, bat
 def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] = None,
           lr: Optional[float] = None, batch: Optional[int] = None, weight_decay: Optional[float] = None,
           seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
-          log=None, checkpoint_each_epoch: Optional[Path] = None) -> Dict[str, object]:
+          log=None, checkpoint_each_epoch: Optional[Path] = None,
+          data_cache: Optional[Path] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights."""
     if log is None:
         def log(msg: str) -> None:
@@ -56,11 +57,33 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
                        ("weight_decay", weight_decay)):
         if value is not None:
             cfg[key] = value
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.Batch:
+    """Generate a split as uint8, or load it from ``folder`` where an earlier run saved it."""
+    if folder is None:
+        return datasets.generate(n, seed=seed, split=split, dtype=np.uint8)
+    path = Path(folder) / f"{split}-seed{seed}-n{n}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return datasets.Batch(f["images"], f["labels"], f["boxes"], np.zeros((n, 0, 0, 0), bool))
+    b = datasets.generate(n, seed=seed, split=split, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=b.images, labels=b.labels, boxes=b.boxes)
+    return b
+
+
+def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache):
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    train_set = datasets.generate(int(cfg["n_train"]), seed=seed, split="train", dtype=np.uint8)
-    test_set = datasets.generate(n_test, seed=seed, split="test", dtype=np.uint8)
+    train_set = _cached(data_cache, "train", int(cfg["n_train"]), seed)
+    test_set = _cached(data_cache, "test", n_test, seed)
     t_data = time.perf_counter() - t0
     log(f"generated {len(train_set.labels)} train + {n_test} test images in {t_data:.1f} s")
 
@@ -131,6 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: the package's weights folder")
     parser.add_argument("--checkpoint-each-epoch", type=Path, default=None,
                         help="also write the float32 state after every epoch to this path")
+    parser.add_argument("--data-cache", type=Path, default=None,
+                        help="folder to save the generated images to, or load them from on a rerun")
     args = parser.parse_args(argv)
     for name in ("n_train", "epochs", "batch", "n_test", "threads"):
         value = getattr(args, name)
@@ -138,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
-          checkpoint_each_epoch=args.checkpoint_each_epoch)
+          checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache)
     return 0
 
 

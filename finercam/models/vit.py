@@ -61,7 +61,7 @@ class Block(nn.Module):
 class SmallViT(nn.Module):
     """Conv stem, 8 x 8-pixel patch tokens, class token, ``depth`` transformer blocks."""
 
-    def __init__(self, num_classes: int = 16, dim: int = 96, depth: int = 4, heads: int = 4,
+    def __init__(self, num_classes: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
                  mlp_ratio: float = 2.0, image_size: int = 96) -> None:
         super().__init__()
         self.stem = nn.Sequential(
