@@ -25,7 +25,7 @@ from . import WEIGHTS_DIR, build
 #: Per-model defaults: chosen so each run takes about 10 minutes on 2 CPU cores.
 DEFAULTS: Dict[str, Dict[str, float]] = {
     "cnn": {"n_train": 12800, "epochs": 5, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
-    "vit": {"n_train": 12800, "epochs": 5, "lr": 1.5e-3, "batch": 64, "weight_decay": 0.05},
+    "vit": {"n_train": 12800, "epochs": 4, "lr": 2e-3, "batch": 64, "weight_decay": 0.05},
 }
 
 

@@ -3,8 +3,8 @@
 ::
 
     input (3, 96, 96) in [0, 1] -> (x - 0.5) / 0.25
-    conv stem: conv3x3/2 3 -> 32, conv3x3/2 32 -> 64 (BN, ReLU)      24 x 24
-    patch embedding: conv2x2/2 64 -> D                               12 x 12 = 144 patch tokens
+    conv stem: conv3x3/2 3 -> 16, conv3x3/2 16 -> 32 (BN, ReLU)      24 x 24
+    patch embedding: conv2x2/2 32 -> D                               12 x 12 = 144 patch tokens
     [CLS] + 144 tokens + learned position embedding                  (145, D)
     depth x pre-norm block: x + attn(norm1(x)); x + mlp(norm2(x))
     final norm, linear head on the class token
@@ -65,9 +65,9 @@ class SmallViT(nn.Module):
                  mlp_ratio: float = 2.0, image_size: int = 96) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
-        self.patch = nn.Conv2d(64, dim, 2, 2)
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.patch = nn.Conv2d(32, dim, 2, 2)
         grid = image_size // 8
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, dim) * 0.02)
