@@ -47,7 +47,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
           lr: Optional[float] = None, batch: Optional[int] = None, weight_decay: Optional[float] = None,
           seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
           log=None, checkpoint_each_epoch: Optional[Path] = None,
-          data_cache: Optional[Path] = None) -> Dict[str, object]:
+          data_cache: Optional[Path] = None, init: Optional[Path] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights."""
     if log is None:
         def log(msg: str) -> None:
@@ -60,7 +60,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache)
+        return _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache, init)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -79,7 +79,7 @@ def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.B
     return b
 
 
-def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache):
+def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache, init):
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     train_set = _cached(data_cache, "train", int(cfg["n_train"]), seed)
@@ -88,6 +88,10 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     log(f"generated {len(train_set.labels)} train + {n_test} test images in {t_data:.1f} s")
 
     model = build(model_name)
+    if init is not None:  # continue from an earlier run's weights (a new learning-rate cycle)
+        state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        log(f"initialised from {init}")
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
@@ -101,7 +105,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     images = torch.from_numpy(train_set.images)
     labels = torch.from_numpy(train_set.labels)
     history = []
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for epoch in range(int(cfg["epochs"])):
         perm = torch.randperm(n, generator=gen)
         running = 0.0
@@ -122,16 +126,17 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
                         "test_acc_512": acc}, checkpoint_each_epoch)
         log(f"epoch {epoch + 1}/{int(cfg['epochs'])}  loss {running / steps_per_epoch:.3f}  "
             f"test acc (512) {acc:.3f}  {time.perf_counter() - t1:.0f} s")
-    t_train = time.perf_counter() - t1
+    t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
     # the shipped weights are float16: measure the model as it will be loaded
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     test_acc = accuracy(model, test_set.images, test_set.labels)
-    log(f"{model_name}: test accuracy {test_acc:.4f} on {n_test} images; training {t_train:.0f} s, "
-        f"data {t_data:.0f} s")
-    record = {"model": model_name, "config": model.config, "train_config": cfg, "seed": seed,
-              "test_accuracy": test_acc, "n_test": n_test, "train_seconds": t_train,
+    log(f"{model_name}: test accuracy {test_acc:.4f} on {n_test} images; training {t_train:.0f} s "
+        f"({c_train:.0f} s CPU), data {t_data:.0f} s")
+    record = {"model": model_name, "init": None if init is None else str(init),
+              "config": model.config, "train_config": cfg, "seed": seed,
+              "test_accuracy": test_acc, "n_test": n_test, "train_seconds": t_train, "train_cpu_seconds": c_train,
               "data_seconds": t_data, "threads": threads, "history": history,
               "torch": torch.__version__}
     out = Path(out) if out is not None else WEIGHTS_DIR / f"{model_name}.pt"
@@ -154,6 +159,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: the package's weights folder")
     parser.add_argument("--checkpoint-each-epoch", type=Path, default=None,
                         help="also write the float32 state after every epoch to this path")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the weights of this checkpoint (fine-tuning)")
     parser.add_argument("--data-cache", type=Path, default=None,
                         help="folder to save the generated images to, or load them from on a rerun")
     args = parser.parse_args(argv)
@@ -163,7 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
-          checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache)
+          checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
+          init=args.init)
     return 0
 
 
