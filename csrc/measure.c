@@ -3,10 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 
-void fc_energy_in_mask(const float *maps, const uint8_t *masks, int64_t n_maps, int64_t n_pix,
+void fc_energy_in_mask(const float *maps, const uint8_t *masks, ptrdiff_t n_maps, ptrdiff_t n_pix,
                        double *out)
 {
-    int64_t m, p;
+    ptrdiff_t m, p;
 
     for (m = 0; m < n_maps; m++) {
         const float *x = maps + m * n_pix;
@@ -23,14 +23,14 @@ void fc_energy_in_mask(const float *maps, const uint8_t *masks, int64_t n_maps, 
     }
 }
 
-void fc_pointing_hit(const float *maps, const uint8_t *masks, int64_t n_maps, int64_t n_pix,
+void fc_pointing_hit(const float *maps, const uint8_t *masks, ptrdiff_t n_maps, ptrdiff_t n_pix,
                      uint8_t *out)
 {
-    int64_t m, p;
+    ptrdiff_t m, p;
 
     for (m = 0; m < n_maps; m++) {
         const float *x = maps + m * n_pix;
-        int64_t top = -1;
+        ptrdiff_t top = -1;
         float best = 0.0f;
         for (p = 0; p < n_pix; p++) {
             /* strict '>' keeps the first maximum; NaN never compares greater */
@@ -43,10 +43,10 @@ void fc_pointing_hit(const float *maps, const uint8_t *masks, int64_t n_maps, in
     }
 }
 
-void fc_trapezoid(const double *y, const double *x, int64_t n_curves, int64_t n_points,
+void fc_trapezoid(const double *y, const double *x, ptrdiff_t n_curves, ptrdiff_t n_points,
                   double *out)
 {
-    int64_t c, j;
+    ptrdiff_t c, j;
 
     for (c = 0; c < n_curves; c++) {
         const double *yc = y + c * n_points;
@@ -57,18 +57,18 @@ void fc_trapezoid(const double *y, const double *x, int64_t n_curves, int64_t n_
     }
 }
 
-int fc_cosine_matrix(const float *a, int64_t m, const float *b, int64_t k, int64_t d, float *out)
+int fc_cosine_matrix(const float *a, ptrdiff_t m, const float *b, ptrdiff_t k, ptrdiff_t d, float *out)
 {
     double *norm_a = NULL, *norm_b = NULL;
-    int status = 0;
-    int64_t i, j, t;
+    int status = FC_OK;
+    ptrdiff_t i, j, t;
 
     if (m <= 0 || k <= 0)
         goto exit;
     norm_a = malloc((size_t)m * sizeof(double));
     norm_b = malloc((size_t)k * sizeof(double));
     if (!norm_a || !norm_b) {
-        status = FC_MEASURE_NOMEM;
+        status = FC_ENOMEM;
         goto exit;
     }
     for (i = 0; i < m; i++) {

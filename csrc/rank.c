@@ -27,14 +27,14 @@ static uint32_t desc_key(float v)
     return ~u;
 }
 
-static int work_alloc(work_t *w, int64_t n_pix)
+static int work_alloc(work_t *w, ptrdiff_t n_pix)
 {
     size_t n = (size_t)(n_pix > 0 ? n_pix : 1);
     w->key = malloc(n * sizeof(uint32_t));
     w->key_tmp = malloc(n * sizeof(uint32_t));
     w->idx = malloc(n * sizeof(uint32_t));
     w->idx_tmp = malloc(n * sizeof(uint32_t));
-    return (w->key && w->key_tmp && w->idx && w->idx_tmp) ? 0 : FC_RANK_NOMEM;
+    return (w->key && w->key_tmp && w->idx && w->idx_tmp) ? 0 : FC_ENOMEM;
 }
 
 static void work_free(work_t *w)
@@ -86,16 +86,16 @@ static void sort_one(const float *map, uint32_t n, work_t *w)
     }
 }
 
-static int rank_or_order(const float *maps, int64_t n_maps, int64_t n_pix, int64_t *out,
+static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
                          int inverse)
 {
     work_t w = {NULL, NULL, NULL, NULL};
-    int status = 0;
-    int64_t m;
+    int status = FC_OK;
+    ptrdiff_t m;
     uint32_t r, n = (uint32_t)n_pix;
 
-    if (n_pix > (int64_t)UINT32_MAX) {
-        status = FC_RANK_TOO_BIG;
+    if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
+        status = FC_EOVERFLOW;
         goto exit;
     }
     if (n_maps <= 0 || n_pix <= 0)
@@ -118,27 +118,28 @@ exit:
     return status;
 }
 
-int fc_argsort_desc(const float *maps, int64_t n_maps, int64_t n_pix, int64_t *order)
+int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *order)
 {
     return rank_or_order(maps, n_maps, n_pix, order, 0);
 }
 
-int fc_rank_desc(const float *maps, int64_t n_maps, int64_t n_pix, int64_t *rank)
+int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank)
 {
     return rank_or_order(maps, n_maps, n_pix, rank, 1);
 }
 
-int fc_mask_top(const float *images, const float *maps, const float *baseline, int64_t n_img,
-                int64_t n_ch, int64_t n_pix, const int64_t *counts, int64_t n_counts, float *out)
+int fc_mask_top(const float *images, const float *maps, const float *baseline, ptrdiff_t n_img,
+                ptrdiff_t n_ch, ptrdiff_t n_pix, const int64_t *counts, ptrdiff_t n_counts,
+                float *out)
 {
     work_t w = {NULL, NULL, NULL, NULL};
     uint32_t *rank = NULL;
-    int status = 0;
-    int64_t i, s, c;
+    int status = FC_OK;
+    ptrdiff_t i, s, c;
     uint32_t r, p, n = (uint32_t)n_pix;
 
-    if (n_pix > (int64_t)UINT32_MAX) {
-        status = FC_RANK_TOO_BIG;
+    if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
+        status = FC_EOVERFLOW;
         goto exit;
     }
     if (n_img <= 0 || n_ch <= 0 || n_pix <= 0 || n_counts <= 0)
@@ -148,7 +149,7 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, i
         goto exit;
     rank = malloc((size_t)n_pix * sizeof(uint32_t));
     if (!rank) {
-        status = FC_RANK_NOMEM;
+        status = FC_ENOMEM;
         goto exit;
     }
     for (i = 0; i < n_img; i++) {
@@ -159,7 +160,7 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, i
             /* counts are in [0, n_pix] <= UINT32_MAX, so the comparison below is exact */
             uint32_t k = (uint32_t)counts[s];
             for (c = 0; c < n_ch; c++) {
-                int64_t plane = (i * n_ch + c) * n_pix;
+                ptrdiff_t plane = (i * n_ch + c) * n_pix;
                 const float *img = images + plane, *base = baseline + plane;
                 float *o = out + ((i * n_counts + s) * n_ch + c) * n_pix;
                 for (p = 0; p < n; p++)
