@@ -151,8 +151,11 @@ def mask_top(images, maps, baseline, counts, *, out=None) -> np.ndarray:
     >>> mask_top(img, m, np.zeros_like(img), [0, 2])[:, 0, 0].tolist()
     [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
     """
+    counts = np.asarray(_host(counts, "counts"))
+    if counts.size == 0:
+        counts = counts.astype(np.int64)  # an empty list arrives as float64
     return _core.mask_top(_host(images, "images"), _host(maps, "maps"),
-                          _host(baseline, "baseline"), np.asarray(counts, dtype=np.int64), out)
+                          _host(baseline, "baseline"), counts, out)
 
 
 def _bool_masks(masks):
