@@ -303,7 +303,7 @@ def similarity_curve(weights, *, exclude_self: bool = False) -> tuple[np.ndarray
     if exclude_self:
         s = s[~np.eye(c, dtype=bool)].reshape(c, c - 1)
     else:
-        s = s - np.eye(c)
+        np.fill_diagonal(s, 0.0)  # cos(w, w) - 1, exactly: rounding would leave +-1e-16
     s = np.sort(s, axis=1)[:, ::-1]
     return s.mean(axis=0), s.std(axis=0)
 
