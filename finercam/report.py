@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Report"]
+__all__ = ["Report", "save_png"]
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -43,7 +43,8 @@ pre { background: #f6f6f6; padding: .6em; overflow-x: auto; }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _save_png(image, path: Path) -> None:
+def save_png(image, path: str | os.PathLike) -> None:
+    """Write a matplotlib Figure, or an (H, W[, 3|4]) uint8 / [0, 1]-float array, as a PNG."""
     if hasattr(image, "savefig"):
         image.savefig(path, format="png", dpi=110)
         return
@@ -107,7 +108,7 @@ class Report:
         if name in self._names:
             raise ValueError(f"name {name!r} is already used in this report")
         path = self.out_dir / f"{name}.png"
-        _save_png(image, path)
+        save_png(image, path)
         self._names.add(name)
         alt = html.escape(caption or name, quote=True)
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from . import kernels
 
 __all__ = [
-    "to_image", "colorize", "overlay", "compare", "panel_grid", "gamma_sweep",
+    "to_image", "colorize", "overlay", "compare", "draw_image", "panel_grid", "gamma_sweep",
     "deletion_curves", "similarity_curve", "plot_similarity_curve", "to_uint8",
 ]
 
@@ -170,6 +170,15 @@ def _figure(nrows: int, ncols: int, cell: float, extra_h: float = 0.0) -> Figure
     return Figure(figsize=(max(ncols * cell, 2.0), nrows * cell + extra_h), layout="constrained")
 
 
+def draw_image(ax, image, title: str | None = None) -> None:
+    """Draw an image (anything :func:`to_image` takes) on a matplotlib Axes, without ticks."""
+    ax.imshow(to_image(image), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
 def panel_grid(cells: Sequence[Sequence], *, titles: Sequence[Sequence[str | None]] | None = None,
                row_labels: Sequence[str] | None = None, suptitle: str | None = None,
                cell_size: float = 1.8) -> Figure:
@@ -197,9 +206,7 @@ def panel_grid(cells: Sequence[Sequence], *, titles: Sequence[Sequence[str | Non
             if cell is None:
                 ax.set_axis_off()
             else:
-                ax.imshow(to_image(cell), interpolation="nearest")
-                if titles is not None and titles[r][c]:
-                    ax.set_title(titles[r][c], fontsize=8)
+                draw_image(ax, cell, titles[r][c] if titles is not None else None)
             if c == 0 and row_labels is not None:
                 ax.set_axis_on()
                 for side in ax.spines.values():
