@@ -20,7 +20,7 @@ LAYER = "2"
 class BoxDataset(torch.utils.data.Dataset):
     """Seeded noise images with a brighter box; item i is (image, i % 5, box x0, y0, x1, y1)."""
 
-    def __init__(self, n: int = 14, seed: int = 0):
+    def __init__(self, n: int = 10, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.images = torch.randn(n, 3, SIZE, SIZE, generator=g)
         self.boxes = []
