@@ -254,9 +254,12 @@ def load_object(spec: str):
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"expected an import string 'package.module:factory', got {spec!r}")
     mod, _, attr = spec.partition(":")
-    obj = importlib.import_module(mod)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r}: {e}") from None
     return obj
 
 
@@ -268,8 +271,11 @@ def _resolve_model(model):
             obj = load_object(model)
             m = obj if isinstance(obj, torch.nn.Module) else obj()
         else:
-            from . import models  # our own models, loaded offline
-
+            try:
+                from . import models  # our own models, loaded offline
+            except ImportError:
+                raise ValueError(f"model {model!r} is not an import string 'package.module:factory' "
+                                 "and finercam.models is not available") from None
             m = models.load(model)
         if not isinstance(m, torch.nn.Module):
             raise TypeError(f"model {model!r} did not give a torch.nn.Module, got {type(m).__name__}")
