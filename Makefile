@@ -27,10 +27,14 @@ venv: $(STAMP)
 build: $(STAMP)
 	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 
-# The C kernels called directly from C, under AddressSanitizer and UBSan.
-csan: csrc/tests/test_kernels.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
-	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc csrc/tests/test_kernels.c $(KERNEL_SRCS) -lm -o csrc/tests/test_kernels
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./csrc/tests/test_kernels
+# The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
+C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics
+
+csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@
+
+csan: $(C_TESTS)
+	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
 
 test: build csan
 	$(VPY) -m pytest -q
@@ -42,4 +46,4 @@ bench: build
 	$(VPY) benchmarks/bench_kernels.py
 
 clean:
-	rm -rf build finercam/*.so csrc/tests/test_kernels *.egg-info
+	rm -rf build finercam/*.so $(C_TESTS) *.egg-info
