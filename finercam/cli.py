@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+__all__ = ["main", "build_parser", "COMMANDS"]
+
 
 def _float_or_word(value: str):
     try:
