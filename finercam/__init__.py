@@ -7,3 +7,5 @@ them apart remain.
 __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
+from . import metrics  # noqa: F401
+from .evaluate import evaluate  # noqa: F401  (the function shadows the module's attribute)

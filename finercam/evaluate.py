@@ -25,6 +25,9 @@ Rows: per method, ``"Grad-CAM"`` (gamma = 0, the base method) and ``"Grad-CAM + 
 configured gamma, references and aggregation), then the ablations: ``"... gamma=0.2"`` (Fig. 6b),
 ``"... ref=2"`` (compared with the 2nd most similar class only, Table 2) and ``"... agg=max"``
 (Table 3). Targets are the data set labels (``target="label"``) or the predictions.
+
+``finercam.evaluate`` is the function; the module's other names import as
+``from finercam.evaluate import ImageFolder``.
 """
 from __future__ import annotations
 
