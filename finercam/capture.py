@@ -24,6 +24,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+__all__ = ["model_state", "tapped_forward", "extract_logits", "directional_gradients"]
+
 
 @contextlib.contextmanager
 def model_state(model: nn.Module) -> Iterator[list]:

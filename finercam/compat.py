@@ -21,6 +21,8 @@ import warnings
 
 import torch
 
+__all__ = ["pgc_direction", "warn_if_flipped"]
+
 FLIP_WARNING_BELOW = 1e-7
 
 

@@ -24,6 +24,8 @@ import numpy as np
 from . import kernels
 from .methods import method_groups
 
+__all__ = ["Explanation", "AGGREGATES", "check_gamma", "check_aggregate"]
+
 AGGREGATES = ("mean", "max", "mean_after_relu")
 
 

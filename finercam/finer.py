@@ -31,6 +31,8 @@ from .methods import GRADIENT_METHODS, METHODS, class_statistic
 from .references import RULES, check_references, pgc_ranks, rank_classes
 from . import kernels
 
+__all__ = ["FinerCAM", "OBJECTIVES"]
+
 OBJECTIVES = ("paper", "pgc")
 DEFAULT_EXTRA_CANDIDATES = 10
 

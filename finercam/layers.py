@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+__all__ = ["resolve_layers", "infer_token_grid", "grid_transform"]
+
 MAX_PREFIX_TOKENS = 8
 
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from . import kernels
 
+__all__ = ["GRADIENT_METHODS", "METHODS", "class_statistic", "combine_stats", "gradcampp_weights", "method_groups"]
+
 GRADIENT_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam")
 METHODS = GRADIENT_METHODS + ("scorecam", "cam")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["RULES", "rank_classes", "check_references", "pgc_ranks"]
+
 RULES = ("nearest_logit", "top_predicted", "weight_similarity")
 
 
