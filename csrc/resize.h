@@ -40,7 +40,6 @@ void fc_resize_plan_free(fc_resize_plan *plan);
  * row is non-finite exactly where one of its two source rows is); output row y is then
  *     tmp[r0[y], x] + ry[y] * (tmp[r1[y], x] - tmp[r0[y], x]). */
 void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu);
-void fc_resize_row(const fc_resize_plan *plan, ptrdiff_t y, double *row);
 
 /* N maps (N, h, w) -> (N, H, W) float32. */
 int fc_resize(fc_resize_plan *plan, const float *src, ptrdiff_t N, float *dst);
