@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build csan test demo bench clean
+.PHONY: all venv build csan test demo bench docs clean
 
 all: build
 
@@ -17,9 +17,9 @@ $(VPY):
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml setup.py | $(VPY)
-	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(VPY) -m pip install -q torch==2.13.0
-	$(VPY) -m pip install -q -e '.[test,viz]'
+	$(VPY) -m pip install -q -e '.[test,viz,docs]'
 	touch $@
 
 venv: $(STAMP)
@@ -44,6 +44,10 @@ demo: build
 
 bench: build
 	$(VPY) benchmarks/bench_kernels.py
+
+# The HTML documentation into site/ (tests/test_docs.py builds it the same way, into a temp dir).
+docs: $(STAMP)
+	$(VPY) -m mkdocs build --strict
 
 clean:
 	rm -rf build finercam/*.so $(C_TESTS) *.egg-info

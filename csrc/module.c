@@ -5,8 +5,11 @@
  * family adds its #include, its wrappers above the method table and one line in the table.
  *
  * Every wrapper: all PyObject pointers start NULL; arguments are checked with the GIL held and
- * before any output is allocated (TypeError / ValueError naming the argument); the loops run with
- * the GIL released; one `exit:` label releases everything once.
+ * before anything is allocated (TypeError / ValueError naming the argument; a size whose byte
+ * count overflows is a ValueError); the output comes next (numpy's MemoryError for a size that
+ * fits the arithmetic but not the machine), then the coefficient tables, only when there is
+ * something to compute; the loops run with the GIL released; one `exit:` label releases
+ * everything once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -281,8 +284,14 @@ static PyObject *py_resize(PyObject *Py_UNUSED(self), PyObject *args)
     const npy_intp dims[3] = {md[0], H, W};
     if (check_output(md[0], H, W, 1, "size") < 0 ||
         check_output(md[1], W, 1, 1, "size") < 0 ||
-        (plan = new_plan(md[1], md[2], H, W, align)) == NULL ||
         (out = new_output(3, dims)) == NULL) {
+        goto exit;
+    }
+    if (md[0] == 0) { /* nothing to compute: no tables for a possibly huge (H, W) */
+        goto exit;
+    }
+    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
+        Py_CLEAR(out);
         goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -350,8 +359,14 @@ static PyObject *py_postprocess(PyObject *Py_UNUSED(self), PyObject *args)
     if (check_output(md[0], H, W, 1, "size") < 0 ||
         check_output(H, W, 2, 1, "size") < 0 ||
         check_output(md[1], W, 2, 1, "size") < 0 ||
-        (plan = new_plan(md[1], md[2], H, W, align)) == NULL ||
         (out = new_output(3, dims)) == NULL) {
+        goto exit;
+    }
+    if (md[0] == 0) {
+        goto exit;
+    }
+    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
+        Py_CLEAR(out);
         goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -426,17 +441,18 @@ static PyObject *py_fuse_layers(PyObject *Py_UNUSED(self), PyObject *args)
         data[l] = PyArray_DATA(M[l]);
     }
     const npy_intp dims[3] = {PyArray_DIM(M[0], 0), H, W};
-    if (check_output(dims[0], H, W, 1, "size") < 0 || check_output(H, W, 4, 1, "size") < 0) {
+    if (check_output(dims[0], H, W, 1, "size") < 0 || check_output(H, W, 2, 1, "size") < 0) {
+        goto exit;
+    }
+    if ((out = new_output(3, dims)) == NULL || dims[0] == 0) {
         goto exit;
     }
     for (Py_ssize_t l = 0; l < L; l++) {
         if ((plans[l] = new_plan(PyArray_DIM(M[l], 1), PyArray_DIM(M[l], 2), H, W, align)) ==
             NULL) {
+            Py_CLEAR(out);
             goto exit;
         }
-    }
-    if ((out = new_output(3, dims)) == NULL) {
-        goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
     status = fc_fuse_layers(plans, data, L, dims[0], relu, eps, PyArray_DATA(out));

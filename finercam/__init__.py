@@ -7,3 +7,7 @@ them apart remain.
 __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
+from .explanation import Explanation
+from .finer import FinerCAM
+
+__all__ = ["FinerCAM", "Explanation", "kernels"]
