@@ -46,6 +46,9 @@ LOWER_IS_BETTER = {"deletion"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .explain_files import one_line_errors
+
+    one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="report folder (default: out/demo)")
     p.add_argument("--quick", action="store_true",
