@@ -112,3 +112,27 @@ def test_bad_arguments_give_one_line():
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "finercam demo: error:" in r.stderr
+
+
+PHOTOS = ["blue_grosbeak.jpg", "dog_cat.jfif", "horses.jpg"]
+DATA = Path(__file__).parent / "data"
+
+
+def test_embedded_cnn_by_default_through_the_cli(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    photos = [str(DATA / n) for n in PHOTOS]
+    r = subprocess.run([sys.executable, "-m", "finercam", "explain", *photos, "--out",
+                        str(tmp_path), "--method", "gradcam"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for n in PHOTOS:
+        stem = Path(n).stem
+        with Image.open(DATA / n) as raw:
+            size = raw.size
+        for kind in ("baseline", "finer"):
+            with Image.open(tmp_path / f"{stem}_{kind}.png") as im:
+                assert im.size == size
+                assert np.asarray(im).std() > 5
+    r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
