@@ -67,7 +67,8 @@ fc_resize_plan *fc_resize_plan_new(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdif
         (plan->c0 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
         (plan->c1 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
         (plan->cx = alloc_array(W, sizeof(double), status)) == NULL ||
-        (plan->tmp = alloc_array(tmp_count, sizeof(double), status)) == NULL) {
+        (plan->tmp = alloc_array(tmp_count, sizeof(double), status)) == NULL ||
+        (plan->tmp_bad = alloc_array(h, 1, status)) == NULL) {
         goto fail;
     }
     axis_table(h, H, align_corners, plan->r0, plan->r1, plan->ry);
@@ -90,6 +91,7 @@ void fc_resize_plan_free(fc_resize_plan *plan)
     free(plan->c1);
     free(plan->cx);
     free(plan->tmp);
+    free(plan->tmp_bad);
     free(plan);
 }
 
@@ -98,8 +100,7 @@ static inline double relu_d(double v)
     return v < 0.0 ? 0.0 : v; /* keeps NaN, unlike fmax */
 }
 
-/* Rows first: tmp[r, x] for every source row r. */
-static void horizontal(fc_resize_plan *plan, const float *src, int relu)
+void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu)
 {
     const ptrdiff_t h = plan->h, w = plan->w, W = plan->W;
     const ptrdiff_t *c0 = plan->c0, *c1 = plan->c1;
@@ -107,32 +108,21 @@ static void horizontal(fc_resize_plan *plan, const float *src, int relu)
     for (ptrdiff_t r = 0; r < h; r++) {
         const float *row = src + r * w;
         double *t = plan->tmp + r * W;
+        int bad = 0;
         if (relu) {
             for (ptrdiff_t x = 0; x < W; x++) {
                 const double a = relu_d(row[c0[x]]), b = relu_d(row[c1[x]]);
                 t[x] = a + cx[x] * (b - a);
+                bad |= !(t[x] - t[x] == 0.0);
             }
         } else {
             for (ptrdiff_t x = 0; x < W; x++) {
                 const double a = row[c0[x]], b = row[c1[x]];
                 t[x] = a + cx[x] * (b - a);
+                bad |= !(t[x] - t[x] == 0.0);
             }
         }
-    }
-}
-
-void fc_resize_map(fc_resize_plan *plan, const float *src, int relu, double *dst)
-{
-    const ptrdiff_t H = plan->H, W = plan->W;
-    horizontal(plan, src, relu);
-    for (ptrdiff_t y = 0; y < H; y++) {
-        const double *t0 = plan->tmp + plan->r0[y] * W;
-        const double *t1 = plan->tmp + plan->r1[y] * W;
-        const double l = plan->ry[y];
-        double *d = dst + y * W;
-        for (ptrdiff_t x = 0; x < W; x++) {
-            d[x] = t0[x] + l * (t1[x] - t0[x]);
-        }
+        plan->tmp_bad[r] = (unsigned char)bad;
     }
 }
 
@@ -140,7 +130,7 @@ int fc_resize(fc_resize_plan *plan, const float *src, ptrdiff_t N, float *dst)
 {
     const ptrdiff_t H = plan->H, W = plan->W, in_size = plan->h * plan->w;
     for (ptrdiff_t n = 0; n < N; n++) {
-        horizontal(plan, src + n * in_size, 0);
+        fc_resize_rows(plan, src + n * in_size, 0);
         float *out = dst + n * H * W;
         for (ptrdiff_t y = 0; y < H; y++) {
             const double *t0 = plan->tmp + plan->r0[y] * W;
