@@ -157,7 +157,7 @@ def test_other_families_differ_in_more_parts_than_siblings():
 
 def test_discriminative_region_is_the_union_of_differing_part_masks(batch):
     rng = np.random.default_rng(0)
-    for n in range(N):
+    for n in range(16):
         c = int(batch.labels[n])
         refs = [int(d) for d in rng.choice([d for d in range(16) if d != c], size=3, replace=False)]
         for d in (refs[0], refs):

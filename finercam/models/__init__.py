@@ -6,10 +6,11 @@ from ``finercam/models/weights``; each model names the layer to explain in
 (B, 3, 96, 96) in [0, 1] (normalisation is inside the model) and return 16 logits, one per
 :data:`finercam.datasets.CLASS_NAMES`.
 
->>> from finercam.models import load
->>> model = load("cnn")
->>> model.default_target_layer, model.training
-('block3', False)
+>>> from finercam.models import build, default_target_layer
+>>> default_target_layer("cnn"), default_target_layer("vit")
+('block3', 'blocks.3.norm1')
+>>> build("cnn").fc.out_features
+16
 """
 from __future__ import annotations
 
