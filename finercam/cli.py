@@ -70,11 +70,39 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    from .demo import add_arguments
+
+    add_arguments(p)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(args)
+
+
+def _add_explain(p: argparse.ArgumentParser) -> None:
+    from .explain_files import add_arguments
+
+    add_arguments(p)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from .explain_files import run
+
+    return run(args)
+
+
 #: name -> (help, add options, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
     "evaluate": ("the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, "
                  "runs under torchrun", _add_evaluate, _run_evaluate),
+    "demo": ("the spot-the-difference benchmark with both embedded models: every figure of the "
+             "paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
+    "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
+                "embedded CNN", _add_explain, _run_explain),
 }
 
 

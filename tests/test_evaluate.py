@@ -170,3 +170,14 @@ def test_cli_errors_are_messages_and_the_model_is_restored(tmp_path, capsys):
     evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), **FAST)
     assert model.training and all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_predicted_targets_and_nearest_logit_compare_to(tmp_path):
+    model, ds = evalkit.model(), evalkit.BoxDataset(n=4)
+    evaluate(model, evalkit.LAYER, ds, target="predicted", out_dir=tmp_path, **FAST)
+    recs = [json.loads(l) for l in (tmp_path / "per_image.jsonl").read_text().splitlines()[1:]]
+    with torch.no_grad():
+        logits = model(torch.stack([ds[i][0] for i in range(4)]))
+    assert [r["target"] for r in recs] == logits.argmax(1).tolist()
+    assert [r["compare_to"] for r in recs] == metrics.nearest_logit_class(logits, logits.argmax(1)).tolist()
+    assert [r["label"] for r in recs] == [0, 1, 2, 3]

@@ -262,3 +262,13 @@ def test_the_model_leaves_as_it_came(batch):
     assert torch.is_grad_enabled()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_equal_cpu(batch):
+    model, images, maps = batch
+    t = torch.tensor([0, 1, 2, 3])
+    cpu = metrics.evaluate_maps(model, images, maps, t, steps=5)
+    gpu = metrics.evaluate_maps(model.cuda(), images.cuda(), maps.cuda(), t.cuda(), steps=5)
+    for key in ("rd@0.05", "rd@0.1", "deletion", "drop@0.05"):
+        np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-5)
