@@ -286,10 +286,11 @@ def _resolve_model(model):
     raise TypeError(f"model must be a torch.nn.Module or a string, got {type(model).__name__}")
 
 
-def _resolve_dataset(dataset, transform, image_size):
+def _resolve_dataset(dataset, transform, image_size, normalize):
     if isinstance(dataset, (str, os.PathLike)):
         if os.path.isdir(dataset):
-            return ImageFolder(dataset, transform=transform, image_size=image_size)
+            return ImageFolder(dataset, transform=transform, image_size=image_size,
+                               normalize=normalize)
         obj = load_object(str(dataset))
         return obj() if callable(obj) and not hasattr(obj, "__getitem__") else obj
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
@@ -410,7 +411,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
              reference_ranks: Sequence[int] = (), aggregations: Sequence[str] = (),
              fractions: Sequence[float] = (0.05, 0.1), steps: int = 20, baseline=0.0,
              target: str = "label", batch_size: int = 16, out_dir=None, transform=None,
-             image_size: int = 224, limit: int | None = None, device=None,
+             image_size: int = 224, normalize: bool | None = None,
+             limit: int | None = None, device=None,
              progress: bool = True, verbose: bool = True) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see the module docstring.
 
@@ -421,6 +423,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     :class:`ImageFolder`, or an import string. ``gammas``, ``reference_ranks`` (1 = the most
     similar class) and ``aggregations`` add the ablation rows. ``out_dir`` makes the run
     resumable and receives the outputs. The model is put in eval mode for the run and restored.
+    A folder's images are resized to ``image_size`` and, with ``normalize`` (default: True, but
+    False for our own models, which normalise inside), standardised with the ImageNet statistics.
 
     >>> import torch, finercam                                   # doctest: +SKIP
     >>> res = finercam.evaluate("cnn", None, my_dataset, out_dir="runs/cnn")  # doctest: +SKIP
@@ -434,7 +438,9 @@ def evaluate(model, target_layer=None, dataset=None, *,
         raise ValueError("target_layer is required (the model has no default_target_layer)")
     if dataset is None:
         raise ValueError("dataset is required")
-    data = _resolve_dataset(dataset, transform, image_size)
+    if normalize is None:  # our own models normalise inside; others expect ImageNet statistics
+        normalize = not (isinstance(model, str) and ":" not in model)
+    data = _resolve_dataset(dataset, transform, image_size, bool(normalize))
     methods = list(methods)
     if not methods:
         raise ValueError("methods must name at least one CAM method")
