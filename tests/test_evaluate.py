@@ -153,6 +153,14 @@ def test_image_folder_reports_unreadable_files_and_scales_boxes(tmp_path, capsys
     x, label, box = ds[0]
     assert x.shape == (3, 16, 16) and label == 0
     assert box.tolist() == [0.0, 0.0, 8.0, 8.0]   # 24x20 -> 16x16
+    from PIL import Image
+
+    raw = ImageFolder(root, image_size=16, normalize=False)[0][0]
+    want = np.asarray(Image.open(root / "alpha" / "0.png").convert("RGB")
+                      .resize((16, 16), Image.BILINEAR), np.float32) / 255
+    np.testing.assert_allclose(raw.permute(1, 2, 0).numpy(), want, atol=1e-7)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(x, (raw - mean[:, None, None]) / std[:, None, None])
     res = evaluate(evalkit.model(), evalkit.LAYER, str(root), image_size=16,
                    **{**FAST, "verbose": True})
     printed = capsys.readouterr().out
