@@ -358,6 +358,16 @@ def _table_rows(scores: dict, setting: str, labels: dict):
     return rows, best
 
 
+def _diff_rows(scores: dict, labels: dict) -> list:
+    rows = []
+    for key, _ in METHODS:
+        for setting in ("t1", "t3"):
+            d = scores[key][setting]["diff"]
+            rows.append([labels[key], setting.replace("t", "T = ")] +
+                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS])
+    return rows
+
+
 def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
     lines = []
     for model in models:
@@ -373,6 +383,13 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
                                     for j, v in enumerate(row[1:], start=1)]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+        lines.append(f"**{model.label}: Finer minus baseline**, paired, mean \u00b1 standard "
+                     "error\n")
+        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) + " |")
+        lines.append("|---|---|" + "---:|" * len(COLUMNS))
+        for row in _diff_rows(scores_by_model[model.key], _row_labels(meta)):
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -487,6 +504,10 @@ def run(args) -> int:
                              caption=f"{model.label}, {title}; {n} images ({_subsets(meta)}). "
                              "Bold: the better of baseline and Finer where they differ at 3 "
                              "decimals.")
+            report.table(_diff_rows(scores[model.key], _row_labels(meta)),
+                         ["method", "setting"] + [h for _, h in COLUMNS],
+                         caption=f"{model.label}: Finer minus baseline, paired over the same "
+                         "images, mean \u00b1 standard error (for Del. lower is better).")
             parts = scores[model.key]["gradcam"]["parts"]
             names = list(parts["base"])
             report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
