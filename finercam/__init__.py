@@ -7,7 +7,9 @@ them apart remain.
 __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
+from . import metrics  # noqa: F401
+from .evaluate import evaluate  # the function shadows the module's attribute
 from .explanation import Explanation
 from .finer import FinerCAM
 
-__all__ = ["FinerCAM", "Explanation", "kernels"]
+__all__ = ["FinerCAM", "Explanation", "evaluate", "kernels", "metrics"]
