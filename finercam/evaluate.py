@@ -598,8 +598,12 @@ def _write_outputs(result: EvalResult, out: Path, cfg: _Config) -> None:
         w.writerow(["setting", *keys, "n"])
         for r in result.rows:
             w.writerow([r["setting"], *[repr(r[k]) if k in r else "" for k in keys], r["n"]])
+    def strict(v):  # NaN (a mean over no defined value) is null in standard JSON
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    rows = [{k: strict(v) for k, v in r.items()} for r in result.rows]
     with open(out / "table.json", "w") as f:
-        json.dump({"rows": result.rows, "n_images": result.n_images, "skipped": result.skipped,
-                   "config": result.config}, f, indent=1)
+        json.dump({"rows": rows, "n_images": result.n_images, "skipped": result.skipped,
+                   "config": result.config}, f, indent=1, allow_nan=False)
     with open(out / "table.md", "w") as f:
         f.write(result.markdown() + "\n")
