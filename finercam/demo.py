@@ -163,6 +163,9 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
             vals["energy"] = metrics.energy_in_mask(maps, region[setting])
             vals["pointing"] = metrics.pointing_game(maps, region[setting]).astype(np.float64)
             res[kind] = {k: float(np.nanmean(v)) for k, v in vals.items()}
+            # An all-zero map points nowhere: its energy is undefined (skipped in the means)
+            # and its "top pixels" are a tie broken by index; the count says how often.
+            res[kind]["empty"] = int(np.sum(maps.reshape(len(maps), -1).max(axis=1) <= 0))
             per_image[kind] = vals
         diff = {}
         for c, _ in COLUMNS:
@@ -348,7 +351,7 @@ def _table_rows(scores: dict, setting: str, labels: dict):
         s = scores[key][setting]
         for j, kind in enumerate(("base", "finer")):
             rows.append([labels[key] if kind == "base" else "+ Finer"] +
-                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS])
+                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS] + [s[kind]["empty"]])
         for col, (c, _) in enumerate(COLUMNS, start=1):
             b, f = round(s["base"][c], 3), round(s["finer"][c], 3)
             if b == f:
@@ -364,7 +367,8 @@ def _diff_rows(scores: dict, labels: dict) -> list:
         for setting in ("t1", "t3"):
             d = scores[key][setting]["diff"]
             rows.append([labels[key], setting.replace("t", "T = ")] +
-                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS])
+                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS] +
+                        [str(d["loc"]["n"])])
     return rows
 
 
@@ -374,19 +378,19 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
         for setting, title in SETTINGS:
             lines.append(f"**{model.label}, {title}**, {meta['images']} test images "
                          f"({_subsets(meta)})\n")
-            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " |")
-            lines.append("|---|" + "---:|" * len(COLUMNS))
+            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " | empty maps |")
+            lines.append("|---|" + "---:|" * (len(COLUMNS) + 1))
             rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(meta))
             bold = set(best)
             for i, row in enumerate(rows):
                 cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
-                                    for j, v in enumerate(row[1:], start=1)]
+                                    for j, v in enumerate(row[1:-1], start=1)] + [str(row[-1])]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         lines.append(f"**{model.label}: Finer minus baseline**, paired, mean \u00b1 standard "
                      "error\n")
-        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) + " |")
-        lines.append("|---|---|" + "---:|" * len(COLUMNS))
+        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) + " | pairs |")
+        lines.append("|---|---|" + "---:|" * (len(COLUMNS) + 1))
         for row in _diff_rows(scores_by_model[model.key], _row_labels(meta)):
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
@@ -500,14 +504,16 @@ def run(args) -> int:
             bar.update(1)
             for setting, title in SETTINGS:
                 rows_, best = _table_rows(scores[model.key], setting, _row_labels(meta))
-                report.table(rows_, ["method"] + [h for _, h in COLUMNS], best=best,
+                report.table(rows_, ["method"] + [h for _, h in COLUMNS] + ["empty maps"],
+                             best=best,
                              caption=f"{model.label}, {title}; {n} images ({_subsets(meta)}). "
                              "Bold: the better of baseline and Finer where they differ at 3 "
                              "decimals.")
             report.table(_diff_rows(scores[model.key], _row_labels(meta)),
-                         ["method", "setting"] + [h for _, h in COLUMNS],
+                         ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs"],
                          caption=f"{model.label}: Finer minus baseline, paired over the same "
-                         "images, mean \u00b1 standard error (for Del. lower is better).")
+                         "images, mean \u00b1 standard error (for Del. lower is better); pairs: "
+                         "images where neither map is empty (Del.: the deletion prefix).")
             parts = scores[model.key]["gradcam"]["parts"]
             names = list(parts["base"])
             report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
