@@ -56,8 +56,10 @@ def _resize64(maps, size, align_corners):
     out_h, out_w = size
     r0, r1, ry = _axis_coefficients(m.shape[1], out_h, align_corners)
     c0, c1, cx = _axis_coefficients(m.shape[2], out_w, align_corners)
-    top = m[:, r0, :] * (1.0 - ry)[None, :, None] + m[:, r1, :] * ry[None, :, None]
-    return top[:, :, c0] * (1.0 - cx)[None, None, :] + top[:, :, c1] * cx[None, None, :]
+    # a + lam * (b - a) rather than (1 - lam) * a + lam * b: a constant map stays exactly
+    # constant, so the min-max "all equal -> zeros" rule still holds after resizing.
+    top = m[:, r0, :] + ry[None, :, None] * (m[:, r1, :] - m[:, r0, :])
+    return top[:, :, c0] + cx[None, None, :] * (top[:, :, c1] - top[:, :, c0])
 
 
 def minmax(maps: np.ndarray, eps: float = 1e-8) -> np.ndarray:

@@ -1,0 +1,102 @@
+#include "combine.h"
+
+#include <stdlib.h>
+
+/* G accumulators of P doubles: each activation row is loaded once and used by every weight set. */
+static double *accumulators(ptrdiff_t G, ptrdiff_t P, int *status)
+{
+    ptrdiff_t n = G;
+    if (!fc_mul_ok(&n, P) || !fc_mul_ok(&n, (ptrdiff_t)sizeof(double))) {
+        *status = FC_EOVERFLOW;
+        return NULL;
+    }
+    double *acc = malloc(n > 0 ? (size_t)n : 1);
+    if (acc == NULL) {
+        *status = FC_ENOMEM;
+    }
+    return acc;
+}
+
+static void store(const double *acc, ptrdiff_t n, int relu, float *out)
+{
+    if (relu) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double v = acc[i];
+            out[i] = (float)(v < 0.0 ? 0.0 : v);
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            out[i] = (float)acc[i];
+        }
+    }
+}
+
+int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
+               ptrdiff_t P, int relu, float *out)
+{
+    int status = FC_OK;
+    double *acc = NULL;
+    if (N == 0 || G == 0 || P == 0) {
+        goto exit;
+    }
+    acc = accumulators(G, P, &status);
+    if (acc == NULL) {
+        goto exit;
+    }
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const float *a_n = A + n * K * P;
+        const float *w_n = W + n * G * K;
+        for (ptrdiff_t i = 0; i < G * P; i++) {
+            acc[i] = 0.0;
+        }
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const float *a = a_n + k * P;
+            for (ptrdiff_t g = 0; g < G; g++) {
+                const double w = (double)w_n[g * K + k];
+                double *s = acc + g * P;
+                for (ptrdiff_t p = 0; p < P; p++) {
+                    s[p] += w * (double)a[p];
+                }
+            }
+        }
+        store(acc, G * P, relu, out + n * G * P);
+    }
+exit:
+    free(acc);
+    return status;
+}
+
+int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K,
+                         ptrdiff_t G, ptrdiff_t P, int relu, float *out)
+{
+    int status = FC_OK;
+    double *acc = NULL;
+    if (N == 0 || G == 0 || P == 0) {
+        goto exit;
+    }
+    acc = accumulators(1, P, &status);
+    if (acc == NULL) {
+        goto exit;
+    }
+    for (ptrdiff_t n = 0; n < N; n++) {
+        for (ptrdiff_t g = 0; g < G; g++) {
+            const float *pw = Pw + (n * G + g) * K * P;
+            for (ptrdiff_t p = 0; p < P; p++) {
+                acc[p] = 0.0;
+            }
+            for (ptrdiff_t k = 0; k < K; k++) {
+                const float *a = A + (n * K + k) * P;
+                const float *q = pw + k * P;
+                for (ptrdiff_t p = 0; p < P; p++) {
+                    const double w = (double)q[p];
+                    /* `w < 0 ? 0 : w` rather than fmax: a NaN weight must stay NaN. */
+                    acc[p] += (w < 0.0 ? 0.0 : w) * (double)a[p];
+                }
+            }
+            store(acc, P, relu, out + (n * G + g) * P);
+        }
+    }
+exit:
+    free(acc);
+    return status;
+}

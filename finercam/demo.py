@@ -1,0 +1,451 @@
+"""``finercam demo``: the spot-the-difference benchmark end to end, as a self-contained HTML report.
+
+For both embedded models (the small CNN and the small ViT of :mod:`finercam.models`) and the base
+methods Grad-CAM, Layer-CAM and Score-CAM, the demo explains a seeded test set of the bird world
+(:mod:`finercam.datasets`) once per method (one model call; every other setting is an
+``Explanation.recombine``) and writes:
+
+* the paper's figures: Fig. 4 panels, Fig. 7 (one image against each of its top-3 references),
+  Fig. 8 (a gamma sweep), Fig. 5 (deletion curves of the target and the second class), Fig. 1
+  left (sorted classifier-weight similarity);
+* the Table-1-style table (deletion AUC, RD@5%, RD@10%, energy in the object box) plus two
+  columns only a generated data set can give: the share of each map's energy inside the
+  ground-truth discriminative region (the parts whose attributes differ between the target and
+  its references) and the pointing game on that region; the single-reference (T = 1, nearest
+  logit) and 3-reference (T = 3, the paper's default) settings are reported separately;
+* ``results.json`` with every number of the tables.
+
+Targets are the true labels; references are the classes with the nearest logits (the paper's
+rule); masked pixels are set to 0 (black) as in the metrics' default.
+
+    finercam demo                 # >= 200 test images, the full report
+    finercam demo --quick         # a few images, every figure (what CI runs)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+METHODS = (("gradcam", "Grad-CAM"), ("layercam", "Layer-CAM"), ("scorecam", "Score-CAM"))
+MODELS = (("cnn", "CNN"), ("vit", "ViT"))
+GAMMA = 0.6
+NUM_REFERENCES = 3
+GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SETTINGS = (("t1", "single reference (T = 1, nearest logit)"),
+            ("t3", "3 references (T = 3, aggregated, the paper's default)"))
+COLUMNS = (("deletion", "Del. \u2193"), ("rd@0.05", "RD@5% \u2191"), ("rd@0.1", "RD@10% \u2191"),
+           ("loc", "Loc. (box) \u2191"), ("energy", "Disc. energy \u2191"),
+           ("pointing", "Part PG \u2191"))
+LOWER_IS_BETTER = {"deletion"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="out/demo", metavar="DIR",
+                   help="report folder (default: out/demo)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few images, both models, every figure (the CI mode)")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="test images for the table (default 256; 24 with --quick)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test images (default 0)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="deletion-curve steps (default 20; 10 with --quick)")
+
+
+@dataclass
+class _Model:
+    key: str
+    label: str
+    net: object
+    layer: str
+
+
+@dataclass
+class _Run:
+    """One model x method over the whole test set: maps per setting and the nearest references."""
+
+    exp0: object            # the Explanation of the first chunk (for figures)
+    maps: dict              # "base" / "t1" / "t3" -> (N, H, W)
+    references: np.ndarray  # (N, T)
+    logits: np.ndarray      # (N, C)
+
+
+def _classifier_weights(net) -> np.ndarray:
+    from torch import nn
+
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("model has no nn.Linear classifier")
+    return linears[-1].weight.detach().cpu().numpy().astype(np.float64)
+
+
+def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
+    import torch
+
+    from .finer import FinerCAM
+
+    cam = FinerCAM(model.net, model.layer, method=method, gamma=GAMMA,
+                   num_references=NUM_REFERENCES)
+    parts = {"base": [], "t1": [], "t3": []}
+    refs, logits, exp0 = [], [], None
+    for lo in range(0, len(x), chunk):
+        xb = x[lo:lo + chunk]
+        exp = cam(xb, targets=torch.as_tensor(labels[lo:lo + chunk]))
+        exp0 = exp0 if exp0 is not None else exp
+        parts["t3"].append(exp.maps)
+        parts["t1"].append(exp.recombine(references=exp.references[:, :1]).maps)
+        parts["base"].append(exp.baseline().maps)
+        refs.append(exp.references)
+        logits.append(exp.logits)
+        bar.update(len(xb))
+    return _Run(exp0, {k: np.concatenate(v) for k, v in parts.items()}, np.concatenate(refs),
+                 np.concatenate(logits))
+
+
+def _regions(parts: np.ndarray, labels: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """(N, H, W) ground-truth discriminative region of each image against its references."""
+    from .datasets import discriminative_mask
+
+    return np.stack([discriminative_mask(parts[i], int(labels[i]), [int(r) for r in refs[i]])
+                     for i in range(len(labels))])
+
+
+def _score(model: _Model, run: _Run, x, batch, steps: int, bar) -> dict:
+    """Per setting, per map kind ("base" / "finer"): mean of every column, and per-part energy."""
+    from . import metrics
+
+    labels, refs = batch.labels, run.references
+    boxes = metrics.boxes_to_masks(batch.boxes, x.shape[-2:])
+    nearest = refs[:, 0]
+    region = {"t1": _regions(batch.parts, labels, refs[:, :1]),
+              "t3": _regions(batch.parts, labels, refs)}
+    out: dict = {}
+    per_map = {}
+    for kind in ("base", "t1", "t3"):
+        maps = run.maps[kind]
+        ev = metrics.evaluate_maps(model.net, x, maps, labels, compare_to=nearest, steps=steps,
+                                   masks=region["t1" if kind == "base" else kind])
+        ev["loc"] = metrics.energy_in_mask(maps, boxes)
+        per_map[kind] = ev
+        bar.update(1)
+    for setting, _ in SETTINGS:
+        res = {}
+        for kind, ev in (("base", per_map["base"]), ("finer", per_map[setting])):
+            row = {k: float(np.nanmean(ev[k])) for k in ("deletion", "rd@0.05", "rd@0.1", "loc")}
+            maps = run.maps["base" if kind == "base" else setting]
+            row["energy"] = float(np.nanmean(metrics.energy_in_mask(maps, region[setting])))
+            row["pointing"] = float(np.mean(metrics.pointing_game(maps, region[setting])))
+            res[kind] = row
+        out[setting] = res
+    out["parts"] = {kind: _part_energy(run.maps[kind], batch.parts) for kind in ("base", "t1", "t3")}
+    return out
+
+
+def _part_energy(maps: np.ndarray, parts: np.ndarray) -> dict:
+    """Mean share of map energy on each part's visible pixels and on the background."""
+    from .datasets import PARTS
+
+    total = maps.sum(axis=(1, 2), dtype=np.float64)
+    ok = total > 0
+    shares = {}
+    for p, name in enumerate(PARTS):
+        s = (maps * parts[:, p]).sum(axis=(1, 2), dtype=np.float64)
+        shares[name] = float(np.mean(s[ok] / total[ok]))
+    bird = parts.any(axis=1)
+    s = (maps * ~bird).sum(axis=(1, 2), dtype=np.float64)
+    shares["background"] = float(np.mean(s[ok] / total[ok]))
+    return shares
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def _example_of(batch, cls: int, avoid: int = -1) -> np.ndarray:
+    idx = [i for i in np.nonzero(batch.labels == cls)[0] if i != avoid]
+    return batch.images[idx[0]] if idx else np.zeros_like(batch.images[0])
+
+
+def _pick(batch, run: _Run, n: int) -> list[int]:
+    """Correctly classified images, one per family first, for the example figures."""
+    from .datasets import CLASS_FAMILY
+
+    pred = run.logits.argmax(1)
+    chunk = len(run.exp0.targets)
+    good = [i for i in range(chunk) if pred[i] == batch.labels[i]] or list(range(chunk))
+    picked, fams = [], set()
+    for i in good:
+        f = CLASS_FAMILY[int(batch.labels[i])]
+        if f not in fams:
+            picked.append(i)
+            fams.add(f)
+        if len(picked) == n:
+            return picked
+    return (picked + [i for i in good if i not in picked])[:n]
+
+
+def _name(c: int) -> str:
+    from .datasets import CLASS_NAMES
+
+    return CLASS_NAMES[int(c)]
+
+
+def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
+    from . import viz
+
+    cells, titles, labels = [], [], []
+    for i in rows:
+        img = batch.images[i]
+        ref = int(runs["gradcam"].references[i, 0])
+        row = [img, _example_of(batch, ref, i)]
+        tit = ["image", f"similar: {_name(ref)}"]
+        for key, label in METHODS:
+            r = runs[key]
+            row += [viz.overlay(img, r.maps["base"][i]), viz.overlay(img, r.maps["t3"][i])]
+            tit += [label, f"Finer-{label}"]
+        cells.append(row)
+        titles.append(tit)
+        labels.append(_name(batch.labels[i]))
+    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                          suptitle=f"{model.label}: baseline and Finer-CAM (\u03b3 = {GAMMA}, "
+                                   f"T = {NUM_REFERENCES}), as the paper's Fig. 4")
+
+
+def _fig7(model: _Model, run: _Run, batch, i: int):
+    from . import viz
+    from .datasets import differing_parts
+
+    exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
+    refs = [int(r) for r in exp.references[i]]
+    row1 = [img, viz.overlay(img, exp.baseline().maps[i])]
+    t1 = [_name(c), "None (Grad-CAM)"]
+    row2 = [None, viz.overlay(img, exp.maps[i])]
+    t2 = [None, f"all {len(refs)} (aggregated)"]
+    row3 = [None, None]
+    t3 = [None, None]
+    per_ref = np.asarray(exp.references).copy()
+    for t, r in enumerate(refs):
+        per_ref[:, 0] = exp.references[:, t]
+        m = exp.recombine(references=per_ref[:, :1]).maps[i]
+        row1.append(viz.overlay(img, m))
+        t1.append(f"vs {_name(r)}")
+        region = _regions(batch.parts[i:i + 1], batch.labels[i:i + 1], np.array([[r]]))[0]
+        row2.append(viz.overlay(img, region.astype(np.float32), cmap="Reds", alpha=0.6))
+        t2.append("differs: " + ", ".join(differing_parts(c, r)))
+        row3.append(_example_of(batch, r, i))
+        t3.append(_name(r))
+    return viz.panel_grid([row1, row2, row3], titles=[t1, t2, t3],
+                          row_labels=["Finer-Grad-CAM", "ground truth", "reference class"],
+                          cell_size=1.7, suptitle=f"{model.label}: one image against each of its "
+                          "top-3 references (paper's Fig. 7)")
+
+
+def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
+    from . import viz
+
+    exp = run.exp0
+    nearest = exp.references[:, :1]
+    sweep = [exp.recombine(gamma=g, references=nearest).maps for g in GAMMAS]  # no model call
+    cells, titles, labels = [], [], []
+    for i in rows:
+        img = batch.images[i]
+        cells.append([img, _example_of(batch, int(nearest[i, 0]), i)] +
+                     [viz.overlay(img, s[i]) for s in sweep])
+        titles.append(["image", f"vs {_name(nearest[i, 0])}"] +
+                      [f"\u03b3 = {g:.1f}" for g in GAMMAS])
+        labels.append(_name(batch.labels[i]))
+    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                          suptitle=f"{model.label}: comparison strength \u03b3 from 0 (Grad-CAM) "
+                          "to 1, one model call (paper's Fig. 8)")
+
+
+def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
+    from matplotlib.figure import Figure
+
+    from . import metrics, viz
+
+    idx = np.array(rows)
+    exp = run.exp0
+    second = exp.references[idx, 0]
+    fig = Figure(figsize=(13.5, 2.5 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 6, squeeze=False,
+                        gridspec_kw={"width_ratios": [1, 1, 1, 1.5, 1, 1.5]})
+    curves = {}
+    for kind, maps in (("Grad-CAM", exp.baseline().maps[idx]),
+                       ("Finer-Grad-CAM", exp.recombine(references=exp.references[:, :1]).maps[idx])):
+        curves[kind] = (maps, metrics.deletion_auc(model.net, x[idx], maps, batch.labels[idx],
+                                                   steps=steps, compare_to=second))
+    for r, i in enumerate(rows):
+        img = batch.images[i]
+        viz.draw_image(axes[r][0], img, _name(batch.labels[i]))
+        viz.draw_image(axes[r][1], _example_of(batch, int(second[r]), i),
+                       f"2nd: {_name(second[r])}")
+        for j, (kind, (maps, d)) in enumerate(curves.items()):
+            viz.draw_image(axes[r][2 + 2 * j], viz.overlay(img, maps[r]), kind)
+            gap = float(np.trapezoid((d.curve[r] - d.reference_curve[r])[d.fractions <= 0.2],
+                                     d.fractions[d.fractions <= 0.2]))
+            viz.deletion_curves(d.fractions, d.curve[r], d.reference_curve[r], upto=0.2,
+                                labels=("target", "2nd class"), ax=axes[r][3 + 2 * j],
+                                title=f"{kind}: gap area to 20% = {gap:.3f}")
+    fig.suptitle(f"{model.label}: deletion curves of the target and the second class; shaded: "
+                 "their gap while the top 20% are deleted (paper's Fig. 5)", fontsize=10)
+    return fig
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _table_rows(scores: dict, setting: str):
+    rows, best = [], []
+    for m, (key, label) in enumerate(METHODS):
+        s = scores[key][setting]
+        for j, kind in enumerate(("base", "finer")):
+            rows.append([label if kind == "base" else "+ Finer"] +
+                        [s[kind][c] for c, _ in COLUMNS])
+        for col, (c, _) in enumerate(COLUMNS, start=1):
+            b, f = s["base"][c], s["finer"][c]
+            if np.isclose(b, f, rtol=0, atol=5e-4):
+                continue
+            win = (f < b) if c in LOWER_IS_BETTER else (f > b)
+            best.append((2 * m + (1 if win else 0), col))
+    return rows, best
+
+
+def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
+    lines = []
+    for model in models:
+        for setting, title in SETTINGS:
+            lines.append(f"**{model.label}, {title}**, {meta['images']} test images\n")
+            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " |")
+            lines.append("|---|" + "---:|" * len(COLUMNS))
+            rows, best = _table_rows(scores_by_model[model.key], setting)
+            bold = set(best)
+            for i, row in enumerate(rows):
+                cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
+                                    for j, v in enumerate(row[1:], start=1)]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def _load_models() -> list[_Model]:
+    from . import models
+
+    out = []
+    for key, label in MODELS:
+        net = models.load(key)
+        net.eval()
+        out.append(_Model(key, label, net, net.default_target_layer))
+    return out
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from . import __version__, datasets, viz
+    from .report import Report
+
+    t0 = time.perf_counter()
+    n = args.images if args.images is not None else (24 if args.quick else 256)
+    steps = args.steps if args.steps is not None else (10 if args.quick else 20)
+    if n < 16:
+        raise ValueError(f"--images must be >= 16 (one image per class), got {n}")
+    if steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {steps}")
+    chunk = 64
+    out = Path(args.out)
+    batch = datasets.generate(n, seed=args.seed, split="test")
+    x = torch.from_numpy(batch.images)
+    models = _load_models()
+
+    runs: dict = {}
+    with tqdm(total=len(models) * len(METHODS) * n, desc="explaining", unit="img",
+              file=sys.stderr) as bar:
+        for model in models:
+            for key, _ in METHODS:
+                bar.set_postfix_str(f"{model.key} {key}")
+                runs[model.key, key] = _explain(model, key, x, batch.labels, chunk, bar)
+    scores: dict = {m.key: {} for m in models}
+    with tqdm(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
+              file=sys.stderr) as bar:
+        for model in models:
+            for key, _ in METHODS:
+                bar.set_postfix_str(f"{model.key} {key}")
+                scores[model.key][key] = _score(model, runs[model.key, key], x, batch, steps, bar)
+
+    report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
+    meta = {"images": n, "seed": args.seed, "steps": steps, "gamma": GAMMA,
+            "num_references": NUM_REFERENCES, "quick": bool(args.quick),
+            "finercam": __version__, "torch": torch.__version__}
+    with tqdm(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
+        report.text(
+            f"{n} test images of the bird world (seed {args.seed}), 16 species in 4 families; "
+            f"both embedded models; gamma = {GAMMA}; references = the classes with the nearest "
+            "logits to the true class. Baseline maps and every Finer setting come from one model "
+            "call per method (Explanation.recombine). Deletion: "
+            f"{steps} steps, masked pixels set to 0.")
+        meta["accuracy"] = {}
+        meta["same_family_references"] = {}
+        from .datasets import CLASS_FAMILY
+
+        for model in models:
+            run0 = runs[model.key, "gradcam"]
+            acc = float(np.mean(run0.logits.argmax(1) == batch.labels))
+            fam = np.array([[CLASS_FAMILY[int(r)] == CLASS_FAMILY[int(c)] for r in rr]
+                            for rr, c in zip(run0.references, batch.labels)])
+            meta["accuracy"][model.key] = acc
+            meta["same_family_references"][model.key] = fam.mean(0).tolist()
+            rows = _pick(batch, run0, 3)
+            report.heading(f"{model.label} (layer {model.layer}, test accuracy "
+                           f"{100 * acc:.1f}% on these images)")
+            report.text("Share of references from the target's own family, by rank: " +
+                        ", ".join(f"#{t + 1}: {100 * v:.0f}%" for t, v in enumerate(fam.mean(0))))
+            report.figure(_fig4(model, {k: runs[model.key, k] for k, _ in METHODS}, batch, rows),
+                          f"{model.key}-fig4", "Baseline and Finer maps for three base methods.")
+            bar.update(1)
+            report.figure(_fig7(model, run0, batch, rows[0]), f"{model.key}-fig7",
+                          "Finer-Grad-CAM against each reference (top row); the ground-truth parts "
+                          "that differ (middle row); an image of each reference class (bottom).")
+            bar.update(1)
+            report.figure(_fig8(model, run0, batch, rows[:2]), f"{model.key}-fig8",
+                          "Gamma sweep against the nearest reference, from one model call.")
+            bar.update(1)
+            report.figure(_fig5(model, run0, x, batch, rows[:2], 20), f"{model.key}-fig5",
+                          "Deletion curves: a map that finds what separates the two classes "
+                          "closes their gap quickly (small shaded area).")
+            bar.update(1)
+            for setting, title in SETTINGS:
+                rows_, best = _table_rows(scores[model.key], setting)
+                report.table(rows_, ["method"] + [h for _, h in COLUMNS], best=best,
+                             caption=f"{model.label}, {title}; {n} images. Bold: the better of "
+                             "baseline and Finer where they differ by more than 0.0005.")
+            parts = scores[model.key]["gradcam"]["parts"]
+            names = list(parts["base"])
+            report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
+                         ["Grad-CAM map"] + names,
+                         caption=f"{model.label}: mean share of map energy on each part "
+                         "(base = Grad-CAM, t1 / t3 = Finer with 1 / 3 references).")
+        curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
+        report.heading("Classifier-weight similarity")
+        report.figure(viz.plot_similarity_curve(
+            curves, title="sorted cosine similarity of classifier weights"), "fig1-similarity",
+            "Mean over classes of the sorted similarity to the other classes, with its std "
+            "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
+        bar.update(1)
+        meta["seconds"] = round(time.perf_counter() - t0, 1)
+        report.heading("Reproduce")
+        report.code("finercam demo" + (" --quick" if args.quick else "") +
+                    f"  # {meta['seconds']} s, finercam {__version__}, torch {torch.__version__}")
+    (out / "results.json").write_text(json.dumps({"meta": meta, "scores": scores}, indent=1))
+    (out / "tables.md").write_text(_markdown(scores, models, meta))
+    path = report.write()
+    print(f"report: {path.resolve()}")
+    return 0
