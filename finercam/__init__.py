@@ -7,3 +7,4 @@ them apart remain.
 __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
+from .zeroshot import ZeroShotFinerCAM  # noqa: F401,E402

@@ -96,7 +96,7 @@ def test_open_clip_adapter_matches_the_models_logits_and_the_equations():
         E = model.encode_text(tok(PROMPTS))
         want = model.logit_scale.exp() * model.encode_image(x, normalize=True) @ F.normalize(E, dim=-1).t()
     np.testing.assert_allclose(exp.logits, want.numpy(), rtol=1e-5, atol=1e-4)
-    maps, _ = _oracle_maps(model.visual[2], model.encode_image, E, float(model.logit_scale.exp()), x, 0, [1], 0.6)
+    maps, _ = _oracle_maps(model.visual[2], model.encode_image, E, float(model.logit_scale.detach().exp()), x, 0, [1], 0.6)
     np.testing.assert_allclose(exp.maps, maps, rtol=1e-4, atol=1e-5)
     assert not any(m._forward_hooks for m in model.modules())
 
@@ -159,6 +159,6 @@ def test_huggingface_adapter_matches_logits_per_image_and_the_equations(hf):
         f = model.get_image_features(pixel_values=images)
         return f if isinstance(f, torch.Tensor) else f.pooler_output
 
-    maps, _ = _oracle_maps(model.vision_model.encoder.layers[1], encode, E, float(model.logit_scale.exp()),
+    maps, _ = _oracle_maps(model.vision_model.encoder.layers[1], encode, E, float(model.logit_scale.detach().exp()),
                            x, 0, [1], 0.6, tokens=True)
     np.testing.assert_allclose(exp.maps, maps, rtol=1e-4, atol=1e-4)

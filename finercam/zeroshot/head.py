@@ -234,8 +234,10 @@ class ZeroShotFinerCAM:
     scale : float
         Logit scale s (default 100, CLIP's).
     method, gamma, num_references, reference_rule, aggregate, objective, **options
-        Passed to :class:`finercam.FinerCAM` unchanged. ``num_references`` defaults to
-        ``min(3, P - 1)``.
+        Passed to :class:`finercam.FinerCAM` unchanged (gamma None: the engine's default, 0.6).
+        ``num_references`` defaults to ``min(3, P - 1)``; ``classifier`` defaults to the head's
+        ``classifier`` (so ``reference_rule="weight_similarity"`` ranks prompts by the cosine
+        similarity of their text embeddings).
 
     Example
     -------
@@ -250,7 +252,7 @@ class ZeroShotFinerCAM:
     def __init__(self, image_encoder: nn.Module, target_layer: Any, *, prompts: PromptList,
                  text_embeddings: Optional[torch.Tensor] = None, text_encoder: Optional[Callable] = None,
                  tokenizer: Optional[Callable] = None, scale: float = 100.0, bias: float = 0.0,
-                 method: str = "gradcam", gamma: float = 0.6, num_references: Optional[int] = None,
+                 method: str = "gradcam", gamma: Optional[float] = None, num_references: Optional[int] = None,
                  reference_rule: str = "nearest_logit", aggregate: str = "mean", objective: str = "paper",
                  **options: Any):
         if not isinstance(image_encoder, nn.Module):
@@ -272,6 +274,9 @@ class ZeroShotFinerCAM:
             num_references = min(3, len(self.prompts) - 1)
         import finercam  # the engine; imported here because finercam/__init__ imports this module
 
+        # The prompts' "classifier weights" (reference_rule="weight_similarity") are the scaled
+        # text embeddings: their cosine similarity ranks the prompts.
+        options.setdefault("classifier", self.head.classifier)
         self.cam = finercam.FinerCAM(self.head, layers, method=method, gamma=gamma,
                                      num_references=num_references, reference_rule=reference_rule,
                                      aggregate=aggregate, objective=objective, **options)
