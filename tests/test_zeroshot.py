@@ -197,3 +197,14 @@ def test_text_source_and_layer_arguments():
 
 def test_zero_shot_is_exported_at_top_level():
     assert finercam.ZeroShotFinerCAM is ZeroShotFinerCAM
+
+
+def test_weight_similarity_ranks_prompts_by_text_embedding_cosine():
+    E = _embeddings(seed=7)
+    zs = ZeroShotFinerCAM(_encoder(), "2", prompts=PROMPTS, text_embeddings=E,
+                          reference_rule="weight_similarity", num_references=2)
+    exp = zs.explain(_images(), target="a black tail")
+    sim = F.cosine_similarity(E[2][None], E, dim=-1)
+    sim[2] = -float("inf")
+    want = torch.argsort(sim, descending=True)[:2].tolist()
+    assert exp.references.tolist() == [want] * 3

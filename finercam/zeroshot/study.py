@@ -101,13 +101,15 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
     ``"a <colour of p in c> <p>"`` is explained twice from one model call: alone (gamma = 0, the
     plain base method) and against ``"a bird"`` (``y_prompt - gamma * y_bird``).
 
-    Returns ``{"parts": {p: {"alone", "vs_bird", "area", "count"}}, "all": {...}, "gamma",
-    "method", "n", "examples": [...]}`` with mean energy shares (``area``: mean mask area
-    fraction, the share of a uniform map) and, for figures, ``examples`` dicts holding the image
+    Returns ``{"parts": {p: {"alone", "vs_bird", "area", "bird_alone", "bird_vs_bird", "count"}},
+    "all": {...}, "gamma", "method", "n", "examples": [...]}`` with mean energy shares inside the
+    part (``area``: mean mask area fraction, the share of a uniform map; ``bird_*``: the share
+    inside the whole bird, all parts together) and, for figures, ``examples`` dicts holding the image
     (3, H, W), the two maps, the mask, the prompt and both shares.
     """
     zs = zero_shot_cam(model, method=method, gamma=gamma)
-    per_part: Dict[str, Dict[str, list]] = {p: {"alone": [], "vs_bird": [], "area": []} for p in parts}
+    keys = ("alone", "vs_bird", "area", "bird_alone", "bird_vs_bird")
+    per_part: Dict[str, Dict[str, list]] = {p: {k: [] for k in keys} for p in parts}
     shown: List[Dict[str, Any]] = []
     for start in range(0, n, batch):
         b = generate(min(batch, n - start), seed=seed, split=split, start=start)
@@ -126,6 +128,9 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
             per_part[p]["alone"] += s_alone.tolist()
             per_part[p]["vs_bird"] += s_vs.tolist()
             per_part[p]["area"] += masks[idx].mean(axis=(1, 2)).tolist()
+            whole = b.parts[idx].any(axis=1)
+            per_part[p]["bird_alone"] += energy_share(alone, whole).tolist()
+            per_part[p]["bird_vs_bird"] += energy_share(versus, whole).tolist()
             if len(shown) < examples and p in ("wing", "head", "breast", "tail"):
                 j = int(len(shown) % len(idx))
                 shown.append({"image": b.images[idx[j]], "prompt": prompts[j], "part": p,
@@ -133,7 +138,7 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
                               "alone_share": float(s_alone[j]), "vs_bird_share": float(s_vs[j])})
     summary = {p: {k: float(np.nanmean(v)) if v else float("nan") for k, v in d.items()} | {"count": len(d["alone"])}
                for p, d in per_part.items()}
-    allv = {k: float(np.nanmean(sum((per_part[p][k] for p in parts), []))) for k in ("alone", "vs_bird", "area")}
+    allv = {k: float(np.nanmean(sum((per_part[p][k] for p in parts), []))) for k in keys}
     allv["count"] = sum(s["count"] for s in summary.values())
     return {"parts": summary, "all": allv, "gamma": gamma, "method": method, "n": n, "examples": shown}
 
@@ -238,7 +243,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
         from .. import models
 
         classifier = models.load("cnn")
-        target_layer = target_layer if target_layer is not None else models.default_target_layer(classifier)
+        target_layer = target_layer if target_layer is not None else classifier.default_target_layer
     if target_layer is None:
         raise ValueError("target_layer is required with a user classifier")
     zs = zero_shot_cam(model, method=method, gamma=gamma)

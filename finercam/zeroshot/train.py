@@ -49,7 +49,7 @@ def zero_shot_accuracy(model: DualEncoder, n: int = 512, seed: int = 0, split: s
     return correct / n
 
 
-def train(epochs: int = 10, n_train: int = 8192, batch: int = 128, lr: float = 3e-3, seed: int = 0,
+def train(epochs: int = 8, n_train: int = 8192, batch: int = 128, lr: float = 3e-3, seed: int = 0,
           out: Optional[Path] = None, log=print) -> DualEncoder:
     """Train a :class:`DualEncoder` from scratch and save it (float16) to ``out``."""
     torch.manual_seed(seed)
@@ -100,13 +100,16 @@ def train(epochs: int = 10, n_train: int = 8192, batch: int = 128, lr: float = 3
                 model.logit_scale.clamp_(0.0, math.log(100.0))
             total += float(loss.detach())
             step += 1
+            if step % 16 == 0:
+                log(f"  step {step}/{steps}: loss {float(loss.detach()):.3f}, {time.time() - t0:.0f} s")
         acc = zero_shot_accuracy(model, n=256, split="val")
         log(f"epoch {epoch + 1}/{epochs}: loss {total / (n_train // batch):.3f}, scale {model.scale:.1f}, "
             f"val zero-shot accuracy {acc:.3f}, {time.time() - t0:.0f} s")
+        if out is not None:  # after every epoch, so that an interrupted run leaves usable weights
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            model.save(out)
     model.eval()
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        model.save(out)
         log(f"saved {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
     return model
 
@@ -120,7 +123,7 @@ def tokens_pad(tokens: torch.Tensor, length: int) -> torch.Tensor:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m finercam.zeroshot.train", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--n-train", type=int, default=8192)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
