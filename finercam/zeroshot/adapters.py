@@ -79,13 +79,22 @@ def from_open_clip(model: nn.Module, tokenizer: Callable, target_layer: Any, pro
     ``model.logit_scale.exp() * cos + logit_bias`` as in open_clip's own forward. ``options`` go to
     :class:`ZeroShotFinerCAM` (method, gamma, ..., ``scale`` to override the model's).
 
-    Example
-    -------
-    >>> import open_clip  # doctest: +SKIP
-    >>> model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai")
-    >>> zs = from_open_clip(model, open_clip.get_tokenizer("ViT-B-32"),
-    ...                     "visual.transformer.resblocks.11", ["red epaulets", "bird"])
-    >>> exp = zs.explain(images, target="red epaulets", references=["bird"])  # doctest: +SKIP
+    Example (with open_clip installed)::
+
+        import open_clip
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai")
+        zs = from_open_clip(model, open_clip.get_tokenizer("ViT-B-32"),
+                            "visual.transformer.resblocks.11", ["red epaulets", "bird"])
+        exp = zs.explain(images, target="red epaulets", references=["bird"])
+
+    The tiny dual encoder has open_clip's interface:
+
+    >>> import torch
+    >>> from finercam.zeroshot import load_dual_encoder
+    >>> tiny = load_dual_encoder()
+    >>> zs = from_open_clip(tiny, tiny.tokenizer, "image_encoder.layer3", ["a black wing", "a bird"])
+    >>> zs.explain(torch.rand(1, 3, 96, 96), target="a black wing", references=["a bird"]).maps.shape
+    (1, 96, 96)
     """
     _require(model, ("encode_image", "encode_text"), "open_clip")
     layers = _resolve_layers(model, target_layer)
@@ -105,12 +114,13 @@ def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, p
     ``logits_per_image``. ViT layers such as ``"vision_model.encoder.layers.11"`` return a tuple in
     transformers 4; pass ``reshape=`` (see :class:`finercam.FinerCAM`) if the engine needs help.
 
-    Example
-    -------
-    >>> from transformers import CLIPModel, CLIPProcessor  # doctest: +SKIP
-    >>> model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32")
-    >>> zs = from_huggingface(model, CLIPProcessor.from_pretrained("openai/clip-vit-base-patch32"),
-    ...                       "vision_model.encoder.layers.11", ["red epaulets", "bird"])
+    Example (with transformers and the weights at hand)::
+
+        from transformers import CLIPModel, CLIPProcessor
+        model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32")
+        zs = from_huggingface(model, CLIPProcessor.from_pretrained("openai/clip-vit-base-patch32"),
+                              "vision_model.encoder.layers.11", ["red epaulets", "bird"])
+        exp = zs.explain(pixel_values, target="red epaulets", references=["bird"])
     """
     _require(model, ("get_image_features", "get_text_features"), "Hugging Face CLIPModel")
     if not callable(processor):

@@ -246,7 +246,9 @@ class ZeroShotFinerCAM:
     >>> zs = ZeroShotFinerCAM(model.image_encoder, model.target_layer, prompts=["a red wing", "a bird"],
     ...                       text_encoder=model.text_encoder, tokenizer=model.tokenizer,
     ...                       scale=model.scale)
-    >>> exp = zs.explain(images, target="a red wing", references=["a bird"])  # doctest: +SKIP
+    >>> exp = zs.explain(torch.rand(2, 3, 96, 96), target="a red wing", references=["a bird"])
+    >>> exp.targets.tolist(), exp.references.tolist(), exp.maps.shape
+    ([0, 0], [[1], [1]], (2, 96, 96))
     """
 
     def __init__(self, image_encoder: nn.Module, target_layer: Any, *, prompts: PromptList,

@@ -143,6 +143,12 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
     return {"parts": summary, "all": allv, "gamma": gamma, "method": method, "n": n, "examples": shown}
 
 
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """Max over each row ignoring NaN; NaN for an all-NaN row (a constant map), without a warning."""
+    filled = np.where(np.isnan(a), -np.inf, a).max(axis=1)
+    return np.where(np.isfinite(filled), filled, np.nan)
+
+
 @dataclass
 class Faithfulness:
     """Agreement of a classifier's Finer maps with zero-shot attribute maps, per image.
@@ -164,11 +170,11 @@ class Faithfulness:
 
     @property
     def best_correlation(self) -> np.ndarray:
-        return np.nanmax(self.correlation, axis=1)
+        return _row_max(self.correlation)
 
     @property
     def best_overlap(self) -> np.ndarray:
-        return np.nanmax(self.overlap, axis=1)
+        return _row_max(self.overlap)
 
     def summary(self) -> Dict[str, float]:
         """Means over images of the combined and best-attribute agreements."""
@@ -189,8 +195,7 @@ def examine_faithfulness(classifier_maps: np.ndarray, zeroshot: ZeroShotFinerCAM
     references=[[d] for d in most_similar]).maps``. ``attribute_prompts[i]``: the (up to 3)
     attributes that tell image i's class from that similar class, as prompts of ``zeroshot``;
     each is explained against ``reference`` ("a bird"), the paper's "ground truth" difference.
-
-    >>> # see faithfulness_study() for the bird world; any classifier and zero-shot model work
+    :func:`faithfulness_study` runs it on the bird world; any classifier and zero-shot model work.
     """
     cls = np.asarray(classifier_maps, np.float32)
     n = len(attribute_prompts)
@@ -214,7 +219,8 @@ def examine_faithfulness(classifier_maps: np.ndarray, zeroshot: ZeroShotFinerCAM
         idx = [i for i, p in enumerate(attribute_prompts) if len(p) > j]
         corr[idx, j] = correlation(cls[idx], att[idx, j])
         ovl[idx, j] = top_overlap(cls[idx], att[idx, j], top_fraction)
-    combined = np.nanmean(att, axis=1)
+    with np.errstate(invalid="ignore"):
+        combined = np.nanmean(att, axis=1)
     lo = combined.min(axis=(1, 2), keepdims=True)
     hi = combined.max(axis=(1, 2), keepdims=True)
     combined = (combined - lo) / (hi - lo + 1e-8)
