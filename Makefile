@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build csan test demo bench clean
+.PHONY: all venv build csan test demo bench docs clean
 
 all: build
 
@@ -17,9 +17,9 @@ $(VPY):
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml setup.py | $(VPY)
-	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(VPY) -m pip install -q torch==2.13.0
-	$(VPY) -m pip install -q -e '.[test,viz]'
+	$(VPY) -m pip install -q -e '.[test,viz,docs]'
 	touch $@
 
 venv: $(STAMP)
@@ -27,10 +27,14 @@ venv: $(STAMP)
 build: $(STAMP)
 	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 
-# The C kernels called directly from C, under AddressSanitizer and UBSan.
-csan: csrc/tests/test_kernels.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
-	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc csrc/tests/test_kernels.c $(KERNEL_SRCS) -lm -o csrc/tests/test_kernels
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./csrc/tests/test_kernels
+# The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
+C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics
+
+csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@
+
+csan: $(C_TESTS)
+	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
 
 test: build csan
 	$(VPY) -m pytest -q
@@ -41,5 +45,9 @@ demo: build
 bench: build
 	$(VPY) benchmarks/bench_kernels.py
 
+# The HTML documentation into site/ (tests/test_docs.py builds it the same way, into a temp dir).
+docs: $(STAMP)
+	$(VPY) -m mkdocs build --strict
+
 clean:
-	rm -rf build finercam/*.so csrc/tests/test_kernels *.egg-info
+	rm -rf build finercam/*.so $(C_TESTS) *.egg-info

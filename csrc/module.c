@@ -5,8 +5,11 @@
  * family adds its #include, its wrappers above the method table and one line in the table.
  *
  * Every wrapper: all PyObject pointers start NULL; arguments are checked with the GIL held and
- * before any output is allocated (TypeError / ValueError naming the argument); the loops run with
- * the GIL released; one `exit:` label releases everything once.
+ * before anything is allocated (TypeError / ValueError naming the argument; a size whose byte
+ * count overflows is a ValueError); the output comes next (numpy's MemoryError for a size that
+ * fits the arithmetic but not the machine), then the coefficient tables, only when there is
+ * something to compute; the loops run with the GIL released; one `exit:` label releases
+ * everything once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,7 +19,9 @@
 #include <stdio.h>
 
 #include "combine.h"
+#include "measure.h"
 #include "normalize.h"
+#include "rank.h"
 #include "resize.h"
 #include "status.h"
 
@@ -279,8 +284,14 @@ static PyObject *py_resize(PyObject *Py_UNUSED(self), PyObject *args)
     const npy_intp dims[3] = {md[0], H, W};
     if (check_output(md[0], H, W, 1, "size") < 0 ||
         check_output(md[1], W, 1, 1, "size") < 0 ||
-        (plan = new_plan(md[1], md[2], H, W, align)) == NULL ||
         (out = new_output(3, dims)) == NULL) {
+        goto exit;
+    }
+    if (md[0] == 0) { /* nothing to compute: no tables for a possibly huge (H, W) */
+        goto exit;
+    }
+    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
+        Py_CLEAR(out);
         goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -348,8 +359,14 @@ static PyObject *py_postprocess(PyObject *Py_UNUSED(self), PyObject *args)
     if (check_output(md[0], H, W, 1, "size") < 0 ||
         check_output(H, W, 2, 1, "size") < 0 ||
         check_output(md[1], W, 2, 1, "size") < 0 ||
-        (plan = new_plan(md[1], md[2], H, W, align)) == NULL ||
         (out = new_output(3, dims)) == NULL) {
+        goto exit;
+    }
+    if (md[0] == 0) {
+        goto exit;
+    }
+    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
+        Py_CLEAR(out);
         goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -424,17 +441,18 @@ static PyObject *py_fuse_layers(PyObject *Py_UNUSED(self), PyObject *args)
         data[l] = PyArray_DATA(M[l]);
     }
     const npy_intp dims[3] = {PyArray_DIM(M[0], 0), H, W};
-    if (check_output(dims[0], H, W, 1, "size") < 0 || check_output(H, W, 4, 1, "size") < 0) {
+    if (check_output(dims[0], H, W, 1, "size") < 0 || check_output(H, W, 2, 1, "size") < 0) {
+        goto exit;
+    }
+    if ((out = new_output(3, dims)) == NULL || dims[0] == 0) {
         goto exit;
     }
     for (Py_ssize_t l = 0; l < L; l++) {
         if ((plans[l] = new_plan(PyArray_DIM(M[l], 1), PyArray_DIM(M[l], 2), H, W, align)) ==
             NULL) {
+            Py_CLEAR(out);
             goto exit;
         }
-    }
-    if ((out = new_output(3, dims)) == NULL) {
-        goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
     status = fc_fuse_layers(plans, data, L, dims[0], relu, eps, PyArray_DATA(out));
@@ -458,6 +476,349 @@ exit:
     return (PyObject *)out;
 }
 
+/* ---------------------------------------------------------------- rank.c, measure.c */
+
+/* A new reference to `obj` as an aligned, C-contiguous, native array of `type` (NPY_BOOL,
+ * NPY_INT64 or NPY_FLOAT64) with `ndim` dimensions. Only the same kind is accepted: bool for
+ * masks; any integer for counts; any float for float64; everything else is a TypeError. */
+static PyArrayObject *as_kind(PyObject *obj, const char *name, int type, int ndim,
+                              const char *dims)
+{
+    const char *want = type == NPY_BOOL ? "bool" : type == NPY_INT64 ? "integer" : "float";
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array %s of %s, got %s", name, dims,
+                     want, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    const int ok = type == NPY_BOOL    ? PyArray_TYPE(arr) == NPY_BOOL
+                   : type == NPY_INT64 ? PyArray_ISINTEGER(arr)
+                                       : PyArray_ISFLOAT(arr);
+    if (!ok) {
+        PyObject *descr = PyObject_Str((PyObject *)PyArray_DESCR(arr));
+        if (descr != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s must hold %s, got dtype %U", name, want, descr);
+            Py_DECREF(descr);
+        }
+        return NULL;
+    }
+    if (PyArray_NDIM(arr) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must be a %d-d array %s, got %d-d", name, ndim, dims,
+                     PyArray_NDIM(arr));
+        return NULL;
+    }
+    PyArray_Descr *descr = PyArray_DescrFromType(type);
+    if (descr == NULL) {
+        return NULL;
+    }
+    /* steals descr; an integer array outside int64 (uint64 above 2**63) fails the cast check */
+    return (PyArrayObject *)PyArray_FromArray(arr, descr,
+                                              NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY |
+                                                  (type == NPY_INT64 ? NPY_ARRAY_FORCECAST : 0));
+}
+
+/* Whether two arrays' memory ranges overlap (a bounds check, enough to refuse aliasing). */
+static int may_share(PyArrayObject *a, PyArrayObject *b)
+{
+    const char *a0 = PyArray_BYTES(a), *b0 = PyArray_BYTES(b);
+    const char *a1 = a0 + PyArray_NBYTES(a), *b1 = b0 + PyArray_NBYTES(b);
+    return a0 < b1 && b0 < a1;
+}
+
+/* The ranks are 32-bit: a map must have fewer than 2**32 pixels. */
+static int check_pixels(npy_intp h, npy_intp w, const char *name)
+{
+    ptrdiff_t n = h;
+    if (!fc_mul_ok(&n, w) || (uint64_t)n > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s has more than 2**32 - 1 pixels per map", name);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(argsort_desc_doc,
+"argsort_desc(maps)\n--\n\n"
+"Flat pixel indices of each (N, H, W) map by decreasing value, ties to the lower index,\n"
+"-0.0 == +0.0, NaN last -> (N, H*W) int64.");
+
+PyDoc_STRVAR(rank_desc_doc,
+"rank_desc(maps)\n--\n\n"
+"Position of each pixel in argsort_desc's order (0 = the largest) -> (N, H, W) int64.");
+
+static PyObject *order_or_rank(PyObject *args, int inverse)
+{
+    PyObject *m_obj;
+    int status = FC_OK;
+    PyArrayObject *M = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, inverse ? "O:rank_desc" : "O:argsort_desc", &m_obj)) {
+        goto exit;
+    }
+    if ((M = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
+        check_pixels(PyArray_DIM(M, 1), PyArray_DIM(M, 2), "maps") < 0) {
+        goto exit;
+    }
+    const npy_intp *md = PyArray_DIMS(M);
+    const npy_intp dims[3] = {md[0], inverse ? md[1] : md[1] * md[2], md[2]};
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(inverse ? 3 : 2, (npy_intp *)dims,
+                                                  NPY_INT64)) == NULL) {
+        goto exit;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (inverse) {
+        status = fc_rank_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out));
+    } else {
+        status = fc_argsort_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out));
+    }
+    Py_END_ALLOW_THREADS
+    if (raise_status(status) < 0) {
+        Py_CLEAR(out);
+    }
+exit:
+    Py_XDECREF(M);
+    return (PyObject *)out;
+}
+
+static PyObject *py_argsort_desc(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return order_or_rank(args, 0);
+}
+
+static PyObject *py_rank_desc(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return order_or_rank(args, 1);
+}
+
+PyDoc_STRVAR(mask_top_doc,
+"mask_top(images, maps, baseline, counts, out)\n--\n\n"
+"Row n*S + s of the (N*S, C, H, W) float32 result is images[n] with the counts[s] top-ranked\n"
+"pixels of maps[n] replaced by baseline[n] in every channel; images, baseline (N, C, H, W),\n"
+"maps (N, H, W), counts (S,) in [0, H*W]. out is None or a preallocated C-contiguous\n"
+"writeable float32 array of the result's shape, filled and returned.");
+
+static PyObject *py_mask_top(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *i_obj, *m_obj, *b_obj, *c_obj, *o_obj;
+    int status = FC_OK;
+    PyArrayObject *Im = NULL, *Mp = NULL, *Bl = NULL, *Kc = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOO:mask_top", &i_obj, &m_obj, &b_obj, &c_obj, &o_obj)) {
+        goto exit;
+    }
+    if ((Im = as_float32(i_obj, "images", 4, "(N, C, H, W)")) == NULL ||
+        (Mp = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
+        (Bl = as_float32(b_obj, "baseline", 4, "(N, C, H, W)")) == NULL ||
+        (Kc = as_kind(c_obj, "counts", NPY_INT64, 1, "(S,)")) == NULL) {
+        goto exit;
+    }
+    const npy_intp *id = PyArray_DIMS(Im), *md = PyArray_DIMS(Mp), *bd = PyArray_DIMS(Bl);
+    if (md[0] != id[0] || md[1] != id[2] || md[2] != id[3]) {
+        PyErr_Format(PyExc_ValueError,
+                     "maps (N, H, W) = (%zd, %zd, %zd) does not match images (N, C, H, W) = "
+                     "(%zd, %zd, %zd, %zd)",
+                     (Py_ssize_t)md[0], (Py_ssize_t)md[1], (Py_ssize_t)md[2], (Py_ssize_t)id[0],
+                     (Py_ssize_t)id[1], (Py_ssize_t)id[2], (Py_ssize_t)id[3]);
+        goto exit;
+    }
+    if (!PyArray_CompareLists(bd, id, 4)) {
+        PyErr_Format(PyExc_ValueError,
+                     "baseline (%zd, %zd, %zd, %zd) must have the shape of images "
+                     "(%zd, %zd, %zd, %zd)",
+                     (Py_ssize_t)bd[0], (Py_ssize_t)bd[1], (Py_ssize_t)bd[2], (Py_ssize_t)bd[3],
+                     (Py_ssize_t)id[0], (Py_ssize_t)id[1], (Py_ssize_t)id[2], (Py_ssize_t)id[3]);
+        goto exit;
+    }
+    if (check_pixels(id[2], id[3], "images") < 0) {
+        goto exit;
+    }
+    const npy_intp S = PyArray_DIM(Kc, 0), n_pix = id[2] * id[3];
+    const npy_int64 *counts = PyArray_DATA(Kc);
+    for (npy_intp s = 0; s < S; s++) {
+        if (counts[s] < 0 || counts[s] > n_pix) {
+            PyErr_Format(PyExc_ValueError, "counts must lie in [0, H*W = %zd], got %lld at %zd",
+                         (Py_ssize_t)n_pix, (long long)counts[s], (Py_ssize_t)s);
+            goto exit;
+        }
+    }
+    ptrdiff_t rows = id[0];
+    if (!fc_mul_ok(&rows, S)) {
+        PyErr_SetString(PyExc_ValueError, "counts is too long: the output would not fit");
+        goto exit;
+    }
+    const npy_intp dims[4] = {rows, id[1], id[2], id[3]};
+    if (o_obj == Py_None) {
+        if (check_output(dims[0], dims[1], dims[2], dims[3], "counts") < 0 ||
+            (out = new_output(4, dims)) == NULL) {
+            goto exit;
+        }
+    } else {
+        if (!PyArray_Check(o_obj) || PyArray_TYPE((PyArrayObject *)o_obj) != NPY_FLOAT32 ||
+            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o_obj) ||
+            !PyArray_ISWRITEABLE((PyArrayObject *)o_obj) ||
+            !PyArray_ISNOTSWAPPED((PyArrayObject *)o_obj)) {
+            PyErr_Format(PyExc_TypeError,
+                         "out must be None or a writeable C-contiguous native float32 array, "
+                         "got %s", Py_TYPE(o_obj)->tp_name);
+            goto exit;
+        }
+        out = (PyArrayObject *)o_obj;
+        Py_INCREF(out);
+        if (PyArray_NDIM(out) != 4 || !PyArray_CompareLists(PyArray_DIMS(out), dims, 4)) {
+            PyErr_Format(PyExc_ValueError, "out must have shape (%zd, %zd, %zd, %zd)",
+                         (Py_ssize_t)dims[0], (Py_ssize_t)dims[1], (Py_ssize_t)dims[2],
+                         (Py_ssize_t)dims[3]);
+            Py_CLEAR(out);
+            goto exit;
+        }
+        /* the kernel reads images/baseline while writing out: they must not share memory */
+        if (may_share(out, Im) || may_share(out, Bl) || may_share(out, Mp)) {
+            PyErr_SetString(PyExc_ValueError, "out must not share memory with the inputs");
+            Py_CLEAR(out);
+            goto exit;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = fc_mask_top(PyArray_DATA(Im), PyArray_DATA(Mp), PyArray_DATA(Bl), id[0], id[1], n_pix,
+                         counts, S, PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (raise_status(status) < 0) {
+        Py_CLEAR(out);
+    }
+exit:
+    Py_XDECREF(Im);
+    Py_XDECREF(Mp);
+    Py_XDECREF(Bl);
+    Py_XDECREF(Kc);
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(energy_in_mask_doc,
+"energy_in_mask(maps, masks)\n--\n\n"
+"sum(map * mask) / sum(map) per (N, H, W) map, masks (N, H, W) bool -> (N,) float64;\n"
+"NaN for a zero sum or a map holding NaN or inf.");
+
+PyDoc_STRVAR(pointing_hit_doc,
+"pointing_hit(maps, masks)\n--\n\n"
+"Whether each (N, H, W) map's first maximum (NaN ignored) lies in its bool mask -> (N,) bool.");
+
+static PyObject *measure_maps(PyObject *args, int pointing)
+{
+    PyObject *m_obj, *k_obj;
+    PyArrayObject *M = NULL, *K = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, pointing ? "OO:pointing_hit" : "OO:energy_in_mask", &m_obj,
+                          &k_obj)) {
+        goto exit;
+    }
+    if ((M = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
+        (K = as_kind(k_obj, "masks", NPY_BOOL, 3, "(N, H, W)")) == NULL) {
+        goto exit;
+    }
+    const npy_intp *md = PyArray_DIMS(M), *kd = PyArray_DIMS(K);
+    if (!PyArray_CompareLists(md, kd, 3)) {
+        PyErr_Format(PyExc_ValueError, "masks (%zd, %zd, %zd) must have the shape of maps "
+                     "(%zd, %zd, %zd)", (Py_ssize_t)kd[0], (Py_ssize_t)kd[1], (Py_ssize_t)kd[2],
+                     (Py_ssize_t)md[0], (Py_ssize_t)md[1], (Py_ssize_t)md[2]);
+        goto exit;
+    }
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)md,
+                                                  pointing ? NPY_BOOL : NPY_FLOAT64)) == NULL) {
+        goto exit;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (pointing) {
+        fc_pointing_hit(PyArray_DATA(M), PyArray_DATA(K), md[0], md[1] * md[2],
+                        PyArray_DATA(out));
+    } else {
+        fc_energy_in_mask(PyArray_DATA(M), PyArray_DATA(K), md[0], md[1] * md[2],
+                          PyArray_DATA(out));
+    }
+    Py_END_ALLOW_THREADS
+exit:
+    Py_XDECREF(M);
+    Py_XDECREF(K);
+    return (PyObject *)out;
+}
+
+static PyObject *py_energy_in_mask(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return measure_maps(args, 0);
+}
+
+static PyObject *py_pointing_hit(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return measure_maps(args, 1);
+}
+
+PyDoc_STRVAR(trapezoid_doc,
+"trapezoid(y, x)\n--\n\n"
+"Trapezoid rule of each row of y (N, P) over the points x (P,) -> (N,) float64 (0 for P < 2).");
+
+static PyObject *py_trapezoid(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *y_obj, *x_obj;
+    PyArrayObject *Y = NULL, *X = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OO:trapezoid", &y_obj, &x_obj)) {
+        goto exit;
+    }
+    if ((Y = as_kind(y_obj, "y", NPY_FLOAT64, 2, "(N, P)")) == NULL ||
+        (X = as_kind(x_obj, "x", NPY_FLOAT64, 1, "(P,)")) == NULL) {
+        goto exit;
+    }
+    const npy_intp *yd = PyArray_DIMS(Y);
+    if (PyArray_DIM(X, 0) != yd[1]) {
+        PyErr_Format(PyExc_ValueError, "x has %zd points but y has %zd per row",
+                     (Py_ssize_t)PyArray_DIM(X, 0), (Py_ssize_t)yd[1]);
+        goto exit;
+    }
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)yd, NPY_FLOAT64)) == NULL) {
+        goto exit;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fc_trapezoid(PyArray_DATA(Y), PyArray_DATA(X), yd[0], yd[1], PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+exit:
+    Py_XDECREF(Y);
+    Py_XDECREF(X);
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(cosine_matrix_doc,
+"cosine_matrix(a, b)\n--\n\n"
+"<a_i, b_j> / (|a_i| |b_j|) for rows a (M, D), b (K, D) -> (M, K) float32; 0 for a zero row.");
+
+static PyObject *py_cosine_matrix(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *a_obj, *b_obj;
+    int status = FC_OK;
+    PyArrayObject *A = NULL, *Bm = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OO:cosine_matrix", &a_obj, &b_obj)) {
+        goto exit;
+    }
+    if ((A = as_float32(a_obj, "a", 2, "(M, D)")) == NULL ||
+        (Bm = as_float32(b_obj, "b", 2, "(K, D)")) == NULL) {
+        goto exit;
+    }
+    const npy_intp *ad = PyArray_DIMS(A), *bd = PyArray_DIMS(Bm);
+    if (ad[1] != bd[1]) {
+        PyErr_Format(PyExc_ValueError, "b has %zd columns but a has %zd", (Py_ssize_t)bd[1],
+                     (Py_ssize_t)ad[1]);
+        goto exit;
+    }
+    const npy_intp dims[2] = {ad[0], bd[0]};
+    if (check_output(dims[0], dims[1], 1, 1, "a, b") < 0 || (out = new_output(2, dims)) == NULL) {
+        goto exit;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = fc_cosine_matrix(PyArray_DATA(A), ad[0], PyArray_DATA(Bm), bd[0], ad[1],
+                              PyArray_DATA(out));
+    Py_END_ALLOW_THREADS
+    if (raise_status(status) < 0) {
+        Py_CLEAR(out);
+    }
+exit:
+    Py_XDECREF(A);
+    Py_XDECREF(Bm);
+    return (PyObject *)out;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef core_methods[] = {
@@ -467,6 +828,13 @@ static PyMethodDef core_methods[] = {
     {"minmax", py_minmax, METH_VARARGS, minmax_doc},
     {"postprocess", py_postprocess, METH_VARARGS, postprocess_doc},
     {"fuse_layers", py_fuse_layers, METH_VARARGS, fuse_layers_doc},
+    {"argsort_desc", py_argsort_desc, METH_VARARGS, argsort_desc_doc},
+    {"rank_desc", py_rank_desc, METH_VARARGS, rank_desc_doc},
+    {"mask_top", py_mask_top, METH_VARARGS, mask_top_doc},
+    {"energy_in_mask", py_energy_in_mask, METH_VARARGS, energy_in_mask_doc},
+    {"pointing_hit", py_pointing_hit, METH_VARARGS, pointing_hit_doc},
+    {"trapezoid", py_trapezoid, METH_VARARGS, trapezoid_doc},
+    {"cosine_matrix", py_cosine_matrix, METH_VARARGS, cosine_matrix_doc},
     {NULL, NULL, 0, NULL},
 };
 

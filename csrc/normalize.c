@@ -3,72 +3,143 @@
 #include <math.h>
 #include <stdlib.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Running min / max of a map plus whether it held NaN or +-inf. When `bad` is set, lo and hi
+ * mean nothing (the whole map becomes NaN). */
 typedef struct {
     double lo, hi;
-    int finite;
+    int bad;
 } range;
 
-/* `v - v != 0` is true exactly for NaN and +-inf; an integer OR keeps the loop vectorisable. */
-static range range_f(const float *x, ptrdiff_t n)
+static range range_empty(void)
 {
-    float lo = x[0], hi = x[0];
-    int bad = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const float v = x[i];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        bad |= !(v - v == 0.0f);
-    }
-    range r = {lo, hi, !bad};
+    range r = {INFINITY, -INFINITY, 0};
     return r;
 }
 
-static range range_d(const double *x, ptrdiff_t n)
+/* `v - v` is 0 for finite v and NaN for NaN and +-inf. The compilers do not vectorise an IEEE
+ * min/max reduction on their own, hence SSE2 (every x86-64) with a portable scalar tail. */
+static void range_update_d(range *r, const double *x, ptrdiff_t n)
 {
-    double lo = x[0], hi = x[0];
-    int bad = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
+    double lo = r->lo, hi = r->hi;
+    int bad = r->bad;
+    ptrdiff_t i = 0;
+#if defined(__SSE2__)
+    if (n >= 2) {
+        __m128d vlo = _mm_set1_pd(lo), vhi = _mm_set1_pd(hi), vbad = _mm_setzero_pd();
+        for (; i + 2 <= n; i += 2) {
+            const __m128d v = _mm_loadu_pd(x + i), z = _mm_sub_pd(v, v);
+            vlo = _mm_min_pd(vlo, v);
+            vhi = _mm_max_pd(vhi, v);
+            vbad = _mm_or_pd(vbad, _mm_cmpunord_pd(z, z));
+        }
+        double l2[2], h2[2];
+        _mm_storeu_pd(l2, vlo);
+        _mm_storeu_pd(h2, vhi);
+        lo = l2[0] < l2[1] ? l2[0] : l2[1];
+        hi = h2[0] > h2[1] ? h2[0] : h2[1];
+        bad |= _mm_movemask_pd(vbad) != 0;
+    }
+#endif
+    for (; i < n; i++) {
         const double v = x[i];
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
         bad |= !(v - v == 0.0);
     }
-    range r = {lo, hi, !bad};
-    return r;
+    r->lo = lo;
+    r->hi = hi;
+    r->bad = bad;
 }
 
-/* Writes the normalised map as float32 (dst_f) or adds it to a double accumulator (acc_d). */
-static void apply_d(const double *x, ptrdiff_t n, range r, double eps, float *dst_f,
-                    double *acc_d)
+static void range_update_f(range *r, const float *x, ptrdiff_t n)
 {
-    if (!r.finite) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            if (dst_f) {
-                dst_f[i] = NAN;
-            } else {
-                acc_d[i] = NAN;
-            }
+    float lo = (float)r->lo, hi = (float)r->hi;
+    int bad = r->bad;
+    ptrdiff_t i = 0;
+#if defined(__SSE2__)
+    if (n >= 4) {
+        __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi), vbad = _mm_setzero_ps();
+        for (; i + 4 <= n; i += 4) {
+            const __m128 v = _mm_loadu_ps(x + i), z = _mm_sub_ps(v, v);
+            vlo = _mm_min_ps(vlo, v);
+            vhi = _mm_max_ps(vhi, v);
+            vbad = _mm_or_ps(vbad, _mm_cmpunord_ps(z, z));
         }
-        return;
-    }
-    if (r.hi == r.lo) {
-        if (dst_f) {
-            for (ptrdiff_t i = 0; i < n; i++) {
-                dst_f[i] = 0.0f;
-            }
+        float l4[4], h4[4];
+        _mm_storeu_ps(l4, vlo);
+        _mm_storeu_ps(h4, vhi);
+        for (int j = 0; j < 4; j++) {
+            lo = l4[j] < lo ? l4[j] : lo;
+            hi = h4[j] > hi ? h4[j] : hi;
         }
-        return; /* adding zeros to the accumulator changes nothing */
+        bad |= _mm_movemask_ps(vbad) != 0;
     }
-    const double lo = r.lo, inv = 1.0 / (r.hi - r.lo + eps);
-    if (dst_f) {
+#endif
+    for (; i < n; i++) {
+        const float v = x[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        bad |= !(v - v == 0.0f);
+    }
+    r->lo = lo;
+    r->hi = hi;
+    r->bad = bad;
+}
+
+/* What the policy does with a map of range r: NaN fill, zeros, or (x - lo) * inv. */
+typedef struct {
+    enum { FILL_NAN, FILL_ZERO, SCALE } mode;
+    double lo, inv;
+} scaling;
+
+static scaling scaling_of(range r, double eps)
+{
+    scaling s = {SCALE, r.lo, 0.0};
+    if (r.bad) {
+        s.mode = FILL_NAN;
+    } else if (r.hi == r.lo) {
+        s.mode = FILL_ZERO;
+    } else {
+        /* one division per map; x * inv differs from x / d by at most an ulp of double */
+        s.inv = 1.0 / (r.hi - r.lo + eps);
+    }
+    return s;
+}
+
+static void apply_row(scaling s, const double *x, ptrdiff_t n, float *dst)
+{
+    if (s.mode == FILL_NAN) {
         for (ptrdiff_t i = 0; i < n; i++) {
-            dst_f[i] = (float)((x[i] - lo) * inv);
+            dst[i] = NAN;
+        }
+    } else if (s.mode == FILL_ZERO) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            dst[i] = 0.0f;
         }
     } else {
+        const double lo = s.lo, inv = s.inv;
         for (ptrdiff_t i = 0; i < n; i++) {
-            acc_d[i] += (x[i] - lo) * inv;
+            dst[i] = (float)((x[i] - lo) * inv);
         }
     }
+}
+
+static void accumulate_row(scaling s, const double *x, ptrdiff_t n, double *acc)
+{
+    if (s.mode == FILL_NAN) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            acc[i] = NAN;
+        }
+    } else if (s.mode == SCALE) {
+        const double lo = s.lo, inv = s.inv;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            acc[i] += (x[i] - lo) * inv;
+        }
+    } /* FILL_ZERO adds nothing */
 }
 
 void fc_minmax(const float *maps, ptrdiff_t N, ptrdiff_t size, double eps, float *dst)
@@ -76,20 +147,16 @@ void fc_minmax(const float *maps, ptrdiff_t N, ptrdiff_t size, double eps, float
     for (ptrdiff_t n = 0; n < N; n++) {
         const float *x = maps + n * size;
         float *d = dst + n * size;
-        range r = range_f(x, size);
-        if (!r.finite) {
-            for (ptrdiff_t i = 0; i < size; i++) {
-                d[i] = NAN;
-            }
-        } else if (r.hi == r.lo) {
-            for (ptrdiff_t i = 0; i < size; i++) {
-                d[i] = 0.0f;
-            }
-        } else {
-            const double lo = r.lo, inv = 1.0 / (r.hi - r.lo + eps);
-            for (ptrdiff_t i = 0; i < size; i++) {
-                d[i] = (float)(((double)x[i] - lo) * inv);
-            }
+        range r = range_empty();
+        range_update_f(&r, x, size);
+        const scaling s = scaling_of(r, eps);
+        if (s.mode != SCALE) {
+            apply_row(s, NULL, size, d);
+            continue;
+        }
+        const double lo = s.lo, inv = s.inv;
+        for (ptrdiff_t i = 0; i < size; i++) {
+            d[i] = (float)(((double)x[i] - lo) * inv);
         }
     }
 }
@@ -108,24 +175,44 @@ static double *alloc_doubles(ptrdiff_t count, int *status)
     return p;
 }
 
+/* Pass 1 over the resized map of the rows already in the plan: its range. The rows are
+ * recomputed in pass 2 rather than stored: interpolating from the L1-resident scratch is cheaper
+ * than writing and re-reading an H x W double buffer. */
+static range resized_range(const fc_resize_plan *plan, double *row)
+{
+    range r = range_empty();
+    for (ptrdiff_t y = 0; y < plan->H; y++) {
+        fc_resize_row(plan, y, row);
+        range_update_d(&r, row, plan->W);
+    }
+    return r;
+}
+
 int fc_postprocess(fc_resize_plan *plan, const float *maps, ptrdiff_t N, int relu, double eps,
                    float *dst)
 {
     int status = FC_OK;
-    double *buf = NULL;
-    const ptrdiff_t in_size = plan->h * plan->w, out_size = plan->H * plan->W;
+    double *row = NULL;
+    const ptrdiff_t in_size = plan->h * plan->w, W = plan->W, out_size = plan->H * W;
     if (N == 0) {
         goto exit;
     }
-    if ((buf = alloc_doubles(out_size, &status)) == NULL) {
+    if ((row = alloc_doubles(W, &status)) == NULL) {
         goto exit;
     }
     for (ptrdiff_t n = 0; n < N; n++) {
-        fc_resize_map(plan, maps + n * in_size, relu, buf);
-        apply_d(buf, out_size, range_d(buf, out_size), eps, dst + n * out_size, NULL);
+        fc_resize_rows(plan, maps + n * in_size, relu);
+        const scaling s = scaling_of(resized_range(plan, row), eps);
+        float *out = dst + n * out_size;
+        for (ptrdiff_t y = 0; y < plan->H; y++) {
+            if (s.mode == SCALE) {
+                fc_resize_row(plan, y, row);
+            }
+            apply_row(s, row, W, out + y * W);
+        }
     }
 exit:
-    free(buf);
+    free(row);
     return status;
 }
 
@@ -133,12 +220,12 @@ int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdi
                    ptrdiff_t N, int relu, double eps, float *dst)
 {
     int status = FC_OK;
-    double *buf = NULL, *acc = NULL;
+    double *row = NULL, *acc = NULL;
     if (N == 0 || L == 0) {
         goto exit;
     }
-    const ptrdiff_t out_size = plans[0]->H * plans[0]->W;
-    if ((buf = alloc_doubles(out_size, &status)) == NULL ||
+    const ptrdiff_t H = plans[0]->H, W = plans[0]->W, out_size = H * W;
+    if ((row = alloc_doubles(W, &status)) == NULL ||
         (acc = alloc_doubles(out_size, &status)) == NULL) {
         goto exit;
     }
@@ -147,17 +234,25 @@ int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdi
             acc[i] = 0.0;
         }
         for (ptrdiff_t l = 0; l < L; l++) {
-            const ptrdiff_t in_size = plans[l]->h * plans[l]->w;
-            fc_resize_map(plans[l], maps[l] + n * in_size, relu, buf);
-            apply_d(buf, out_size, range_d(buf, out_size), eps, NULL, acc);
+            fc_resize_plan *plan = plans[l];
+            fc_resize_rows(plan, maps[l] + n * plan->h * plan->w, relu);
+            const scaling s = scaling_of(resized_range(plan, row), eps);
+            for (ptrdiff_t y = 0; y < H && s.mode != FILL_ZERO; y++) {
+                if (s.mode == SCALE) {
+                    fc_resize_row(plan, y, row);
+                }
+                accumulate_row(s, row, W, acc + y * W);
+            }
         }
+        range r = range_empty();
         for (ptrdiff_t i = 0; i < out_size; i++) {
             acc[i] /= (double)L;
         }
-        apply_d(acc, out_size, range_d(acc, out_size), eps, dst + n * out_size, NULL);
+        range_update_d(&r, acc, out_size);
+        apply_row(scaling_of(r, eps), acc, out_size, dst + n * out_size);
     }
 exit:
-    free(buf);
+    free(row);
     free(acc);
     return status;
 }

@@ -98,8 +98,7 @@ static inline double relu_d(double v)
     return v < 0.0 ? 0.0 : v; /* keeps NaN, unlike fmax */
 }
 
-/* Rows first: tmp[r, x] for every source row r. */
-static void horizontal(fc_resize_plan *plan, const float *src, int relu)
+void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu)
 {
     const ptrdiff_t h = plan->h, w = plan->w, W = plan->W;
     const ptrdiff_t *c0 = plan->c0, *c1 = plan->c1;
@@ -121,18 +120,14 @@ static void horizontal(fc_resize_plan *plan, const float *src, int relu)
     }
 }
 
-void fc_resize_map(fc_resize_plan *plan, const float *src, int relu, double *dst)
+void fc_resize_row(const fc_resize_plan *plan, ptrdiff_t y, double *row)
 {
-    const ptrdiff_t H = plan->H, W = plan->W;
-    horizontal(plan, src, relu);
-    for (ptrdiff_t y = 0; y < H; y++) {
-        const double *t0 = plan->tmp + plan->r0[y] * W;
-        const double *t1 = plan->tmp + plan->r1[y] * W;
-        const double l = plan->ry[y];
-        double *d = dst + y * W;
-        for (ptrdiff_t x = 0; x < W; x++) {
-            d[x] = t0[x] + l * (t1[x] - t0[x]);
-        }
+    const ptrdiff_t W = plan->W;
+    const double *t0 = plan->tmp + plan->r0[y] * W;
+    const double *t1 = plan->tmp + plan->r1[y] * W;
+    const double l = plan->ry[y];
+    for (ptrdiff_t x = 0; x < W; x++) {
+        row[x] = t0[x] + l * (t1[x] - t0[x]);
     }
 }
 
@@ -140,7 +135,7 @@ int fc_resize(fc_resize_plan *plan, const float *src, ptrdiff_t N, float *dst)
 {
     const ptrdiff_t H = plan->H, W = plan->W, in_size = plan->h * plan->w;
     for (ptrdiff_t n = 0; n < N; n++) {
-        horizontal(plan, src + n * in_size, 0);
+        fc_resize_rows(plan, src + n * in_size, 0);
         float *out = dst + n * H * W;
         for (ptrdiff_t y = 0; y < H; y++) {
             const double *t0 = plan->tmp + plan->r0[y] * W;

@@ -33,8 +33,12 @@ fc_resize_plan *fc_resize_plan_new(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdif
                                    int align_corners, int *status);
 void fc_resize_plan_free(fc_resize_plan *plan);
 
-/* One map: src (h, w) -> dst (H, W) in double; relu clamps inputs below 0 first (keeps NaN). */
-void fc_resize_map(fc_resize_plan *plan, const float *src, int relu, double *dst);
+/* One map in two steps, so that callers can stream the output row by row (a W-long row stays in
+ * L1 however large H x W is): fc_resize_rows interpolates the source rows of `src` (h, w) into
+ * the plan's scratch, clamping values below 0 first when relu is set (NaN is kept); then
+ * fc_resize_row writes output row y (0 <= y < H) as W doubles. */
+void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu);
+void fc_resize_row(const fc_resize_plan *plan, ptrdiff_t y, double *row);
 
 /* N maps (N, h, w) -> (N, H, W) float32. */
 int fc_resize(fc_resize_plan *plan, const float *src, ptrdiff_t N, float *dst);

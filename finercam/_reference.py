@@ -101,3 +101,85 @@ def fuse_layers(maps_list, size, relu: bool = True, eps: float = 1e-8,
     """Mean over layers of each layer's :func:`postprocess` at ``size``, min-maxed again."""
     parts = [_postprocess64(m, size, relu, eps, align_corners) for m in maps_list]
     return _minmax64(np.mean(parts, axis=0), eps).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics kernels (csrc/rank.c, csrc/measure.c): ranking, top-fraction masking, measurements.
+# ---------------------------------------------------------------------------------------------
+
+
+def argsort_desc(maps: np.ndarray) -> np.ndarray:
+    """Flat pixel indices of each (N, ...) map by decreasing value, ties to the lower index.
+
+    ``-0.0`` equals ``+0.0``; NaN comes after every number. Returns (N, P) int64.
+    """
+    m = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    # np.sort puts NaN last, and -(-0.0) == -(0.0), so a stable sort of -m is exactly the rule
+    return np.argsort(-m, axis=1, kind="stable").astype(np.int64)
+
+
+def rank_desc(maps: np.ndarray) -> np.ndarray:
+    """``rank[n, p]`` = position of pixel p in :func:`argsort_desc` (0 = the largest)."""
+    order = argsort_desc(maps)
+    rank = np.empty_like(order)
+    rows = np.arange(order.shape[0])[:, None]
+    rank[rows, order] = np.arange(order.shape[1])[None, :]
+    return rank
+
+
+def mask_top(images: np.ndarray, maps: np.ndarray, baseline: np.ndarray, counts) -> np.ndarray:
+    """(N*S, C, H, W): image n with the ``counts[s]`` top-ranked pixels of ``maps[n]`` set to
+    ``baseline[n]`` in every channel, at row ``n * S + s``."""
+    img = np.asarray(images, dtype=np.float32)
+    base = np.asarray(baseline, dtype=np.float32)
+    n, c = img.shape[:2]
+    rank = rank_desc(maps).reshape(n, 1, 1, *img.shape[2:])
+    counts = np.asarray(counts, dtype=np.int64).reshape(1, -1, 1, 1, 1)
+    masked = rank < counts                                    # (N, S, 1, H, W)
+    out = np.where(masked, base[:, None], img[:, None])       # (N, S, C, H, W)
+    return out.reshape(-1, c, *img.shape[2:]).astype(np.float32)
+
+
+def energy_in_mask(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``sum(map[mask]) / sum(map)`` per map, float64; NaN for a zero sum or a non-finite map."""
+    m = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    k = np.asarray(masks).reshape(len(maps), -1).astype(bool)
+    out = np.full(m.shape[0], np.nan)
+    for i in range(m.shape[0]):
+        total = m[i].sum()
+        if total != 0.0 and np.isfinite(total):
+            out[i] = m[i][k[i]].sum() / total
+    return out
+
+
+def pointing_hit(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Whether each map's first maximum (NaN ignored) lies in its mask; (N,) bool."""
+    m = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    k = np.asarray(masks).reshape(len(maps), -1).astype(bool)
+    out = np.zeros(m.shape[0], dtype=bool)
+    for i in range(m.shape[0]):
+        finite = ~np.isnan(m[i])
+        if finite.any():
+            top = int(np.nanargmax(m[i]))
+            out[i] = bool(k[i][top])
+    return out
+
+
+def trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Trapezoid rule of each row of y (N, P) over x (P,); float64; 0 for fewer than two points."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if y.shape[-1] < 2:
+        return np.zeros(y.shape[0])
+    return np.trapezoid(y, x, axis=-1)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``<a_i, b_j> / (|a_i| |b_j|)``, (M, K) float32; 0 where either row is all zeros."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    dots = a @ b.T
+    denom = np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denom == 0.0, 0.0, dots / np.where(denom == 0.0, 1.0, denom))
+    return out.astype(np.float32)

@@ -129,6 +129,9 @@ def _check(args) -> None:
         raise UsageError(f"--references must be >= 1, got {args.references}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
+    for option, spec in (("--model", args.model), ("--transform", args.transform)):
+        if spec is not None and (spec.count(":") != 1 or not all(spec.split(":"))):
+            raise UsageError(f"{option} must look like package.module:name, got {spec!r}")
     if args.model and not args.layer:
         raise UsageError("--layer is required with --model (the dotted name of the target layer)")
     out = Path(args.out)
@@ -178,7 +181,7 @@ def run(args) -> int:
     photos = [read_image(p) for p in args.images]  # fail before any work if one is unreadable
     model, layer, transform, names, on_input = _load(args)
 
-    from . import viz
+    from . import kernels, viz
     from .finer import FinerCAM
     from .report import save_png
 
@@ -196,11 +199,13 @@ def run(args) -> int:
             exp = cam(x)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        finer = np.asarray(exp.maps[0])
-        base = np.asarray(exp.baseline().maps[0])
         target = int(exp.targets[0])
         refs = [int(r) for r in np.asarray(exp.references[0]).ravel()]
         canvas = viz.to_image(x[0]) if on_input else np.asarray(photo)
+        # From the layer's grid straight to the canvas: one bilinear resize, not two.
+        size = canvas.shape[:2]
+        finer = kernels.postprocess(exp.raw_maps[:1], size)[0]
+        base = kernels.postprocess(exp.baseline().raw_maps[:1], size)[0]
         stem = Path(path).stem or "image"
         unique, i = stem, 1
         while unique in used:

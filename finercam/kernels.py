@@ -109,3 +109,88 @@ def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e
         raise TypeError(f"maps_list must be a list or tuple of arrays, got {type(maps_list).__name__}")
     return _core.fuse_layers([_host(m, "maps_list") for m in maps_list], h, w, bool(relu),
                              float(eps), bool(align_corners))
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics kernels: ranking, top-count masking, measurements (csrc/rank.c, csrc/measure.c).
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["argsort_desc", "rank_desc", "mask_top", "energy_in_mask", "pointing_hit",
+            "trapezoid", "cosine_matrix"]
+
+
+def argsort_desc(maps) -> np.ndarray:
+    """Flat pixel indices of each (N, H, W) map by decreasing value; returns (N, H*W) int64.
+
+    Ties go to the lower flat index (a stable order), ``-0.0`` equals ``+0.0`` and NaN comes after
+    every number. A radix sort, linear in the pixel count.
+
+    >>> import numpy as np
+    >>> argsort_desc(np.array([[[0.5, 1.0], [0.5, 0.0]]], np.float32)).tolist()
+    [[1, 0, 2, 3]]
+    """
+    return _core.argsort_desc(_host(maps, "maps"))
+
+
+def rank_desc(maps) -> np.ndarray:
+    """``rank[n, i, j]`` = position of pixel (i, j) in :func:`argsort_desc` (0 = the largest)."""
+    return _core.rank_desc(_host(maps, "maps"))
+
+
+def mask_top(images, maps, baseline, counts, *, out=None) -> np.ndarray:
+    """Many masked copies of a batch in one pass: returns (N*S, C, H, W) float32 where row
+    ``n * S + s`` is ``images[n]`` with its ``counts[s]`` top-ranked pixels (the order of
+    :func:`argsort_desc` on ``maps[n]``) replaced by ``baseline[n]`` in every channel.
+
+    images and baseline are (N, C, H, W), maps (N, H, W), counts (S,) ints in [0, H*W]. ``out``,
+    when given, is a preallocated C-contiguous float32 array of the result's shape, filled and
+    returned, so one buffer serves every chunk of a large evaluation.
+
+    >>> import numpy as np
+    >>> img = np.ones((1, 1, 1, 3), np.float32); m = np.array([[[0.1, 0.9, 0.5]]], np.float32)
+    >>> mask_top(img, m, np.zeros_like(img), [0, 2])[:, 0, 0].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    counts = np.asarray(_host(counts, "counts"))
+    if counts.size == 0:
+        counts = counts.astype(np.int64)  # an empty list arrives as float64
+    return _core.mask_top(_host(images, "images"), _host(maps, "maps"),
+                          _host(baseline, "baseline"), counts, out)
+
+
+def _bool_masks(masks):
+    masks = _host(masks, "masks")
+    if isinstance(masks, np.ndarray) and masks.dtype != np.bool_:
+        if not (np.issubdtype(masks.dtype, np.number)):
+            raise TypeError(f"masks must be a boolean or numeric array, got dtype {masks.dtype}")
+        masks = masks != 0
+    return masks
+
+
+def energy_in_mask(maps, masks) -> np.ndarray:
+    """``sum(map * mask) / sum(map)`` per (N, H, W) map, float64, summed in double.
+
+    masks are (N, H, W), nonzero = inside. NaN for an all-zero map or a map holding NaN/inf.
+    """
+    return _core.energy_in_mask(_host(maps, "maps"), _bool_masks(masks))
+
+
+def pointing_hit(maps, masks) -> np.ndarray:
+    """Whether each map's top-ranked pixel (its first maximum in flat order, the order of
+    :func:`argsort_desc`) lies inside its mask; (N,) bool. A map of NaN only is a miss."""
+    return _core.pointing_hit(_host(maps, "maps"), _bool_masks(masks))
+
+
+def trapezoid(y, x) -> np.ndarray:
+    """Trapezoid rule of each row of y (N, P) over the points x (P,); (N,) float64."""
+    return _core.trapezoid(_host(y, "y"), _host(x, "x"))
+
+
+def cosine_matrix(a, b=None) -> np.ndarray:
+    """``<a_i, b_j> / (|a_i| |b_j|)`` for rows a (M, D) and b (K, D) (b defaults to a), (M, K)
+    float32 accumulated in double; 0 where either row is all zeros.
+
+    With the rows of a classifier's weight matrix this is the class-similarity matrix of the
+    paper's Fig. 1."""
+    a = _host(a, "a")
+    return _core.cosine_matrix(a, a if b is None else _host(b, "b"))

@@ -281,10 +281,12 @@ def deletion_curves(fractions, target, second, *, upto: float | None = None,
 
 
 def _cosine_matrix(w: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(w, axis=1)
-    if np.any(norms == 0):
+    if np.any(np.linalg.norm(w, axis=1) == 0):
         raise ValueError("weights: a class has an all-zero weight vector; cosine is undefined")
-    u = w / norms[:, None]
+    kernel = getattr(kernels, "cosine_matrix", None)  # the C core's, where built
+    if kernel is not None:
+        return np.asarray(kernel(w.astype(np.float32)), dtype=np.float64)
+    u = w / np.linalg.norm(w, axis=1)[:, None]
     return u @ u.T
 
 

@@ -1,0 +1,128 @@
+"""The documentation is part of the product: it builds without a warning, its examples run, and
+the tutorial notebooks run top to bottom.
+
+* ``mkdocs build --strict`` into a temporary folder (every warning, a broken link or a docstring
+  that mkdocstrings cannot render, fails the build), and every public name of every module in the
+  API reference has its own entry on the rendered page;
+* every ``>>>`` example in every module of the package runs and prints what it says (doctest);
+* every notebook in ``notebooks/`` equals what ``tools/make_notebooks.py`` writes from its source
+  and runs top to bottom in a fresh kernel of this interpreter (nbclient).
+"""
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import finercam
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(finercam.__path__, "finercam."))
+
+
+def _api_pages() -> dict[str, Path]:
+    """module name -> its page in docs/api/, from the ``::: finercam.x`` directives."""
+    pages = {}
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        for name in re.findall(r"^::: (finercam[\w.]*)\s*$", page.read_text(), re.M):
+            pages[name] = page
+    return pages
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+         "-d", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def test_docs_build_strict(site):
+    for name in ("index", "installation", "tutorials", "faq", "api/index"):
+        assert (site / f"{name}.html").is_file(), name
+
+
+@pytest.mark.parametrize("module", sorted(_api_pages()))
+def test_api_reference_lists_every_public_name(site, module):
+    page = _api_pages()[module]
+    html = (site / "api" / (page.stem + ".html")).read_text()
+    public = getattr(importlib.import_module(module), "__all__", None)
+    assert public, f"{module} has no __all__: the reference cannot know its public names"
+    missing = [n for n in public if f'id="{module}.{n}"' not in html]
+    assert not missing, f"{module}: no reference entry for {missing}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_doctests(module):
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+                             verbose=False, report=True)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {module}"
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(ROOT / "docs").as_posix()
+                                         for p in (ROOT / "docs").rglob("*.md")))
+def test_doc_page_examples(page):
+    """The ``>>>`` examples written in the Markdown pages run too (a blank line ends each one)."""
+    result = doctest.testfile(str(ROOT / "docs" / page), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {page}"
+
+
+def test_notebooks_match_their_sources():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_notebooks
+    finally:
+        sys.path.pop(0)
+    sources = sorted((ROOT / "notebooks" / "src").glob("*.py"))
+    assert [s.stem for s in sources] == [n.stem for n in NOTEBOOKS]
+    for src, nb in zip(sources, NOTEBOOKS):
+        assert nb.read_text() == make_notebooks.render(src.read_text()), (
+            f"{nb.name} differs from {src.name}: run python tools/make_notebooks.py")
+        cells = json.loads(nb.read_text())["cells"]
+        assert all(not c.get("outputs") for c in cells), f"{nb.name} has committed outputs"
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """A kernelspec named python3 that starts this very interpreter with the package importable."""
+    base = tmp_path_factory.mktemp("jupyter")
+    spec = base / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "finercam tests", "language": "python",
+        "env": {"PYTHONPATH": path, "MPLBACKEND": "Agg"},
+    }))
+    return str(base)
+
+
+def test_notebooks_run(kernel_env, monkeypatch):
+    """Each notebook, top to bottom, in a fresh kernel; one test so that the set may grow."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("JUPYTER_PATH", kernel_env)
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(c.execution_count for c in code), path.name

@@ -1,0 +1,85 @@
+"""Write notebooks/NN_name.ipynb from notebooks/src/NN_name.py (the sources that are reviewed).
+
+A source is plain Python in the "percent" format: a line ``# %%`` starts a code cell, a line
+``# %% [markdown]`` starts a Markdown cell whose lines are comments (``# `` is stripped). The
+notebooks are written without outputs; tests/test_docs.py checks they match their sources and
+runs each of them top to bottom.
+
+    python tools/make_notebooks.py          # rewrite every notebook
+    python tools/make_notebooks.py --check  # exit 1 if a notebook differs from its source
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "notebooks" / "src"
+OUT = ROOT / "notebooks"
+
+
+def _cell(kind: str, lines: list[str]) -> dict:
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if kind == "markdown":
+        lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
+    source = [ln + "\n" for ln in lines]
+    if source:
+        source[-1] = source[-1][:-1]
+    cell = {"cell_type": kind, "metadata": {}, "source": source}
+    if kind == "code":
+        cell.update(execution_count=None, outputs=[])
+    return cell
+
+
+def notebook(text: str) -> dict:
+    """The notebook (nbformat 4.5 JSON as a dict) of one percent-format source."""
+    cells, kind, lines = [], None, []
+    for line in text.splitlines():
+        if line.startswith("# %%"):
+            if kind is not None:
+                cells.append(_cell(kind, lines))
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind is not None:
+            lines.append(line)
+    if kind is not None:
+        cells.append(_cell(kind, lines))
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i:02d}"
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def render(text: str) -> str:
+    return json.dumps(notebook(text), indent=1, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for src in sorted(SRC.glob("*.py")):
+        target = OUT / (src.stem + ".ipynb")
+        text = render(src.read_text())
+        if check:
+            if not target.exists() or target.read_text() != text:
+                stale.append(target.name)
+        else:
+            target.write_text(text)
+    if stale:
+        print("out of date (run python tools/make_notebooks.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
