@@ -7,4 +7,8 @@ them apart remain.
 __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
-from .zeroshot import ZeroShotFinerCAM  # noqa: F401,E402
+from .explanation import Explanation
+from .finer import FinerCAM
+from .zeroshot import ZeroShotFinerCAM
+
+__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "kernels"]

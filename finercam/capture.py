@@ -1,0 +1,152 @@
+"""One forward pass with a tap on the target layers; the model leaves as it came.
+
+The forward runs with autograd off until the first tapped layer. Its forward hook switches
+autograd on and hands the rest of the network ``leaf.clone()``, where ``leaf`` is the layer's
+output detached and marked ``requires_grad``: the graph then spans only the layers after the
+tap, whatever the caller's grad mode and whether or not the parameters are frozen, and in-place
+operations after the layer (``out += identity``) act on the clone, never on the values we keep.
+Gradients go to the tapped tensors only (``torch.autograd.grad``), so parameter ``.grad`` is never
+touched and no graph outlives the call.
+
+>>> import torch
+>>> from torch import nn
+>>> m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+>>> with model_state(m) as hooks:
+...     logits, taps = tapped_forward(m, torch.rand(2, 3, 8, 8), [("1", m[1])], hooks, track_grad=True)
+>>> logits.shape, taps[0].shape, taps[0].requires_grad
+(torch.Size([2, 5]), torch.Size([2, 4, 6, 6]), True)
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["model_state", "tapped_forward", "extract_logits", "directional_gradients"]
+
+
+@contextlib.contextmanager
+def model_state(model: nn.Module) -> Iterator[list]:
+    """Eval mode, inference mode off, and a hook list; all restored (every submodule's
+    ``training`` flag, the grad mode, the hooks removed) on exit, exceptions included.
+
+    Eval mode because a CAM explains the model's prediction: dropout off, batch-norm running
+    statistics used and, above all, not updated by our forward passes.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    grad_mode = torch.is_grad_enabled()
+    hooks: list = []
+    try:
+        with torch.inference_mode(False):
+            model.eval()
+            yield hooks
+    finally:
+        for h in hooks:
+            h.remove()
+        hooks.clear()
+        for m, flag in modes:
+            m.training = flag
+        torch.set_grad_enabled(grad_mode)
+
+
+class _Tap:
+    """Forward hooks that record each target layer's output (see the module docstring)."""
+
+    def __init__(self, layers: Sequence[tuple[str, nn.Module]], track_grad: bool):
+        self.names = [n for n, _ in layers]
+        self.track_grad = track_grad
+        self.outputs: list = [None] * len(layers)
+        self.calls = [0] * len(layers)
+
+    def hook(self, idx: int):
+        def fn(module, inputs, output):
+            self.calls[idx] += 1
+            if self.calls[idx] > 1:
+                raise ValueError(f"target_layer {self.names[idx]!r} runs more than once in the forward "
+                                 "pass; pick a module that is called once")
+            seq = isinstance(output, (tuple, list))
+            t = output[0] if seq and len(output) else output
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"target_layer {self.names[idx]!r} returns {type(output).__name__}, "
+                                 "not a tensor")
+            if t.ndim not in (3, 4):
+                raise ValueError(f"target_layer {self.names[idx]!r} gives a {t.ndim}-D output of shape "
+                                 f"{tuple(t.shape)}; expected 4-D (N, K, h, w) or 3-D tokens (N, L, D)")
+            if not self.track_grad:
+                self.outputs[idx] = t.detach()
+                return None
+            torch.set_grad_enabled(True)
+            # A tap downstream of another tap is already in the graph and stays there, so that
+            # gradients still flow to the earlier tap through it.
+            tapped = t if t.requires_grad else t.detach().requires_grad_()
+            self.outputs[idx] = tapped
+            new = tapped.clone()
+            if not seq:
+                return new
+            return type(output)([new, *output[1:]]) if isinstance(output, list) else (new, *output[1:])
+        return fn
+
+
+def extract_logits(out, batch: int) -> torch.Tensor:
+    """The (N, C) logits of a model output: a tensor, a tuple/list (first item), a dict
+    (``"logits"``), or an object with ``.logits``."""
+    if not isinstance(out, torch.Tensor):
+        if hasattr(out, "logits") and isinstance(getattr(out, "logits"), torch.Tensor):
+            out = out.logits
+        elif isinstance(out, dict):
+            if "logits" not in out:
+                raise ValueError(f"model output is a dict without a 'logits' key (keys: {list(out)})")
+            out = out["logits"]
+        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            out = out[0]
+        else:
+            raise ValueError(f"model output must be (N, C) logits, got {type(out).__name__}")
+    if out.ndim != 2 or out.shape[0] != batch or not out.is_floating_point():
+        raise ValueError(f"model output must be (N, C) float logits with N = {batch}, "
+                         f"got {tuple(out.shape)} {out.dtype}")
+    return out
+
+
+def tapped_forward(model: nn.Module, images: torch.Tensor, layers, hooks: list,
+                   track_grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run ``model(images)`` once with taps; returns ``(logits, tapped outputs)``.
+
+    Must run inside :func:`model_state` (which removes the hooks appended to ``hooks``).
+    """
+    tap = _Tap(layers, track_grad)
+    for i, (_, module) in enumerate(layers):
+        hooks.append(module.register_forward_hook(tap.hook(i)))
+    torch.set_grad_enabled(False)
+    out = model(images)
+    logits = extract_logits(out, images.shape[0])
+    for name, t in zip(tap.names, tap.outputs):
+        if t is None:
+            raise ValueError(f"target_layer {name!r} is not reached by the model's forward pass")
+    if track_grad and not logits.requires_grad:
+        raise ValueError("the logits do not depend on the target layer through autograd "
+                         "(is the layer used under torch.no_grad() inside the model?)")
+    torch.set_grad_enabled(False)
+    return logits, tap.outputs
+
+
+def directional_gradients(logits: torch.Tensor, taps: list[torch.Tensor], directions: torch.Tensor,
+                          names: Sequence[str]) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """Yield ``(s, [d(directions[:, s] . logits)/d tap for each tap])`` for s in range(S).
+
+    ``directions`` is (N, S, C); each step is one backward over the part of the graph after the
+    taps, the last one frees the graph.
+    """
+    S = directions.shape[1]
+    for s in range(S):
+        v = directions[:, s].to(dtype=logits.dtype)
+        with torch.enable_grad():
+            grads = torch.autograd.grad(logits, taps, grad_outputs=v, retain_graph=s < S - 1,
+                                        allow_unused=True)
+        out = []
+        for name, t, g in zip(names, taps, grads):
+            if g is None:
+                raise ValueError(f"the logits do not depend on target_layer {name!r}")
+            out.append(g)
+        yield s, out

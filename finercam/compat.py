@@ -1,0 +1,48 @@
+"""pytorch-grad-cam's Finer-CAM objective, behind ``objective="pgc"``, for users who need their old numbers.
+
+pytorch-grad-cam (``grad-cam`` 1.5.7, ``FinerWeightedTarget``) explains, per sample,
+
+    L = sum_i p_i (y_m - alpha y_i) / (sum_i p_i + 1e-9),   p = softmax(y) over all C classes,
+
+with the softmax *not* detached, main class ``m = order[0]`` and references ``order[1..T]`` of
+``order = argsort(|y - y_target|)``. Its gradient is ``sum_j (dL/dy_j) dy_j/dA``: one
+vector-Jacobian product with ``v = dL/dy``, which we compute on the detached logits. When
+``sum_i p_i`` falls below about 2e-8 the ``1e-9`` dominates and the map flips sign; we warn below
+1e-7.
+
+>>> import torch
+>>> v, s = pgc_direction(torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([0]), torch.tensor([[1, 2]]), 1.0)
+>>> v.shape, bool(s[0] > 0.1)
+(torch.Size([1, 3]), True)
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+__all__ = ["pgc_direction", "warn_if_flipped"]
+
+FLIP_WARNING_BELOW = 1e-7
+
+
+def pgc_direction(logits: torch.Tensor, main: torch.Tensor, refs: torch.Tensor,
+                  alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/dy (N, C), sum_i p_i (N,))`` for the pgc objective, in float32 as pgc computes it."""
+    with torch.enable_grad():
+        y = logits.detach().float().clone().requires_grad_()
+        p = torch.softmax(y, dim=-1)
+        w = p.gather(1, refs)
+        num = (w * (y.gather(1, main[:, None]) - alpha * y.gather(1, refs))).sum(dim=1)
+        den = w.sum(dim=1)
+        loss = (num / (den + 1e-9)).sum()
+        (v,) = torch.autograd.grad(loss, y)
+    return v.detach(), den.detach()
+
+
+def warn_if_flipped(ref_prob_sum: torch.Tensor) -> None:
+    low = (ref_prob_sum < FLIP_WARNING_BELOW).nonzero().flatten().tolist()
+    if low:
+        warnings.warn(f"objective='pgc': the summed reference probability is below {FLIP_WARNING_BELOW:g} "
+                      f"for samples {low}; there pytorch-grad-cam's +1e-9 dominates and its map flips "
+                      "sign (use objective='paper' for the paper's map)", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,206 @@
+"""Explanation: the maps of one FinerCAM call, and everything needed to recombine them.
+
+An Explanation keeps, per target layer, the activations A (N, K, h, w) and one statistic per
+stored class (see :mod:`finercam.methods`), at the layer's grid on the host. A new gamma, another
+subset of the stored references, another aggregation or the reverse comparison is then only a
+C-core combination, no model call:
+
+* objective (paper, Eq. 5-8): ``y_c - gamma * mean_t y_t``; reverse (App. C.3):
+  ``mean_t y_t - gamma * y_c``;
+* aggregation (Table 3): ``"mean"``: ``ReLU(sum_k mean_t alpha^{c,t}_k A_k)`` (Eq. 8),
+  ``"max"``: ``ReLU(max_t sum_k alpha^{c,t}_k A_k)``, ``"mean_after_relu"``:
+  ``mean_t ReLU(sum_k alpha^{c,t}_k A_k)``, with ``alpha^{c,t}`` the weights of ``y_c - gamma y_t``;
+* ``maps = (u - min u) / (max u - min u + 1e-8)``, u the half-pixel bilinear resize of
+  ``raw_maps`` to the input size; with several layers the per-layer maps are averaged and
+  normalised again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from . import kernels
+from .methods import method_groups
+
+__all__ = ["Explanation", "AGGREGATES", "check_gamma", "check_aggregate"]
+
+AGGREGATES = ("mean", "max", "mean_after_relu")
+
+
+@dataclass(eq=False)
+class _Store:
+    """What one model call produced; shared (never copied) by every recombined Explanation."""
+
+    method: str
+    objective: str
+    input_size: tuple[int, int]
+    layer_names: list[str]
+    activations: list[np.ndarray]       # per layer (N, K, h, w)
+    stats: list[np.ndarray]             # per layer (N, S, ...)
+    baselines: list[np.ndarray | None]  # per layer (N, S) zero-input logits (scorecam) or None
+    candidates: np.ndarray              # (N, S) class ids, column 0 the explained class
+    logits: np.ndarray                  # (N, C)
+    extra: dict = field(default_factory=dict)
+
+
+def check_gamma(gamma) -> float:
+    """gamma: a finite real >= 0 (bools refused)."""
+    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating)):
+        raise TypeError(f"gamma must be a real number, got {type(gamma).__name__}")
+    g = float(gamma)
+    if not np.isfinite(g) or g < 0:
+        raise ValueError(f"gamma must be finite and >= 0, got {gamma!r}")
+    return g
+
+
+def check_aggregate(aggregate) -> str:
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    return aggregate
+
+
+class Explanation:
+    """Maps for a batch, and instant recombination.
+
+    Attributes: ``maps`` (N, H, W) float32 in [0, 1] at the input's resolution; ``raw_maps``
+    (N, h, w) ``ReLU(sum_k alpha_k A_k)`` of the first target layer, unnormalised
+    (``layer_raw_maps`` holds every layer's); ``targets`` (N,) int64; ``references`` (N, T) int64;
+    ``logits`` (N, C) float32; ``candidates`` (N, S): the classes whose weights are stored, column
+    0 the target; ``gamma``, ``aggregate``, ``reverse``, ``method``, ``objective``.
+
+    >>> import torch, finercam
+    >>> from torch import nn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <...>
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+    ...                     nn.Flatten(), nn.Linear(8, 5))
+    >>> exp = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16))
+    >>> sweep = [exp.recombine(gamma=g).maps for g in (0.0, 0.5, 1.0)]   # no model call
+    >>> exp.maps.shape, exp.references.shape, bool(np.allclose(exp.baseline().maps, sweep[0]))
+    ((2, 16, 16), (2, 3), True)
+    """
+
+    def __init__(self, store: _Store, gamma: float, references: np.ndarray, aggregate: str,
+                 reverse: bool, plain: bool = False):
+        self._store = store
+        self.gamma = float(gamma)
+        self.references = np.asarray(references, dtype=np.int64)
+        self.aggregate = aggregate
+        self.reverse = bool(reverse)
+        self.method = store.method
+        self.objective = store.objective
+        self.targets = store.candidates[:, 0].astype(np.int64)
+        self.logits = store.logits
+        self.candidates = store.candidates
+        self.layer_names = list(store.layer_names)
+        self._plain = plain
+        coef, primary = self._coefficients()
+        self.layer_raw_maps = []
+        for A, st, base in zip(store.activations, store.stats, store.baselines):
+            groups = method_groups(store.method, A, st, coef, primary, base)
+            self.layer_raw_maps.append(self._aggregate(groups))
+        self.raw_maps = self.layer_raw_maps[0]
+        self.maps = self._normalise(self.layer_raw_maps)
+
+    # -- the objective as coefficients over the stored classes ---------------------------------
+    def _coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+        """coef (N, G, S) and primary (N, G, S): the objective of each of the G maps over the S
+        stored classes, and its gamma-free part (whose zero-input logit Score-CAM subtracts)."""
+        st = self._store
+        N, S = st.candidates.shape
+        if st.objective == "pgc":
+            # stats rows: 0 the pgc objective's gradient, 1 the main class's own.
+            coef = np.zeros((N, 1, 2), np.float32)
+            coef[:, 0, 1 if self._plain else 0] = 1.0
+            return coef, coef
+        pos = self._reference_positions(self.references)
+        T = pos.shape[1]
+        rows = np.arange(N)
+        g = 0.0 if self._plain else self.gamma
+        per_ref = self.aggregate != "mean" and not self._plain
+        G = T if per_ref else 1
+        coef = np.zeros((N, G, S), np.float64)
+        primary = np.zeros((N, G, S), np.float64)
+        for t in range(T):
+            gi = t if per_ref else 0
+            share = 1.0 if per_ref else 1.0 / T
+            if self.reverse and not self._plain:
+                coef[rows, gi, pos[:, t]] += share
+                primary[rows, gi, pos[:, t]] += share
+                coef[rows, gi, 0] -= g * share
+            else:
+                coef[rows, gi, 0] += share
+                primary[rows, gi, 0] += share
+                coef[rows, gi, pos[:, t]] -= g * share
+        return coef.astype(np.float32), primary.astype(np.float32)
+
+    def _reference_positions(self, references: np.ndarray) -> np.ndarray:
+        cand = self._store.candidates
+        pos = np.empty(references.shape, np.int64)
+        for n in range(references.shape[0]):
+            where = {int(c): i for i, c in enumerate(cand[n])}
+            for t, r in enumerate(references[n]):
+                i = where.get(int(r))
+                if i is None or i == 0:
+                    raise ValueError(f"references[{n}] holds class {int(r)}, whose weights were not stored "
+                                     f"(stored for sample {n}: {cand[n, 1:].tolist()}); call FinerCAM "
+                                     "again with references= or a larger candidates=")
+                pos[n, t] = i
+        return pos
+
+    def _aggregate(self, groups: np.ndarray) -> np.ndarray:
+        if groups.shape[1] == 1:
+            out = groups[:, 0]
+        elif self.aggregate == "max":
+            out = groups.max(axis=1)
+        else:  # mean_after_relu
+            out = np.maximum(groups, 0.0).mean(axis=1, dtype=np.float64).astype(np.float32)
+        return np.ascontiguousarray(np.maximum(out, 0.0), dtype=np.float32)
+
+    def _normalise(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        size = self._store.input_size
+        if self._store.objective == "pgc":
+            # pytorch-grad-cam: min-max (eps 1e-7) at the grid, then resize; layers averaged and
+            # min-maxed again.
+            per = [kernels.resize(kernels.minmax(r, eps=1e-7), size) for r in raws]
+            if len(per) == 1:
+                return per[0]
+            return kernels.minmax(np.mean(per, axis=0, dtype=np.float64).astype(np.float32), eps=1e-7)
+        if len(raws) == 1:
+            return kernels.postprocess(raws[0], size, relu=True, eps=1e-8)
+        return kernels.fuse_layers(list(raws), size, relu=True, eps=1e-8)
+
+    # -- public -------------------------------------------------------------------------------
+    def recombine(self, gamma=None, references=None, aggregate=None, reverse=None) -> "Explanation":
+        """A new Explanation with another gamma, reference subset, aggregation or direction,
+        computed from the stored weights only (no model call).
+
+        ``references``: one list of class ids per sample, each among this Explanation's stored
+        ``candidates``; otherwise a ``ValueError``.
+        """
+        if self._store.objective == "pgc":
+            raise ValueError("recombine needs objective='paper': the pgc objective depends on all "
+                             "logits through its softmax weights")
+        g = self.gamma if gamma is None else check_gamma(gamma)
+        agg = self.aggregate if aggregate is None else check_aggregate(aggregate)
+        rev = self.reverse if reverse is None else reverse
+        if not isinstance(rev, (bool, np.bool_)):
+            raise TypeError(f"reverse must be a bool, got {type(rev).__name__}")
+        if references is None:
+            refs = self.references
+        else:
+            from .references import check_references
+            refs = check_references(references, self.targets, self.logits.shape[1])
+        return Explanation(self._store, g, refs, agg, bool(rev))
+
+    def baseline(self) -> "Explanation":
+        """The plain base method (gamma = 0: the target logit alone), no model call."""
+        return Explanation(self._store, 0.0, self.references, self.aggregate, False, plain=True)
+
+    def __repr__(self) -> str:
+        N, H, W = self.maps.shape
+        return (f"Explanation(method={self.method!r}, objective={self.objective!r}, gamma={self.gamma}, "
+                f"aggregate={self.aggregate!r}, reverse={self.reverse}, maps={N}x{H}x{W}, "
+                f"layers={self.layer_names})")

@@ -1,0 +1,96 @@
+"""Channel weights per base method, from per-class statistics kept at the layer's grid.
+
+A Finer objective is a linear combination of class logits, ``o = sum_s c_s y_s`` (for the paper,
+``y_c - gamma * mean_t y_t``); its gradient is the same combination of the per-class gradients
+``G_s = dy_s / dA``. So we keep one statistic per stored class and combine the statistics with
+the coefficient matrix ``coef`` (N, G, S), G being the number of maps (one for ``mean``, one per
+reference for the other aggregations). What is kept per class s:
+
+============  ==========================  ================================================
+method        kept per class (host)       weights of the objective
+============  ==========================  ================================================
+gradcam       ``mean_hw G_s`` (N, S, K)   ``alpha = sum_s c_s mean_hw G_s`` (Eq. 2, 7)
+xgradcam      ``sum(G_s A) / (sum A + 1e-7)``  linear in G as well
+cam           classifier rows ``w_s``     ``alpha = sum_s c_s w_s`` (no backward)
+scorecam      ``f(x o H_k)_s`` (N, S, K)  ``sum_s c_s f(x o H_k)_s - sum_s p_s f(x_b)_s`` (Eq. 9)
+hirescam      ``sum_k G_s,k A_k`` (N, S, h, w)  the map itself is linear in G
+layercam      ``G_s`` (N, S, K, h, w)     per-pixel ``relu(g)``, ``g = sum_s c_s G_s``
+gradcam++     ``G_s`` (N, S, K, h, w)     ``w_k = sum_hw relu(g) a``, ``a = g^2 / (2 g^2 + sum_hw(A_k) g^3 + 1e-6)``
+============  ==========================  ================================================
+
+``p`` is the coefficient of the explained class without gamma (the baseline ``f(x_b)`` of Eq. 9
+belongs to the explained class only). Every combination goes through the C core's ``combine``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+
+__all__ = ["GRADIENT_METHODS", "METHODS", "class_statistic", "combine_stats", "gradcampp_weights", "method_groups"]
+
+GRADIENT_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam")
+METHODS = GRADIENT_METHODS + ("scorecam", "cam")
+
+
+def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Per-class statistic of one class gradient ``G`` (N, K, h, w) given activations ``A``.
+
+    >>> A = np.ones((1, 2, 2, 2), np.float32); G = np.full((1, 2, 2, 2), 0.5, np.float32)
+    >>> class_statistic("gradcam", A, G)
+    array([[0.5, 0.5]], dtype=float32)
+    """
+    if method == "gradcam":
+        return G.mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
+    if method == "xgradcam":
+        num = (G.astype(np.float64) * A).sum(axis=(2, 3))
+        return (num / (A.sum(axis=(2, 3), dtype=np.float64) + 1e-7)).astype(np.float32)
+    if method == "hirescam":
+        # sum_k G_k A_k = sum_k relu(G_k) A_k - sum_k relu(-G_k) A_k: two per-pixel C combinations.
+        P = np.stack([G, -G], axis=1)
+        both = kernels.combine_pixelwise(A, P)
+        return both[:, 0] - both[:, 1]
+    if method in ("layercam", "gradcam++"):
+        return np.ascontiguousarray(G, dtype=np.float32)
+    raise ValueError(f"method {method!r} has no gradient statistic")
+
+
+def combine_stats(stats: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``out[n, g] = sum_s coef[n, g, s] * stats[n, s]`` for stats of any trailing shape."""
+    N, S = stats.shape[:2]
+    tail = stats.shape[2:]
+    flat = stats.reshape(N, S, -1, 1)
+    return kernels.combine(flat, coef).reshape((N, coef.shape[1]) + tail)
+
+
+def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ weights of an objective gradient g (N, G, K, h, w): (N, G, K).
+
+    ``a`` is only evaluated where ``g > 0``: elsewhere ``relu(g) * a`` is 0 anyway, and this keeps
+    a vanishing denominator at a negative g from turning the product into NaN.
+    """
+    g64 = g.astype(np.float64)
+    sumA = A.sum(axis=(2, 3), dtype=np.float64)[:, None, :, None, None]
+    pos = g64 > 0
+    g2 = g64 * g64
+    den = np.where(pos, 2.0 * g2 + sumA * g2 * g64 + 1e-6, 1.0)
+    a = np.where(pos, g2 / den, 0.0)
+    return (np.maximum(g64, 0.0) * a).sum(axis=(3, 4)).astype(np.float32)
+
+
+def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
+                  primary: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
+    """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32."""
+    if method in ("gradcam", "xgradcam", "cam", "scorecam"):
+        W = combine_stats(stats, coef)
+        if method == "scorecam":
+            W = W - combine_stats(baseline[:, :, None], primary)
+        return kernels.combine(A, W)
+    if method == "hirescam":
+        return kernels.combine(stats, coef)
+    g = combine_stats(stats, coef)
+    if method == "layercam":
+        return kernels.combine_pixelwise(A, g)
+    if method == "gradcam++":
+        return kernels.combine(A, gradcampp_weights(g, A))
+    raise ValueError(f"unknown method {method!r}")
