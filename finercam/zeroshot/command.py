@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_dual_encoder(args.weights)
     loc = prompt_localisation(model, n=args.n, seed=args.seed, gamma=args.gamma, method=args.method)
     print(f"energy share inside the part's mask, {args.n} test images, {args.method}, gamma {args.gamma}")
-    print(f"{'part':8} {'prompt alone':>13} {'vs \"a bird\"':>12} {'mask area':>10} {'count':>6}")
+    versus = 'vs "a bird"'
+    print(f"{'part':8} {'prompt alone':>13} {versus:>12} {'mask area':>10} {'count':>6}")
     for part, s in list(loc["parts"].items()) + [("all", loc["all"])]:
         print(f"{part:8} {s['alone']:13.3f} {s['vs_bird']:12.3f} {s['area']:10.3f} {s['count']:6d}")
     out: Dict[str, Any] = {"prompt_localisation": _plain(loc)}
