@@ -49,7 +49,21 @@ int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff
         for (ptrdiff_t i = 0; i < G * P; i++) {
             acc[i] = 0.0;
         }
-        for (ptrdiff_t k = 0; k < K; k++) {
+        /* four channels per sweep: a quarter of the accumulator loads and stores */
+        ptrdiff_t k = 0;
+        for (; k + 4 <= K; k += 4) {
+            const float *a0 = a_n + k * P, *a1 = a0 + P, *a2 = a1 + P, *a3 = a2 + P;
+            for (ptrdiff_t g = 0; g < G; g++) {
+                const float *w = w_n + g * K + k;
+                const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+                double *s = acc + g * P;
+                for (ptrdiff_t p = 0; p < P; p++) {
+                    s[p] += (w0 * (double)a0[p] + w1 * (double)a1[p]) +
+                            (w2 * (double)a2[p] + w3 * (double)a3[p]);
+                }
+            }
+        }
+        for (; k < K; k++) {
             const float *a = a_n + k * P;
             for (ptrdiff_t g = 0; g < G; g++) {
                 const double w = (double)w_n[g * K + k];

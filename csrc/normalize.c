@@ -175,58 +175,113 @@ static double *alloc_doubles(ptrdiff_t count, int *status)
     return p;
 }
 
-/* Pass 1 over the resized map of the rows already in the plan: its range. The rows are
- * recomputed in pass 2 rather than stored: interpolating from the L1-resident scratch is cheaper
- * than writing and re-reading an H x W double buffer. */
-static range resized_range(const fc_resize_plan *plan, double *row)
+/* The two passes over a resized map read the plan's interpolated source rows (h x W, in L1/L2)
+ * and interpolate each output value on the fly: recomputing a + l * (b - a) is cheaper than
+ * writing and re-reading an H x W buffer. Pass 1: the range of the resized map. */
+static range resized_range(const fc_resize_plan *plan)
 {
+    const ptrdiff_t W = plan->W;
     range r = range_empty();
     for (ptrdiff_t y = 0; y < plan->H; y++) {
-        fc_resize_row(plan, y, row);
-        range_update_d(&r, row, plan->W);
+        if (plan->tmp_bad[plan->r0[y]] | plan->tmp_bad[plan->r1[y]]) {
+            r.bad = 1; /* a non-finite source row makes its output rows non-finite */
+            return r;
+        }
     }
+    double lo = r.lo, hi = r.hi;
+    for (ptrdiff_t y = 0; y < plan->H; y++) {
+        const double *t0 = plan->tmp + plan->r0[y] * W, *t1 = plan->tmp + plan->r1[y] * W;
+        const double l = plan->ry[y];
+        ptrdiff_t x = 0;
+#if defined(__SSE2__)
+        if (W >= 8) {
+            /* four independent accumulators: one chain of min/max would be latency-bound */
+            const __m128d vl = _mm_set1_pd(l);
+            __m128d vlo[4], vhi[4];
+            for (int j = 0; j < 4; j++) {
+                vlo[j] = _mm_set1_pd(lo);
+                vhi[j] = _mm_set1_pd(hi);
+            }
+            for (; x + 8 <= W; x += 8) {
+                for (int j = 0; j < 4; j++) {
+                    const __m128d a = _mm_loadu_pd(t0 + x + 2 * j);
+                    const __m128d b = _mm_loadu_pd(t1 + x + 2 * j);
+                    const __m128d v = _mm_add_pd(a, _mm_mul_pd(vl, _mm_sub_pd(b, a)));
+                    vlo[j] = _mm_min_pd(vlo[j], v);
+                    vhi[j] = _mm_max_pd(vhi[j], v);
+                }
+            }
+            const __m128d mlo = _mm_min_pd(_mm_min_pd(vlo[0], vlo[1]), _mm_min_pd(vlo[2], vlo[3]));
+            const __m128d mhi = _mm_max_pd(_mm_max_pd(vhi[0], vhi[1]), _mm_max_pd(vhi[2], vhi[3]));
+            double l2[2], h2[2];
+            _mm_storeu_pd(l2, mlo);
+            _mm_storeu_pd(h2, mhi);
+            lo = l2[0] < l2[1] ? l2[0] : l2[1];
+            hi = h2[0] > h2[1] ? h2[0] : h2[1];
+        }
+#endif
+        for (; x < W; x++) {
+            const double v = t0[x] + l * (t1[x] - t0[x]);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    }
+    r.lo = lo;
+    r.hi = hi;
     return r;
+}
+
+/* Pass 2: the normalised map, written as float32 (dst) or added to a double accumulator (acc). */
+static void resized_scaled(const fc_resize_plan *plan, scaling s, float *dst, double *acc)
+{
+    const ptrdiff_t H = plan->H, W = plan->W;
+    if (s.mode != SCALE) {
+        if (dst != NULL) {
+            apply_row(s, NULL, H * W, dst);
+        } else {
+            accumulate_row(s, NULL, H * W, acc);
+        }
+        return;
+    }
+    const double lo = s.lo, inv = s.inv;
+    for (ptrdiff_t y = 0; y < H; y++) {
+        const double *t0 = plan->tmp + plan->r0[y] * W, *t1 = plan->tmp + plan->r1[y] * W;
+        const double l = plan->ry[y];
+        if (dst != NULL) {
+            float *d = dst + y * W;
+            for (ptrdiff_t x = 0; x < W; x++) {
+                d[x] = (float)((t0[x] + l * (t1[x] - t0[x]) - lo) * inv);
+            }
+        } else {
+            double *d = acc + y * W;
+            for (ptrdiff_t x = 0; x < W; x++) {
+                d[x] += (t0[x] + l * (t1[x] - t0[x]) - lo) * inv;
+            }
+        }
+    }
 }
 
 int fc_postprocess(fc_resize_plan *plan, const float *maps, ptrdiff_t N, int relu, double eps,
                    float *dst)
 {
-    int status = FC_OK;
-    double *row = NULL;
-    const ptrdiff_t in_size = plan->h * plan->w, W = plan->W, out_size = plan->H * W;
-    if (N == 0) {
-        goto exit;
-    }
-    if ((row = alloc_doubles(W, &status)) == NULL) {
-        goto exit;
-    }
+    const ptrdiff_t in_size = plan->h * plan->w, out_size = plan->H * plan->W;
     for (ptrdiff_t n = 0; n < N; n++) {
         fc_resize_rows(plan, maps + n * in_size, relu);
-        const scaling s = scaling_of(resized_range(plan, row), eps);
-        float *out = dst + n * out_size;
-        for (ptrdiff_t y = 0; y < plan->H; y++) {
-            if (s.mode == SCALE) {
-                fc_resize_row(plan, y, row);
-            }
-            apply_row(s, row, W, out + y * W);
-        }
+        resized_scaled(plan, scaling_of(resized_range(plan), eps), dst + n * out_size, NULL);
     }
-exit:
-    free(row);
-    return status;
+    return FC_OK;
 }
 
 int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L,
                    ptrdiff_t N, int relu, double eps, float *dst)
 {
     int status = FC_OK;
-    double *row = NULL, *acc = NULL;
+    double *acc = NULL;
     if (N == 0 || L == 0) {
         goto exit;
     }
-    const ptrdiff_t H = plans[0]->H, W = plans[0]->W, out_size = H * W;
-    if ((row = alloc_doubles(W, &status)) == NULL ||
-        (acc = alloc_doubles(out_size, &status)) == NULL) {
+    const ptrdiff_t out_size = plans[0]->H * plans[0]->W;
+    if ((acc = alloc_doubles(out_size, &status)) == NULL) {
         goto exit;
     }
     for (ptrdiff_t n = 0; n < N; n++) {
@@ -236,23 +291,16 @@ int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdi
         for (ptrdiff_t l = 0; l < L; l++) {
             fc_resize_plan *plan = plans[l];
             fc_resize_rows(plan, maps[l] + n * plan->h * plan->w, relu);
-            const scaling s = scaling_of(resized_range(plan, row), eps);
-            for (ptrdiff_t y = 0; y < H && s.mode != FILL_ZERO; y++) {
-                if (s.mode == SCALE) {
-                    fc_resize_row(plan, y, row);
-                }
-                accumulate_row(s, row, W, acc + y * W);
-            }
+            resized_scaled(plan, scaling_of(resized_range(plan), eps), NULL, acc);
         }
-        range r = range_empty();
         for (ptrdiff_t i = 0; i < out_size; i++) {
             acc[i] /= (double)L;
         }
+        range r = range_empty();
         range_update_d(&r, acc, out_size);
         apply_row(scaling_of(r, eps), acc, out_size, dst + n * out_size);
     }
 exit:
-    free(row);
     free(acc);
     return status;
 }

@@ -45,22 +45,13 @@ static void work_free(work_t *w)
     free(w->idx_tmp);
 }
 
-/* Leaves w->idx holding the order of one map. */
-static void sort_one(const float *map, uint32_t n, work_t *w)
+/* LSD passes over the m keys in w->key / w->idx with histograms already counted; leaves the
+ * sorted keys and indices in w->key / w->idx. */
+static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t *w)
 {
-    uint32_t hist[N_PASSES][N_BUCKETS];
     uint32_t i;
     int pass;
 
-    memset(hist, 0, sizeof hist);
-    for (i = 0; i < n; i++) {
-        uint32_t k = desc_key(map[i]);
-        w->key[i] = k;
-        w->idx[i] = i;
-        hist[0][k & (N_BUCKETS - 1)]++;
-        hist[1][(k >> DIGIT_BITS) & (N_BUCKETS - 1)]++;
-        hist[2][k >> (2 * DIGIT_BITS)]++;
-    }
     for (pass = 0; pass < N_PASSES; pass++) {
         uint32_t *h = hist[pass];
         unsigned shift = (unsigned)pass * DIGIT_BITS;
@@ -68,14 +59,14 @@ static void sort_one(const float *map, uint32_t n, work_t *w)
         unsigned b;
         /* A digit shared by every key leaves the order unchanged: skip the pass. Min-max
          * normalised maps share their top bits, so this often saves a pass. */
-        if (n == 0 || h[(w->key[0] >> shift) & (N_BUCKETS - 1)] == n)
+        if (m == 0 || h[(w->key[0] >> shift) & (N_BUCKETS - 1)] == m)
             continue;
         for (b = 0; b < N_BUCKETS; b++) {
             uint32_t c = h[b];
             h[b] = sum;
             sum += c;
         }
-        for (i = 0; i < n; i++) {
+        for (i = 0; i < m; i++) {
             uint32_t k = w->key[i];
             uint32_t dst = h[(k >> shift) & (N_BUCKETS - 1)]++;
             w->key_tmp[dst] = k;
@@ -84,6 +75,49 @@ static void sort_one(const float *map, uint32_t n, work_t *w)
         t = w->key; w->key = w->key_tmp; w->key_tmp = t;
         t = w->idx; w->idx = w->idx_tmp; w->idx_tmp = t;
     }
+}
+
+/* Sorts the pixels of one map that can be among its `limit` largest and leaves their order in
+ * w->idx[0, m); returns m (limit <= m <= n; m = n when limit = n).
+ *
+ * Masking the top 5 or 10 % needs only those pixels ranked: a histogram of the top key digit
+ * finds the digit the limit falls in, the pixels up to that digit are compacted in index order
+ * (which keeps the sort stable) and only they are radix-sorted. */
+static uint32_t sort_top(const float *map, uint32_t n, uint32_t limit, work_t *w)
+{
+    uint32_t hist[N_PASSES][N_BUCKETS];
+    uint32_t i, m = 0, cut = N_BUCKETS - 1;
+    const unsigned top = 2 * DIGIT_BITS;
+
+    memset(hist, 0, sizeof hist);
+    for (i = 0; i < n; i++) {
+        uint32_t k = desc_key(map[i]);
+        w->key_tmp[i] = k;
+        hist[2][k >> top]++;
+    }
+    if (limit < n) {
+        uint32_t sum = 0;
+        for (cut = 0; cut < N_BUCKETS; cut++) {
+            sum += hist[2][cut];
+            if (sum >= limit)
+                break;
+        }
+        memset(hist[2], 0, sizeof hist[2]);
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t k = w->key_tmp[i];
+        if (limit < n && (k >> top) > cut)
+            continue;
+        w->key[m] = k;
+        w->idx[m] = i;
+        m++;
+        hist[0][k & (N_BUCKETS - 1)]++;
+        hist[1][(k >> DIGIT_BITS) & (N_BUCKETS - 1)]++;
+        if (limit < n)
+            hist[2][k >> top]++;
+    }
+    radix_passes(m, hist, w);
+    return m;
 }
 
 static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
@@ -105,7 +139,7 @@ static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, i
         goto exit;
     for (m = 0; m < n_maps; m++) {
         int64_t *o = out + m * n_pix;
-        sort_one(maps + m * n_pix, n, &w);
+        sort_top(maps + m * n_pix, n, n, &w);
         if (inverse)
             for (r = 0; r < n; r++)
                 o[w.idx[r]] = r;
@@ -136,7 +170,7 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
     uint32_t *rank = NULL;
     int status = FC_OK;
     ptrdiff_t i, s, c;
-    uint32_t r, p, n = (uint32_t)n_pix;
+    uint32_t r, p, n = (uint32_t)n_pix, limit = 0;
 
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
         status = FC_EOVERFLOW;
@@ -152,9 +186,13 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
         status = FC_ENOMEM;
         goto exit;
     }
+    for (s = 0; s < n_counts; s++)
+        limit = (uint32_t)counts[s] > limit ? (uint32_t)counts[s] : limit;
     for (i = 0; i < n_img; i++) {
-        sort_one(maps + i * n_pix, n, &w);
-        for (r = 0; r < n; r++)
+        uint32_t m = sort_top(maps + i * n_pix, n, limit, &w);
+        /* pixels outside the sorted head rank after every count: never masked */
+        memset(rank, 0xFF, (size_t)n_pix * sizeof(uint32_t));
+        for (r = 0; r < m; r++)
             rank[w.idx[r]] = r;
         for (s = 0; s < n_counts; s++) {
             /* counts are in [0, n_pix] <= UINT32_MAX, so the comparison below is exact */

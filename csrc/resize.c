@@ -67,7 +67,8 @@ fc_resize_plan *fc_resize_plan_new(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdif
         (plan->c0 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
         (plan->c1 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
         (plan->cx = alloc_array(W, sizeof(double), status)) == NULL ||
-        (plan->tmp = alloc_array(tmp_count, sizeof(double), status)) == NULL) {
+        (plan->tmp = alloc_array(tmp_count, sizeof(double), status)) == NULL ||
+        (plan->tmp_bad = alloc_array(h, 1, status)) == NULL) {
         goto fail;
     }
     axis_table(h, H, align_corners, plan->r0, plan->r1, plan->ry);
@@ -90,6 +91,7 @@ void fc_resize_plan_free(fc_resize_plan *plan)
     free(plan->c1);
     free(plan->cx);
     free(plan->tmp);
+    free(plan->tmp_bad);
     free(plan);
 }
 
@@ -106,28 +108,21 @@ void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu)
     for (ptrdiff_t r = 0; r < h; r++) {
         const float *row = src + r * w;
         double *t = plan->tmp + r * W;
+        int bad = 0;
         if (relu) {
             for (ptrdiff_t x = 0; x < W; x++) {
                 const double a = relu_d(row[c0[x]]), b = relu_d(row[c1[x]]);
                 t[x] = a + cx[x] * (b - a);
+                bad |= !(t[x] - t[x] == 0.0);
             }
         } else {
             for (ptrdiff_t x = 0; x < W; x++) {
                 const double a = row[c0[x]], b = row[c1[x]];
                 t[x] = a + cx[x] * (b - a);
+                bad |= !(t[x] - t[x] == 0.0);
             }
         }
-    }
-}
-
-void fc_resize_row(const fc_resize_plan *plan, ptrdiff_t y, double *row)
-{
-    const ptrdiff_t W = plan->W;
-    const double *t0 = plan->tmp + plan->r0[y] * W;
-    const double *t1 = plan->tmp + plan->r1[y] * W;
-    const double l = plan->ry[y];
-    for (ptrdiff_t x = 0; x < W; x++) {
-        row[x] = t0[x] + l * (t1[x] - t0[x]);
+        plan->tmp_bad[r] = (unsigned char)bad;
     }
 }
 

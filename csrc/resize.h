@@ -25,6 +25,7 @@ typedef struct fc_resize_plan {
     ptrdiff_t *r0, *r1, *c0, *c1; /* source rows for each output row, columns for each column */
     double *ry, *cx;              /* weight of r1 / c1 */
     double *tmp;                  /* h x W: the horizontally resized rows */
+    unsigned char *tmp_bad;       /* h flags: row r of tmp holds a NaN or +-inf */
 } fc_resize_plan;
 
 /* Allocates a plan; NULL with *status set (FC_ENOMEM / FC_EOVERFLOW) on failure.
@@ -33,12 +34,12 @@ fc_resize_plan *fc_resize_plan_new(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdif
                                    int align_corners, int *status);
 void fc_resize_plan_free(fc_resize_plan *plan);
 
-/* One map in two steps, so that callers can stream the output row by row (a W-long row stays in
- * L1 however large H x W is): fc_resize_rows interpolates the source rows of `src` (h, w) into
- * the plan's scratch, clamping values below 0 first when relu is set (NaN is kept); then
- * fc_resize_row writes output row y (0 <= y < H) as W doubles. */
+/* One map in two steps, so that callers can stream the output row by row: fc_resize_rows
+ * interpolates the source rows of `src` (h, w) into plan->tmp (h x W), clamping values below 0
+ * first when relu is set (NaN is kept), and flags the rows holding a non-finite value (an output
+ * row is non-finite exactly where one of its two source rows is); output row y is then
+ *     tmp[r0[y], x] + ry[y] * (tmp[r1[y], x] - tmp[r0[y], x]). */
 void fc_resize_rows(fc_resize_plan *plan, const float *src, int relu);
-void fc_resize_row(const fc_resize_plan *plan, ptrdiff_t y, double *row);
 
 /* N maps (N, h, w) -> (N, H, W) float32. */
 int fc_resize(fc_resize_plan *plan, const float *src, ptrdiff_t N, float *dst);

@@ -46,15 +46,21 @@ LOWER_IS_BETTER = {"deletion"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .explain_files import one_line_errors
+
+    one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="report folder (default: out/demo)")
     p.add_argument("--quick", action="store_true",
                    help="a few images, both models, every figure (the CI mode)")
     p.add_argument("--images", type=int, default=None, metavar="N",
-                   help="test images for the table (default 256; 24 with --quick)")
+                   help="test images for the table (default 200; 16 with --quick)")
+    p.add_argument("--score-images", type=int, default=None, metavar="M",
+                   help="the first M of them for Score-CAM, which costs one forward per channel "
+                        "(default 64; 8 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test images (default 0)")
     p.add_argument("--steps", type=int, default=None,
-                   help="deletion-curve steps (default 20; 10 with --quick)")
+                   help="deletion-curve steps (default 10; 5 with --quick)")
 
 
 @dataclass
@@ -105,6 +111,13 @@ def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
         bar.update(len(xb))
     return _Run(exp0, {k: np.concatenate(v) for k, v in parts.items()}, np.concatenate(refs),
                  np.concatenate(logits))
+
+
+def _head(batch, k: int):
+    """The first k images of a Batch."""
+    from .datasets import Batch
+
+    return Batch(batch.images[:k], batch.labels[:k], batch.boxes[:k], batch.parts[:k])
 
 
 def _regions(parts: np.ndarray, labels: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -170,12 +183,12 @@ def _example_of(batch, cls: int, avoid: int = -1) -> np.ndarray:
     return batch.images[idx[0]] if idx else np.zeros_like(batch.images[0])
 
 
-def _pick(batch, run: _Run, n: int) -> list[int]:
-    """Correctly classified images, one per family first, for the example figures."""
+def _pick(batch, run: _Run, n: int, limit: int) -> list[int]:
+    """Correctly classified images among the first ``limit``, one per family first."""
     from .datasets import CLASS_FAMILY
 
     pred = run.logits.argmax(1)
-    chunk = len(run.exp0.targets)
+    chunk = min(len(run.exp0.targets), limit)
     good = [i for i in range(chunk) if pred[i] == batch.labels[i]] or list(range(chunk))
     picked, fams = [], set()
     for i in good:
@@ -234,7 +247,8 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
         row1.append(viz.overlay(img, m))
         t1.append(f"vs {_name(r)}")
         region = _regions(batch.parts[i:i + 1], batch.labels[i:i + 1], np.array([[r]]))[0]
-        row2.append(viz.overlay(img, region.astype(np.float32), cmap="Reds", alpha=0.6))
+        # NaN outside the region leaves the image as it is; the region is tinted red.
+        row2.append(viz.overlay(img, np.where(region, 0.0, np.nan), cmap="autumn", alpha=0.7))
         t2.append("differs: " + ", ".join(differing_parts(c, r)))
         row3.append(_example_of(batch, r, i))
         t3.append(_name(r))
@@ -299,16 +313,23 @@ def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
 # --- tables --------------------------------------------------------------------------------------
 
 
-def _table_rows(scores: dict, setting: str):
+def _row_labels(meta: dict) -> dict:
+    labels = dict(METHODS)
+    if meta["score_images"] < meta["images"]:
+        labels["scorecam"] += f" ({meta['score_images']} images)"
+    return labels
+
+
+def _table_rows(scores: dict, setting: str, labels: dict):
     rows, best = [], []
-    for m, (key, label) in enumerate(METHODS):
+    for m, (key, _) in enumerate(METHODS):
         s = scores[key][setting]
         for j, kind in enumerate(("base", "finer")):
-            rows.append([label if kind == "base" else "+ Finer"] +
-                        [s[kind][c] for c, _ in COLUMNS])
+            rows.append([labels[key] if kind == "base" else "+ Finer"] +
+                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS])
         for col, (c, _) in enumerate(COLUMNS, start=1):
-            b, f = s["base"][c], s["finer"][c]
-            if np.isclose(b, f, rtol=0, atol=5e-4):
+            b, f = round(s["base"][c], 3), round(s["finer"][c], 3)
+            if b == f:
                 continue
             win = (f < b) if c in LOWER_IS_BETTER else (f > b)
             best.append((2 * m + (1 if win else 0), col))
@@ -322,7 +343,7 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
             lines.append(f"**{model.label}, {title}**, {meta['images']} test images\n")
             lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " |")
             lines.append("|---|" + "---:|" * len(COLUMNS))
-            rows, best = _table_rows(scores_by_model[model.key], setting)
+            rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(meta))
             bold = set(best)
             for i, row in enumerate(rows):
                 cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
@@ -354,10 +375,13 @@ def run(args) -> int:
     from .report import Report
 
     t0 = time.perf_counter()
-    n = args.images if args.images is not None else (24 if args.quick else 256)
-    steps = args.steps if args.steps is not None else (10 if args.quick else 20)
+    n = args.images if args.images is not None else (16 if args.quick else 200)
+    n_score = args.score_images if args.score_images is not None else (8 if args.quick else 64)
+    steps = args.steps if args.steps is not None else (5 if args.quick else 10)
     if n < 16:
         raise ValueError(f"--images must be >= 16 (one image per class), got {n}")
+    if not 1 <= n_score <= n:
+        raise ValueError(f"--score-images must be in [1, --images], got {n_score}")
     if steps < 2:
         raise ValueError(f"--steps must be >= 2, got {steps}")
     chunk = 64
@@ -366,23 +390,27 @@ def run(args) -> int:
     x = torch.from_numpy(batch.images)
     models = _load_models()
 
+    count = {key: (n_score if key == "scorecam" else n) for key, _ in METHODS}
     runs: dict = {}
-    with tqdm(total=len(models) * len(METHODS) * n, desc="explaining", unit="img",
+    with tqdm(total=len(models) * sum(count.values()), desc="explaining", unit="img",
               file=sys.stderr) as bar:
         for model in models:
             for key, _ in METHODS:
                 bar.set_postfix_str(f"{model.key} {key}")
-                runs[model.key, key] = _explain(model, key, x, batch.labels, chunk, bar)
+                k = count[key]
+                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], chunk, bar)
     scores: dict = {m.key: {} for m in models}
     with tqdm(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
               file=sys.stderr) as bar:
         for model in models:
             for key, _ in METHODS:
                 bar.set_postfix_str(f"{model.key} {key}")
-                scores[model.key][key] = _score(model, runs[model.key, key], x, batch, steps, bar)
+                k = count[key]
+                scores[model.key][key] = _score(model, runs[model.key, key], x[:k],
+                                                _head(batch, k), steps, bar)
 
     report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
-    meta = {"images": n, "seed": args.seed, "steps": steps, "gamma": GAMMA,
+    meta = {"images": n, "score_images": n_score, "seed": args.seed, "steps": steps, "gamma": GAMMA,
             "num_references": NUM_REFERENCES, "quick": bool(args.quick),
             "finercam": __version__, "torch": torch.__version__}
     with tqdm(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
@@ -403,7 +431,7 @@ def run(args) -> int:
                             for rr, c in zip(run0.references, batch.labels)])
             meta["accuracy"][model.key] = acc
             meta["same_family_references"][model.key] = fam.mean(0).tolist()
-            rows = _pick(batch, run0, 3)
+            rows = _pick(batch, run0, 3, n_score)
             report.heading(f"{model.label} (layer {model.layer}, test accuracy "
                            f"{100 * acc:.1f}% on these images)")
             report.text("Share of references from the target's own family, by rank: " +
@@ -423,10 +451,10 @@ def run(args) -> int:
                           "closes their gap quickly (small shaded area).")
             bar.update(1)
             for setting, title in SETTINGS:
-                rows_, best = _table_rows(scores[model.key], setting)
+                rows_, best = _table_rows(scores[model.key], setting, _row_labels(meta))
                 report.table(rows_, ["method"] + [h for _, h in COLUMNS], best=best,
                              caption=f"{model.label}, {title}; {n} images. Bold: the better of "
-                             "baseline and Finer where they differ by more than 0.0005.")
+                             "baseline and Finer where they differ at 3 decimals.")
             parts = scores[model.key]["gradcam"]["parts"]
             names = list(parts["base"])
             report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],

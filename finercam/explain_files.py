@@ -34,7 +34,18 @@ class UsageError(ValueError):
     """A bad argument or input: reported as one line, exit status 2."""
 
 
+def one_line_errors(p: argparse.ArgumentParser) -> None:
+    """argparse prints its usage before an error; a bad argument here gets one line, exit 2."""
+
+    def error(message: str):
+        print(f"{p.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    p.error = error  # type: ignore[method-assign]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    one_line_errors(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
     p.add_argument("--model", metavar="PKG.MOD:FACTORY",
                    help="factory returning the classifier (default: the embedded CNN)")

@@ -17,6 +17,7 @@ never imports it.
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -176,7 +177,9 @@ def draw_image(ax, image, title: str | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=8)
+        # Wrapped to the cell's width so that neighbouring titles never run into each other.
+        width = max(12, int(ax.get_position().width * ax.figure.get_figwidth() * 17))
+        ax.set_title(textwrap.fill(title, width), fontsize=8)
 
 
 def panel_grid(cells: Sequence[Sequence], *, titles: Sequence[Sequence[str | None]] | None = None,

@@ -112,17 +112,16 @@ def kernel_env(tmp_path_factory):
     return str(base)
 
 
-def test_notebooks_run(kernel_env, monkeypatch):
-    """Each notebook, top to bottom, in a fresh kernel; one test so that the set may grow."""
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, kernel_env, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("JUPYTER_PATH", kernel_env)
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
-    for path in NOTEBOOKS:
-        nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        assert code and all(c.execution_count for c in code), path.name
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), path.name

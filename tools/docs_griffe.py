@@ -4,7 +4,11 @@ literally. Docstrings stay untouched in the source; only the rendered copy is re
 
 * each doctest block (a ``>>>`` line and its continuation/output lines, up to a blank line)
   becomes a fenced ``pycon`` code block;
-* ``:func:`x```, ``:class:`x``` and the other Sphinx roles become inline code ``x``.
+* ``:func:`x```, ``:class:`x``` and the other Sphinx roles become inline code ``x``;
+* in a NumPy-style section (``Parameters`` underlined by dashes) each ``name: text`` entry becomes
+  a list item, so that the entries do not run together into one paragraph;
+* instance attributes without a docstring (``self.x = x`` in ``__init__``) are left out of the
+  pages: they repeat the constructor's parameters.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from typing import Any
 
 import griffe
 
+_SECTION = re.compile(r"^(Parameters|Returns|Attributes|Raises|Yields|Other Parameters)\s*$")
+_PROSE_SECTION = re.compile(r"^(Examples?|Notes?|See Also|References|Warnings?)\s*$")
+_ENTRY = re.compile(r"^(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|obj|exc|const):`~?([^`]+)`")
 
 
@@ -21,9 +28,35 @@ def markdown_docstring(text: str) -> str:
     out: list[str] = []
     lines = text.splitlines()
     i = 0
+    section = False
     while i < len(lines):
         line = lines[i]
         stripped = line.lstrip()
+        if _SECTION.match(line) and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+            out.extend([f"**{line.strip()}**", ""])
+            section = True
+            i += 2
+            continue
+        if _PROSE_SECTION.match(line) and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
+            out.extend([f"**{line.strip()}**", ""])
+            i += 2
+            continue
+        if section:
+            entry = _ENTRY.match(line)
+            if entry:
+                name, kind, rest = entry.groups()
+                kind = f" ({kind})" if kind else ""
+                out.append(f"- `{name}`{kind}: " + _ROLE.sub(r"`\1`", rest))
+                i += 1
+                continue
+            if not line.strip():
+                section = False
+            elif line.startswith((" ", "\t")):
+                out.append("  " + _ROLE.sub(r"`\1`", line.strip()))
+                i += 1
+                continue
+            else:
+                section = False
         if stripped.startswith(">>>"):
             indent = line[: len(line) - len(stripped)]
             block = []
@@ -45,3 +78,9 @@ class DoctestMarkdown(griffe.Extension):
     def on_instance(self, *, node: Any, obj: griffe.Object, agent: Any, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = markdown_docstring(obj.docstring.value)
+
+    def on_class_members(self, *, node: Any, cls: griffe.Class, agent: Any, **kwargs: Any) -> None:
+        for name, member in list(cls.members.items()):
+            if (not member.is_alias and member.is_attribute and "instance-attribute" in member.labels
+                    and member.docstring is None):
+                del cls.members[name]

@@ -266,6 +266,21 @@ static void test_postprocess(void)
 
     CHECK(fc_postprocess(plan, NULL, 0, 1, 1e-8, NULL) == FC_OK);
     fc_resize_plan_free(plan);
+
+    /* 4 x 2 -> 1 x 2 samples rows 1 and 2 only (src = 1.5): a NaN in row 0 never reaches the
+     * output and the map stays finite; a NaN in row 2 does, and the map is NaN */
+    plan = fc_resize_plan_new(4, 2, 1, 2, 0, &status);
+    CHECK(plan != NULL);
+    if (plan != NULL) {
+        float rows[8] = {NAN, NAN, 0, 1, 2, 3, 4, 5};
+        CHECK(fc_postprocess(plan, rows, 1, 0, 0.0, out) == FC_OK);
+        CHECK(out[0] == 0.0f && out[1] == 1.0f);
+        rows[0] = rows[1] = 0;
+        rows[5] = NAN;
+        CHECK(fc_postprocess(plan, rows, 1, 0, 0.0, out) == FC_OK);
+        CHECK(isnan(out[0]) && isnan(out[1]));
+        fc_resize_plan_free(plan);
+    }
 }
 
 static void test_fuse_layers(void)

@@ -186,23 +186,3 @@ def test_transform_option_and_name_collisions(user_module, tmp_path, capsys):
                      "dog_cat_baseline.png", "dog_cat_finer.png", "dog_cat_panel.png"]
     # With --transform the overlay is drawn on the model's own 40 x 32 input.
     assert Image.open(out / "dog_cat_finer.png").size == (40, 32)
-
-
-def test_embedded_cnn_by_default_through_the_cli(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    photos = [str(DATA / n) for n in PHOTOS]
-    r = subprocess.run([sys.executable, "-m", "finercam", "explain", *photos, "--out",
-                        str(tmp_path), "--method", "gradcam"], capture_output=True, text=True,
-                       env=env, timeout=300)
-    assert r.returncode == 0, r.stderr
-    for n in PHOTOS:
-        stem = Path(n).stem
-        with Image.open(DATA / n) as raw:
-            size = raw.size
-        for kind in ("baseline", "finer"):
-            with Image.open(tmp_path / f"{stem}_{kind}.png") as im:
-                assert im.size == size
-                assert np.asarray(im).std() > 5
-    r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

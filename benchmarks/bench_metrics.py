@@ -1,0 +1,137 @@
+"""Metrics: the C core's ranking and masked-batch construction against NumPy and torch.
+
+Prints times measured in this one run and their ratios (no absolute targets: machines differ).
+
+* ranking: ``kernels.argsort_desc`` (radix sort) vs ``np.argsort(kind="stable")`` and
+  ``torch.argsort(stable=True)``, descending;
+* masking: ``kernels.mask_top`` (rank + every masked copy in one pass, into a preallocated
+  buffer) vs the NumPy and torch equivalents (stable argsort, scatter of the top-k into a
+  keep-mask, one ``where`` per count), for RD@{0.05, 0.1} (2 counts) and deletion (21 counts);
+* forward passes: how many batched forwards RD@{0.05, 0.1} and a 20-step deletion cost.
+
+Run: ``python benchmarks/bench_metrics.py [--n 16] [--size 224] [--repeat 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+from finercam import kernels, metrics
+
+
+def best_of(fn, repeat):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def numpy_mask(images, maps, base, counts, out):
+    n = images.shape[0]
+    s = len(counts)
+    order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
+    rank = rank.reshape(n, 1, *maps.shape[1:])
+    view = out.reshape(n, s, *images.shape[1:])
+    for j, k in enumerate(counts):
+        np.copyto(view[:, j], np.where(rank < k, base, images))
+    return out
+
+
+def torch_mask(images, maps, base, counts, out):
+    n = images.shape[0]
+    s = len(counts)
+    order = torch.argsort(maps.reshape(n, -1), dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1]).expand(n, -1))
+    rank = rank.reshape(n, 1, *maps.shape[1:])
+    view = out.view(n, s, *images.shape[1:])
+    for j, k in enumerate(counts):
+        torch.where(rank < int(k), base, images, out=view[:, j])
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    n, size = args.n, args.size
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    # maps as a CAM pipeline gives them: a 7x7 grid upsampled and min-maxed
+    maps = kernels.postprocess(rng.random((n, 7, 7)).astype(np.float32), size)
+    base = np.zeros_like(images)
+    ti, tm, tb = map(torch.from_numpy, (images, maps, base))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{n} images 3x{size}x{size}")
+
+    flat = maps.reshape(n, size, size)
+    t_c = best_of(lambda: kernels.argsort_desc(flat), args.repeat)
+    t_np = best_of(lambda: np.argsort(-flat.reshape(n, -1), axis=1, kind="stable"), args.repeat)
+    t_t = best_of(lambda: torch.argsort(tm.reshape(n, -1), dim=1, descending=True, stable=True),
+                  args.repeat)
+    assert np.array_equal(kernels.argsort_desc(flat),
+                          np.argsort(-flat.reshape(n, -1), axis=1, kind="stable"))
+    print("\nranking (stable, descending)          time      vs C")
+    print(f"  C radix sort                   {t_c * 1e3:9.2f} ms    1.00x")
+    print(f"  numpy argsort(kind=stable)     {t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
+    print(f"  torch argsort(stable=True)     {t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
+
+    hw = size * size
+    cases = {
+        "RD@{0.05,0.1}": np.array([metrics.top_count(0.05, hw), metrics.top_count(0.1, hw)]),
+        "deletion 20 steps": -((-np.arange(21) * hw) // 20),
+    }
+    for name, counts in cases.items():
+        s = len(counts)
+        out_c = np.empty((n * s, 3, size, size), np.float32)
+        out_n = np.empty_like(out_c)
+        out_t = torch.empty(out_c.shape)
+        t_c = best_of(lambda: kernels.mask_top(images, maps, base, counts, out=out_c), args.repeat)
+        t_np = best_of(lambda: numpy_mask(images, maps, base, counts, out_n), args.repeat)
+        t_t = best_of(lambda: torch_mask(ti, tm, tb, counts, out_t), args.repeat)
+        assert np.array_equal(out_c, out_n) and np.array_equal(out_c, out_t.numpy())
+        mb = out_c.nbytes / 2**20
+        print(f"\nmasked batch, {name}: {s} counts, {n * s} images, {mb:.0f} MiB   time      vs C")
+        print(f"  C mask_top (rank + fill)       {t_c * 1e3:9.2f} ms    1.00x")
+        print(f"  numpy argsort + scatter + where{t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
+        print(f"  torch argsort + scatter + where{t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
+
+    calls = []
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 7, stride=4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 10)).eval()
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return net(x)
+
+    x = torch.from_numpy(images)
+    t0 = time.perf_counter()
+    metrics.evaluate_maps(counting, x, maps, targets=0, fractions=(0.05, 0.1), steps=None,
+                          batch_size=n)
+    t_rd = time.perf_counter() - t0
+    rd_calls = len(calls)
+    calls.clear()
+    t0 = time.perf_counter()
+    metrics.deletion_auc(counting, x, maps, targets=0, steps=20, batch_size=n)
+    t_del = time.perf_counter() - t0
+    print(f"\nforwards of the batch (batch_size={n}): RD@{{0.05,0.1}} {rd_calls} "
+          f"({t_rd * 1e3:.0f} ms with a toy model), deletion 20 steps {len(calls)} "
+          f"({t_del * 1e3:.0f} ms)")
+    print(f"evaluate_maps with fractions (0.05, 0.1) and 20 steps shares counts: "
+          f"{1 + 20} forwards of the batch, not {rd_calls + len(calls)} (the two separately)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,587 @@
+"""The dataset evaluation runner: the paper's Table 1 (and its ablations) on your model and data.
+
+``evaluate(model, target_layer, dataset, ...)`` explains every image with each CAM method, with
+and without Finer, scores every map with :func:`finercam.metrics.evaluate_maps` (deletion AUC,
+RD@0.05, RD@0.1, the target's confidence drop, and, where the data set has boxes or masks, the
+energy pointing game "Loc." and the pointing game), and averages over the data set.
+
+Resumable. With ``out_dir``, each batch's per-image results are appended to
+``out_dir/per_image.jsonl`` (one JSON object per image, written and flushed batch by batch). A run
+that is killed and started again with the same arguments skips every batch already recorded, so
+the final table equals that of an uninterrupted run: batches are a fixed grid over the data set
+indices (``batch_size`` consecutive indices), a batch is either recorded whole or computed again
+whole, duplicates are dropped by index, and means are taken in index order.
+
+Distributed. Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) the process group is
+initialised (gloo on CPU, nccl on GPU) unless it already is; rank r evaluates every N-th batch of
+those not yet recorded and appends to ``per_image.rank{r}.jsonl``; after a barrier rank 0 merges
+all files and writes the table. The batch grid does not depend on N, so the merged table equals
+the single-process one.
+
+Outputs in ``out_dir``: ``table.md`` (also printed), ``table.csv``, ``table.json`` (the rows, the
+configuration, the image count and every unreadable image).
+
+Rows: per method, ``"Grad-CAM"`` (gamma = 0, the base method) and ``"Grad-CAM + Finer"`` (the
+configured gamma, references and aggregation), then the ablations: ``"... gamma=0.2"`` (Fig. 6b),
+``"... ref=2"`` (compared with the 2nd most similar class only, Table 2) and ``"... agg=max"``
+(Table 3). Targets are the data set labels (``target="label"``) or the predictions.
+
+``finercam.evaluate`` is the function; the module's other names import as
+``from finercam.evaluate import ImageFolder``.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import metrics
+
+__all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
+
+METHOD_NAMES = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM",
+                "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM",
+                "cam": "CAM"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif",
+                    ".ppm", ".pgm")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: A test hook: the process SIGKILLs itself once this many images are recorded.
+KILL_ENV = "FINERCAM_EVAL_KILL_AFTER"
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """What a folder data set returns for an image that cannot be decoded."""
+
+    path: str
+    reason: str
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """``root/<class>/<image>``, classes in sorted order, read with Pillow.
+
+    Each item is ``(image, label)`` or, when ``root/boxes.csv`` exists (lines
+    ``relative/path,x0,y0,x1,y1`` in the original pixels), ``(image, label, box)`` with the box
+    scaled to the transformed image (which assumes the transform resizes, as the default does).
+    The default transform resizes to ``image_size`` squared (bilinear), scales to [0, 1] and, with
+    ``normalize`` (default), standardises with the ImageNet mean and std. A file that cannot be
+    decoded gives an :class:`Unreadable` item instead of an exception: the runner counts and
+    reports it.
+    """
+
+    def __init__(self, root, transform: Callable | None = None, image_size: int = 224,
+                 normalize: bool = True):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"dataset directory {str(root)!r} does not exist")
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        if not self.classes:
+            raise ValueError(f"dataset directory {str(root)!r} has no class subdirectories")
+        self.samples = [(str(p), c) for c, name in enumerate(self.classes)
+                        for p in sorted((self.root / name).iterdir())
+                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        self.transform = transform
+        self.image_size = int(image_size)
+        self.normalize = bool(normalize)
+        self.boxes: dict[str, tuple[float, ...]] = {}
+        box_file = self.root / "boxes.csv"
+        if box_file.is_file():
+            with open(box_file, newline="") as f:
+                for row in csv.reader(f):
+                    if row and not row[0].startswith("#"):
+                        self.boxes[os.path.normpath(row[0])] = tuple(float(v) for v in row[1:5])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _default_transform(self, img) -> torch.Tensor:
+        from PIL import Image
+
+        img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        if self.normalize:
+            x = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        return x.contiguous()
+
+    def __getitem__(self, index: int):
+        from PIL import Image, UnidentifiedImageError
+
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")  # decodes fully: a truncated file fails here
+                size = img.size
+                x = (self.transform or self._default_transform)(img)
+        except (OSError, ValueError, SyntaxError, UnidentifiedImageError,
+                Image.DecompressionBombError) as e:
+            return Unreadable(path, f"{type(e).__name__}: {e}")
+        rel = os.path.normpath(os.path.relpath(path, self.root))
+        if rel in self.boxes:
+            sx, sy = x.shape[-1] / size[0], x.shape[-2] / size[1]
+            x0, y0, x1, y1 = self.boxes[rel]
+            box = (x0 * sx, y0 * sy, min(x1 * sx, x.shape[-1]), min(y1 * sy, x.shape[-2]))
+            return x, label, torch.tensor(box, dtype=torch.float64)
+        return x, label
+
+
+# --- configuration and records --------------------------------------------------------------
+
+
+@dataclass
+class _Config:
+    methods: list
+    finer: bool
+    gamma: float
+    num_references: int
+    reference_rule: str
+    aggregate: str
+    gammas: list
+    reference_ranks: list
+    aggregations: list
+    fractions: list
+    steps: int
+    baseline: Any
+    target: str
+    batch_size: int
+    n_images: int
+
+
+@dataclass
+class EvalResult:
+    """The merged table. ``rows``: one dict per setting with the means; ``markdown()`` renders
+    the Table-1-style view."""
+
+    rows: list
+    n_images: int
+    skipped: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    out_dir: str | None = None
+
+    def markdown(self) -> str:
+        cols = [c for c in _columns(self.config.get("fractions", (0.05, 0.1)))
+                if any(c[0] in r for r in self.rows)]
+        head = "| Method | " + " | ".join(c[1] for c in cols) + " |"
+        rule = "|---|" + "|".join("---:" for _ in cols) + "|"
+        lines = [head, rule]
+        for r in self.rows:
+            cells = []
+            for key, _ in cols:
+                v = r.get(key)
+                cells.append("" if v is None else "nan" if math.isnan(v) else f"{v:.3f}")
+            lines.append(f"| {r['setting']} | " + " | ".join(cells) + " |")
+        tail = f"\n{self.n_images} images"
+        if self.skipped:
+            tail += f"; {len(self.skipped)} unreadable image(s) skipped"
+        return "\n".join(lines) + tail
+
+
+def _columns(fractions):
+    cols = [("deletion", "Del. ↓")]
+    cols += [(f"rd@{f:g}", f"RD@{f:g} ↑") for f in fractions]
+    cols += [(f"drop@{f:g}", f"Drop@{f:g} ↑") for f in fractions]
+    cols += [("energy", "Loc. ↑"), ("pointing", "Point. ↑")]
+    return cols
+
+
+
+def _settings(cfg: _Config) -> list[tuple[str, str, dict | None]]:
+    """(row name, method, recombine kwargs or None for the base method)."""
+    out = []
+    for m in cfg.methods:
+        name = METHOD_NAMES.get(m, m)
+        out.append((name, m, None))
+        if cfg.finer:
+            out.append((f"{name} + Finer", m, {}))
+        for g in cfg.gammas:
+            out.append((f"{name} + Finer gamma={g:g}", m, {"gamma": float(g)}))
+        for r in cfg.reference_ranks:
+            out.append((f"{name} + Finer ref={r}", m, {"rank": int(r)}))
+        for a in cfg.aggregations:
+            out.append((f"{name} + Finer agg={a}", m, {"aggregate": a}))
+    return out
+
+
+def _rank_files(out_dir: Path) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(str(out_dir / "per_image*.jsonl")))
+
+
+def _read_records(path: Path) -> tuple[dict | None, list[dict], int]:
+    """(header, records, byte length of the complete lines) of one JSONL file; a torn last line
+    (the process was killed mid-write) is ignored."""
+    header, records, good = None, [], 0
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while True:
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        line = data[pos:end]
+        pos = end + 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            break  # a torn line: nothing after it was written by a live process
+        if "config" in obj:
+            header = obj
+        else:
+            records.append(obj)
+        good = pos
+    return header, records, good
+
+
+# --- the model, data and process group --------------------------------------------------------
+
+
+def load_object(spec: str):
+    """``"package.module:attr"`` -> that attribute, called if callable and not a Module/Dataset.
+
+    >>> load_object("collections:OrderedDict")()
+    OrderedDict()
+    """
+    import importlib
+
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"expected an import string 'package.module:factory', got {spec!r}")
+    mod, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r}: {e}") from None
+    return obj
+
+
+def _resolve_model(model):
+    if isinstance(model, torch.nn.Module):
+        return model, getattr(model, "default_target_layer", None)
+    if isinstance(model, str):
+        if ":" in model:
+            obj = load_object(model)
+            m = obj if isinstance(obj, torch.nn.Module) else obj()
+        else:
+            try:
+                from . import models  # our own models, loaded offline
+            except ImportError:
+                raise ValueError(f"model {model!r} is not an import string 'package.module:factory' "
+                                 "and finercam.models is not available") from None
+            m = models.load(model)
+        if not isinstance(m, torch.nn.Module):
+            raise TypeError(f"model {model!r} did not give a torch.nn.Module, got {type(m).__name__}")
+        return m, getattr(m, "default_target_layer", None)
+    raise TypeError(f"model must be a torch.nn.Module or a string, got {type(model).__name__}")
+
+
+def _resolve_dataset(dataset, transform, image_size):
+    if isinstance(dataset, (str, os.PathLike)):
+        if os.path.isdir(dataset):
+            return ImageFolder(dataset, transform=transform, image_size=image_size)
+        obj = load_object(str(dataset))
+        return obj() if callable(obj) and not hasattr(obj, "__getitem__") else obj
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(f"dataset must be a Dataset (with __getitem__ and __len__) or a directory, "
+                        f"got {type(dataset).__name__}")
+    return dataset
+
+
+def _process_group(device):
+    """(dist module or None, rank, world size, whether we initialised it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available():
+        use_nccl = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+        return dist, dist.get_rank(), dist.get_world_size(), True
+    return None, 0, 1, False
+
+
+def _split_item(item, index):
+    if isinstance(item, Unreadable):
+        return item
+    if isinstance(item, dict):
+        item = (item["image"], item["label"], item.get("box", item.get("mask")))
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise TypeError(f"dataset[{index}] must be (image, label) or (image, label, box_or_mask), "
+                        f"got {type(item).__name__}")
+    x, y = item[0], item[1]
+    region = item[2] if len(item) == 3 else None
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        raise TypeError(f"dataset[{index}] image must be a (C, H, W) tensor, got "
+                        f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+    return x, int(y), region
+
+
+def _region_mask(region, h, w):
+    r = np.asarray(region.detach().cpu() if isinstance(region, torch.Tensor) else region)
+    if r.shape == (4,):
+        return metrics.boxes_to_masks(r[None].astype(np.float64), (h, w))[0]
+    r = r.reshape(r.shape[-2:]) if r.ndim == 3 and r.shape[0] == 1 else r
+    if r.shape != (h, w):
+        raise ValueError(f"a mask must be (H, W) = ({h}, {w}) like its image, got {r.shape}")
+    return r != 0
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _evaluate_batch(model, model_device, cams, settings, cfg, batch, indices):
+    xs, labels, regions = zip(*batch)
+    images = torch.stack(xs).to(model_device)
+    labels = np.array(labels, dtype=np.int64)
+    n, _, h, w = images.shape
+    with torch.no_grad():
+        logits = metrics._logits(model(images)).double().cpu().numpy()
+    targets = labels if cfg.target == "label" else logits.argmax(1)
+    compare = metrics.nearest_logit_class(logits, targets)
+    has_region = np.array([r is not None for r in regions])
+    masks = np.stack([_region_mask(r, h, w) for r in regions if r is not None]) if has_region.any() else None
+    records = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
+                "compare_to": int(compare[j]), "metrics": {}} for j, i in enumerate(indices)]
+    explained = {m: cams[m](images, targets=targets) for m in cfg.methods}
+    for name, method, kw in settings:
+        exp = explained[method]
+        if kw is None:
+            maps = exp.baseline().maps
+        elif "rank" in kw:
+            ref = exp.candidates[:, kw["rank"]].reshape(-1, 1).tolist()
+            maps = exp.recombine(references=ref).maps
+        else:
+            maps = exp.recombine(**kw).maps
+        res = metrics.evaluate_maps(model, images, maps, targets, compare,
+                                    fractions=cfg.fractions, steps=cfg.steps,
+                                    baseline=cfg.baseline, batch_size=max(cfg.batch_size, 1) * 4)
+        if masks is not None:
+            sel = np.nonzero(has_region)[0]
+            res["energy"] = np.full(n, np.nan)
+            res["pointing"] = np.zeros(n, bool)
+            res["energy"][sel] = metrics.energy_in_mask(np.maximum(maps[sel], 0), masks)
+            res["pointing"][sel] = metrics.pointing_game(maps[sel], masks)
+        for j in range(n):
+            row = {}
+            for key, v in res.items():
+                if key in ("target", "compare_to"):
+                    continue
+                if key in ("energy", "pointing") and not has_region[j]:
+                    continue
+                row[key] = bool(v[j]) if key == "pointing" else float(v[j])
+            records[j]["metrics"][name] = row
+    return records
+
+
+def _table(records: list[dict], settings, cfg: _Config) -> list[dict]:
+    rows = []
+    keys = [c[0] for c in _columns(cfg.fractions)] + ["deletion_ref"]
+    for name, _, _ in settings:
+        row: dict[str, Any] = {"setting": name}
+        for key in keys:
+            vals = [r["metrics"][name][key] for r in records
+                    if name in r["metrics"] and key in r["metrics"][name]]
+            vals = [float(v) for v in vals]
+            finite = [v for v in vals if not math.isnan(v)]
+            if vals:
+                row[key] = math.fsum(finite) / len(finite) if finite else float("nan")
+                if len(finite) != len(vals):
+                    row[f"{key}_nan"] = len(vals) - len(finite)
+        row["n"] = sum(1 for r in records if name in r["metrics"])
+        rows.append(row)
+    return rows
+
+
+def evaluate(model, target_layer=None, dataset=None, *,
+             methods: Sequence[str] = ("gradcam", "layercam", "scorecam"), finer: bool = True,
+             gamma: float = 0.6, num_references: int = 3, reference_rule: str = "nearest_logit",
+             aggregate: str = "mean", gammas: Sequence[float] = (),
+             reference_ranks: Sequence[int] = (), aggregations: Sequence[str] = (),
+             fractions: Sequence[float] = (0.05, 0.1), steps: int = 20, baseline=0.0,
+             target: str = "label", batch_size: int = 16, out_dir=None, transform=None,
+             image_size: int = 224, limit: int | None = None, device=None,
+             progress: bool = True, verbose: bool = True) -> EvalResult:
+    """Evaluate CAM methods with and without Finer on a data set; see the module docstring.
+
+    model: an ``nn.Module``, an import string ``"package.module:factory"`` or one of our models
+    (``"cnn"``, ``"vit"``); target_layer: a module or dotted name (default: the model's
+    ``default_target_layer``); dataset: a torch ``Dataset`` yielding ``(image, label)`` or
+    ``(image, label, box_or_mask)`` (box ``(x0, y0, x1, y1)`` in pixels), a directory read as an
+    :class:`ImageFolder`, or an import string. ``gammas``, ``reference_ranks`` (1 = the most
+    similar class) and ``aggregations`` add the ablation rows. ``out_dir`` makes the run
+    resumable and receives the outputs. The model is put in eval mode for the run and restored.
+
+    >>> import torch, finercam                                   # doctest: +SKIP
+    >>> res = finercam.evaluate("cnn", None, my_dataset, out_dir="runs/cnn")  # doctest: +SKIP
+    >>> print(res.markdown())                                    # doctest: +SKIP
+    """
+    from .finer import FinerCAM
+
+    net, default_layer = _resolve_model(model)
+    layer = target_layer if target_layer is not None else default_layer
+    if layer is None:
+        raise ValueError("target_layer is required (the model has no default_target_layer)")
+    if dataset is None:
+        raise ValueError("dataset is required")
+    data = _resolve_dataset(dataset, transform, image_size)
+    methods = list(methods)
+    if not methods:
+        raise ValueError("methods must name at least one CAM method")
+    if target not in ("label", "predicted"):
+        raise ValueError(f'target must be "label" or "predicted", got {target!r}')
+    fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
+    steps = metrics._check_steps(steps)
+    batch_size = metrics._check_batch_size(batch_size)
+    for r in reference_ranks:
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+            raise ValueError(f"reference_ranks must hold ints >= 1, got {r!r}")
+    n_total = len(data)
+    if limit is not None:
+        n_total = min(n_total, metrics._check_batch_size(limit))
+    cfg = _Config(methods, bool(finer), float(gamma), int(num_references), reference_rule,
+                  aggregate, [float(g) for g in gammas], [int(r) for r in reference_ranks],
+                  list(aggregations), fractions, steps,
+                  baseline if isinstance(baseline, (str, int, float)) else "custom", target,
+                  batch_size, n_total)
+    settings = _settings(cfg)
+
+    dist, rank, world, owns_group = _process_group(device)
+    if device is not None:
+        net.to(device)
+    elif dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
+        net.to(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+    model_device = next(iter(net.parameters()), torch.zeros(0)).device
+    modes = {m: m.training for m in net.modules()}
+    net.eval()
+    try:
+        cams = {m: FinerCAM(net, layer, method=m, gamma=gamma, num_references=num_references,
+                            reference_rule=reference_rule, aggregate=aggregate,
+                            candidates=max(cfg.reference_ranks) if cfg.reference_ranks else None)
+                for m in methods}
+        result = _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dist,
+                      progress and rank == 0)
+    finally:
+        for m, flag in modes.items():
+            m.training = flag
+        if owns_group:
+            dist.destroy_process_group()
+    if verbose and rank == 0:
+        print(result.markdown())
+        if result.skipped:
+            print(f"{len(result.skipped)} unreadable image(s):")
+            for s in result.skipped:
+                print(f"  [{s['index']}] {s['path']}: {s['skipped']}")
+    return result
+
+
+def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dist, show):
+    from tqdm.auto import tqdm
+
+    n_batches = (cfg.n_images + cfg.batch_size - 1) // cfg.batch_size
+    config = asdict(cfg)
+    records: list[dict] = []
+    own: Path | None = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        own = out / ("per_image.jsonl" if rank == 0 else f"per_image.rank{rank}.jsonl")
+        good_len = 0
+        for path in _rank_files(out):
+            header, recs, good = _read_records(path)
+            if header is not None and header["config"] != json.loads(json.dumps(config)):
+                raise ValueError(f"out_dir {str(out)!r} holds a run with another configuration "
+                                 f"({path.name}); use a new out_dir or remove it")
+            records += recs
+            if path == own:
+                good_len = good
+        if dist is not None:
+            dist.barrier()  # everyone has read the same state before anyone writes
+        if own.exists():
+            os.truncate(own, good_len)  # drop a torn last line
+        if not own.exists() or good_len == 0:
+            with open(own, "w") as f:
+                f.write(json.dumps({"config": config}) + "\n")
+    done = {r["index"] for r in records}
+    todo = [b for b in range(n_batches)
+            if not all(i in done for i in range(b * cfg.batch_size,
+                                                 min(cfg.n_images, (b + 1) * cfg.batch_size)))]
+    mine = todo[rank::world]
+    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    written = 0
+    bar = tqdm(total=sum(min(cfg.n_images, (b + 1) * cfg.batch_size) - b * cfg.batch_size
+                         for b in mine), disable=not show, unit="img", desc="evaluate")
+    fresh: list[dict] = []
+    for b in mine:
+        idx = range(b * cfg.batch_size, min(cfg.n_images, (b + 1) * cfg.batch_size))
+        batch, kept, recs = [], [], []
+        for i in idx:
+            item = data[i]
+            split = _split_item(item, i)
+            if isinstance(split, Unreadable):
+                recs.append({"index": i, "skipped": split.reason, "path": split.path})
+            else:
+                batch.append(split)
+                kept.append(i)
+        if batch:
+            recs += _evaluate_batch(net, model_device, cams, settings, cfg, batch, kept)
+        recs.sort(key=lambda r: r["index"])
+        fresh += recs
+        if own is not None:
+            with open(own, "a") as f:  # one write per batch, flushed before the next starts
+                f.write("".join(json.dumps(r) + "\n" for r in recs))
+                f.flush()
+                os.fsync(f.fileno())
+        written += len(recs)
+        bar.update(len(idx))
+        if kill_after and written >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    if dist is not None:
+        dist.barrier()
+    if own is not None:
+        records = []
+        for path in _rank_files(Path(out_dir)):
+            records += _read_records(path)[1]
+    elif dist is not None:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, fresh)
+        records = [r for part in gathered for r in part]
+    else:
+        records = fresh
+    by_index = {}
+    for r in records:
+        by_index[r["index"]] = r  # a batch computed twice: the last record wins
+    merged = [by_index[i] for i in sorted(by_index)]
+    skipped = [r for r in merged if "skipped" in r]
+    evaluated = [r for r in merged if "metrics" in r]
+    result = EvalResult(_table(evaluated, settings, cfg), len(evaluated), skipped, config,
+                        None if out_dir is None else str(out_dir))
+    if out_dir is not None and rank == 0:
+        _write_outputs(result, Path(out_dir), cfg)
+    return result
+
+
+def _write_outputs(result: EvalResult, out: Path, cfg: _Config) -> None:
+    keys = [c[0] for c in _columns(cfg.fractions)] + ["deletion_ref"]
+    keys = [k for k in keys if any(k in r for r in result.rows)]
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["setting", *keys, "n"])
+        for r in result.rows:
+            w.writerow([r["setting"], *[repr(r[k]) if k in r else "" for k in keys], r["n"]])
+    with open(out / "table.json", "w") as f:
+        json.dump({"rows": result.rows, "n_images": result.n_images, "skipped": result.skipped,
+                   "config": result.config}, f, indent=1)
+    with open(out / "table.md", "w") as f:
+        f.write(result.markdown() + "\n")

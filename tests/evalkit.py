@@ -1,0 +1,41 @@
+"""A tiny seeded model and box data set for the runner tests; importable by subprocesses
+(``tests`` on PYTHONPATH) as ``evalkit:model`` and ``evalkit:dataset``."""
+import torch
+
+CLASSES = 5
+SIZE = 16
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, CLASSES))
+
+
+LAYER = "2"
+
+
+class BoxDataset(torch.utils.data.Dataset):
+    """Seeded noise images with a brighter box; item i is (image, i % 5, box x0, y0, x1, y1)."""
+
+    def __init__(self, n: int = 10, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(n, 3, SIZE, SIZE, generator=g)
+        self.boxes = []
+        for i in range(n):
+            x0, y0 = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
+            w, h = torch.randint(3, SIZE // 2, (2,), generator=g).tolist()
+            self.images[i, :, y0:y0 + h, x0:x0 + w] += 2.0
+            self.boxes.append(torch.tensor([x0, y0, x0 + w, y0 + h]))
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], i % CLASSES, self.boxes[i]
+
+
+def dataset() -> BoxDataset:
+    return BoxDataset()

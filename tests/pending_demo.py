@@ -1,0 +1,138 @@
+"""`finercam demo --quick` (the CI mode): every figure for both models, numbers checked."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from finercam import _reference, datasets, models
+
+ROOT = Path(__file__).parent.parent
+FIGURES = [f"{m}-fig{k}" for m in ("cnn", "vit") for k in (4, 5, 7, 8)] + ["fig1-similarity"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "finercam", "demo", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_prints_the_report_path_and_writes_every_file(quick):
+    out, r = quick
+    assert r.stdout.strip().splitlines()[-1] == f"report: {(out / 'index.html').resolve()}"
+    html = (out / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert sorted(srcs) == sorted(f"{f}.png" for f in FIGURES)
+    assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]+)"', html))
+    assert html.count("<table>") == 2 * 2 + 2  # two settings and one part table per model
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figures_are_valid_pngs_with_content(quick, name):
+    out, _ = quick
+    with Image.open(out / f"{name}.png") as im:
+        im.verify()
+    with Image.open(out / f"{name}.png") as im:
+        assert im.format == "PNG"
+        px = np.asarray(im.convert("RGB"))
+    assert px.shape[0] >= 200 and px.shape[1] >= 300
+    assert px.std() > 20  # not blank
+    colours = np.unique(px.reshape(-1, 3)[:: 7], axis=0)
+    assert len(colours) > 200  # overlays and photographs, not a few flat boxes
+
+
+def test_accuracy_and_part_shares_against_direct_computation(quick):
+    out, _ = quick
+    res = json.loads((out / "results.json").read_text())
+    meta = res["meta"]
+    batch = datasets.generate(meta["images"], seed=meta["seed"], split="test")
+    x = torch.from_numpy(batch.images)
+    for key in ("cnn", "vit"):
+        with torch.no_grad():
+            pred = models.load(key)(x).argmax(1).numpy()
+        assert res["meta"]["accuracy"][key] == pytest.approx(np.mean(pred == batch.labels))
+        for kind, shares in res["scores"][key]["gradcam"]["parts"].items():
+            # Visible part masks are disjoint and the background is the rest: shares sum to 1.
+            assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6), kind
+    for key in ("cnn", "vit"):
+        for method in ("gradcam", "layercam", "scorecam"):
+            for setting in ("t1", "t3"):
+                for kind in ("base", "finer"):
+                    row = res["scores"][key][method][setting][kind]
+                    for col in ("loc", "energy", "pointing"):
+                        assert 0.0 <= row[col] <= 1.0
+                    for col in ("rd@0.05", "rd@0.1"):
+                        assert -1.0 <= row[col] <= 1.0
+
+
+def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
+    """At the CNN's last block (global pool + linear) Grad-CAM is CAM: relu(sum_k w_ck A_k)."""
+    out, _ = quick
+    res = json.loads((out / "results.json").read_text())
+    meta = res["meta"]
+    batch = datasets.generate(meta["images"], seed=meta["seed"], split="test")
+    net = models.load("cnn")
+    feats = {}
+    layer = dict(net.named_modules())[net.default_target_layer]
+    h = layer.register_forward_hook(lambda m, i, o: feats.setdefault("a", o.detach()))
+    try:
+        with torch.no_grad():
+            net(torch.from_numpy(batch.images))
+    finally:
+        h.remove()
+    w = net.fc.weight.detach()[torch.from_numpy(batch.labels)]  # (N, K)
+    raw = torch.relu(torch.einsum("nk,nkhw->nhw", w, feats["a"])).numpy()
+    maps = _reference.postprocess(raw, batch.images.shape[-2:])
+    x0, y0, x1, y1 = batch.boxes.T
+    energy = []
+    for i, m in enumerate(maps):
+        inside = m[y0[i]:y1[i], x0[i]:x1[i]].sum(dtype=np.float64)
+        energy.append(inside / m.sum(dtype=np.float64))
+    got = res["scores"]["cnn"]["gradcam"]["t1"]["base"]["loc"]
+    assert got == pytest.approx(float(np.mean(energy)), abs=2e-4)
+
+
+def test_bad_arguments_give_one_line():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for extra in (["--images", "4"], ["--images", "x"], ["--score-images", "0"]):
+        r = subprocess.run([sys.executable, "-m", "finercam", "demo", "--quick", *extra],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 2
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "finercam demo: error:" in r.stderr
+
+
+PHOTOS = ["blue_grosbeak.jpg", "dog_cat.jfif", "horses.jpg"]
+DATA = Path(__file__).parent / "data"
+
+
+def test_embedded_cnn_by_default_through_the_cli(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    photos = [str(DATA / n) for n in PHOTOS]
+    r = subprocess.run([sys.executable, "-m", "finercam", "explain", *photos, "--out",
+                        str(tmp_path), "--method", "gradcam"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for n in PHOTOS:
+        stem = Path(n).stem
+        with Image.open(DATA / n) as raw:
+            size = raw.size
+        for kind in ("baseline", "finer"):
+            with Image.open(tmp_path / f"{stem}_{kind}.png") as im:
+                assert im.size == size
+                assert np.asarray(im).std() > 5
+    r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

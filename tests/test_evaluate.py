@@ -1,0 +1,172 @@
+"""The evaluation runner: numbers, resumption after a real kill, torchrun, unreadable files."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import finercam
+from finercam import metrics
+from finercam.cli import main as cli_main
+from finercam.evaluate import ImageFolder, evaluate
+
+sys.path.insert(0, str(Path(__file__).parent))
+import evalkit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(methods=["gradcam"], steps=4, batch_size=4, progress=False, verbose=False)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+CLI = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--data",
+       "evalkit:dataset", "--methods", "gradcam", "--steps", "4", "--batch-size", "4",
+       "--no-progress"]
+
+
+def test_rows_are_means_of_per_image_metrics_computed_directly(tmp_path):
+    model, ds = evalkit.model(), evalkit.dataset()
+    res = evaluate(model, evalkit.LAYER, ds, out_dir=tmp_path, **FAST)
+    assert [r["setting"] for r in res.rows] == ["Grad-CAM", "Grad-CAM + Finer"]
+    # the oracle: explain and score batch by batch with the public API
+    cam = finercam.FinerCAM(model.eval(), evalkit.LAYER, method="gradcam")
+    per = {"Grad-CAM": [], "Grad-CAM + Finer": []}
+    for b in range(0, len(ds), 4):
+        items = [ds[i] for i in range(b, min(len(ds), b + 4))]
+        x = torch.stack([it[0] for it in items])
+        y = np.array([it[1] for it in items])
+        boxes = torch.stack([it[2] for it in items])
+        exp = cam(x, targets=y)
+        with torch.no_grad():
+            d = metrics.nearest_logit_class(model(x), y)
+        for name, maps in (("Grad-CAM", exp.baseline().maps), ("Grad-CAM + Finer", exp.maps)):
+            per[name].append(np.stack([
+                metrics.relative_drop(model, x, maps, y, d, 0.05),
+                metrics.relative_drop(model, x, maps, y, d, 0.1),
+                metrics.deletion_auc(model, x, maps, y, steps=4).auc,
+                metrics.energy_in_mask(maps, boxes)], 1))
+    for row in res.rows:
+        want = np.concatenate(per[row["setting"]]).mean(0)
+        got = [row["rd@0.05"], row["rd@0.1"], row["deletion"], row["energy"]]
+        np.testing.assert_allclose(got, want, atol=1e-9)
+        assert row["n"] == len(ds)
+    lines = (tmp_path / "per_image.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + len(ds)
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["rows"] == json.loads(json.dumps(res.rows))
+    assert (tmp_path / "table.csv").read_text().startswith("setting,deletion,rd@0.05")
+    assert "| Grad-CAM + Finer |" in (tmp_path / "table.md").read_text()
+
+
+def test_ablation_rows(tmp_path):
+    model, ds = evalkit.model(), evalkit.BoxDataset(n=4)
+    res = evaluate(model, evalkit.LAYER, ds, num_references=1, gammas=[0.0], reference_ranks=[1, 2],
+                   aggregations=["max"], **FAST)
+    rows = {r["setting"]: r for r in res.rows}
+    assert list(rows) == ["Grad-CAM", "Grad-CAM + Finer", "Grad-CAM + Finer gamma=0",
+                          "Grad-CAM + Finer ref=1", "Grad-CAM + Finer ref=2",
+                          "Grad-CAM + Finer agg=max"]
+    keys = ["deletion", "rd@0.05", "rd@0.1", "energy"]
+    # one reference: Finer compares with the most similar class, exactly the ref=1 row
+    assert [rows["Grad-CAM + Finer"][k] for k in keys] == [rows["Grad-CAM + Finer ref=1"][k] for k in keys]
+    np.testing.assert_allclose([rows["Grad-CAM + Finer gamma=0"][k] for k in keys],
+                               [rows["Grad-CAM"][k] for k in keys], atol=1e-6)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
+    full = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), out_dir=tmp_path / "full",
+                    **FAST)
+    out = tmp_path / "killed"
+    env = _env()
+    env["FINERCAM_EVAL_KILL_AFTER"] = "6"   # SIGKILL after the batch that reaches 6 images
+    cmd = [sys.executable, "-m", "finercam", *CLI, "--out", str(out)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    recorded = (out / "per_image.jsonl").read_text().splitlines()
+    assert len(recorded) == 1 + 8 and not (out / "table.json").exists()
+    with open(out / "per_image.jsonl", "a") as f:   # a torn line, as a kill mid-write leaves
+        f.write('{"index": 8, "label": 3, "met')
+    env.pop("FINERCAM_EVAL_KILL_AFTER")
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "| Grad-CAM + Finer |" in second.stdout
+    lines = (out / "per_image.jsonl").read_text().splitlines()
+    indices = [json.loads(l)["index"] for l in lines[1:]]
+    assert sorted(indices) == list(range(10))          # none lost, none twice
+    table = json.loads((out / "table.json").read_text())
+    assert table["rows"] == json.loads(json.dumps(full.rows))
+    # a finished run started again computes nothing and gives the same table
+    again = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), out_dir=out, **FAST)
+    assert json.loads(json.dumps(again.rows)) == table["rows"]
+    with pytest.raises(ValueError, match="another configuration"):
+        evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), out_dir=out,
+                 **{**FAST, "steps": 5})
+
+
+def test_torchrun_two_gloo_processes_merge_to_the_single_process_table(tmp_path):
+    single = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), **FAST)
+    out = tmp_path / "dist"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "finercam", *CLI, "--out", str(out)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (out / "per_image.rank1.jsonl").exists()
+    shard0 = [json.loads(l)["index"] for l in (out / "per_image.jsonl").read_text().splitlines()[1:]]
+    shard1 = [json.loads(l)["index"] for l in (out / "per_image.rank1.jsonl").read_text().splitlines()[1:]]
+    assert sorted(shard0 + shard1) == list(range(10)) and not set(shard0) & set(shard1)
+    table = json.loads((out / "table.json").read_text())
+    assert table["rows"] == json.loads(json.dumps(single.rows))
+
+
+def _folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for c in ("alpha", "beta"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i}.png")
+    (root / "alpha" / "broken.jpg").write_bytes(b"not an image at all")
+    good = (root / "beta" / "0.png").read_bytes()
+    (root / "beta" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "boxes.csv").write_text("alpha/0.png,0,0,12,10\nbeta/1.png,6,5,24,20\n")
+    return root
+
+
+def test_image_folder_reports_unreadable_files_and_scales_boxes(tmp_path, capsys):
+    root = _folder(tmp_path)
+    ds = ImageFolder(root, image_size=16)
+    assert ds.classes == ["alpha", "beta"] and len(ds) == 8
+    x, label, box = ds[0]
+    assert x.shape == (3, 16, 16) and label == 0
+    assert box.tolist() == [0.0, 0.0, 8.0, 8.0]   # 24x20 -> 16x16
+    res = evaluate(evalkit.model(), evalkit.LAYER, str(root), image_size=16,
+                   **{**FAST, "verbose": True})
+    printed = capsys.readouterr().out
+    assert res.n_images == 6 and len(res.skipped) == 2
+    assert "2 unreadable image(s)" in printed and "broken.jpg" in printed and "truncated.png" in printed
+    # Loc. averages only the two images that have a box
+    per = res.rows[0]
+    assert per["n"] == 6 and not math.isnan(per["energy"])
+
+
+def test_cli_errors_are_messages_and_the_model_is_restored(tmp_path, capsys):
+    assert cli_main([*CLI[:-1], "--steps", "0"]) == 2
+    assert "steps" in capsys.readouterr().err
+    model = evalkit.model().train()
+    evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), **FAST)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
