@@ -60,3 +60,51 @@ def test_open_clip_adapter_serves_the_tiny_model(model):
     eb = b.explain(x, target="a black wing", references=["a bird"])
     np.testing.assert_allclose(ea.maps, eb.maps, rtol=1e-5, atol=1e-6)
     assert ea.maps.shape == (2, 96, 96) and world.NUM_CLASSES == len(class_prompts())
+
+
+def test_cli_zeroshot_writes_the_study(tmp_path, capsys):
+    import json
+
+    from finercam.cli import main
+    from finercam.zeroshot.study import prompt_localisation
+
+    out = tmp_path / "z.json"
+    assert main(["zeroshot", "--n", "16", "--seed", "2", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["prompt_localisation"]
+    want = prompt_localisation(n=16, seed=2)
+    for key in ("alone", "vs_bird", "area"):
+        assert got["all"][key] == pytest.approx(want["all"][key], rel=1e-6)
+    assert "vs \"a bird\"" in capsys.readouterr().out
+
+
+def test_cli_zeroshot_bad_arguments(capsys):
+    from finercam.cli import main
+
+    assert main(["zeroshot", "--n", "0"]) == 2
+    assert "--n must be >= 1" in capsys.readouterr().err
+    assert main(["zeroshot", "--n", "4", "--faithfulness", "--classifier", "no.such:thing"]) == 2
+    assert "cannot be imported" in capsys.readouterr().err
+
+
+def test_faithfulness_study_uses_the_classifiers_nearest_class():
+    import finercam
+    from torch import nn
+
+    from finercam.zeroshot.study import faithfulness_study
+
+    torch.manual_seed(0)
+    clf = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(8, world.NUM_CLASSES)).eval()
+    res = faithfulness_study(clf, "1", n=8, seed=4, batch=8)
+    b = generate(8, seed=4, split="test")
+    x = torch.from_numpy(b.images)
+    with torch.no_grad():
+        logits = clf(x)
+    c = int(b.labels[0])
+    gap = (logits[0] - logits[0, c]).abs()
+    gap[c] = float("inf")
+    d = int(torch.argmin(gap))
+    assert res["example"]["pair"] == (c, d)
+    want = finercam.FinerCAM(clf, "1", num_references=1)(x[:1], targets=[c], references=[[d]]).maps[0]
+    np.testing.assert_allclose(res["example"]["classifier_map"], want, rtol=1e-5, atol=1e-6)
+    assert 0 <= res["region_share"]["classifier"] <= 1 and res["images"] <= 8
