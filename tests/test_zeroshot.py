@@ -208,3 +208,29 @@ def test_weight_similarity_ranks_prompts_by_text_embedding_cosine():
     sim[2] = -float("inf")
     want = torch.argsort(sim, descending=True)[:2].tolist()
     assert exp.references.tolist() == [want] * 3
+
+
+def test_score_cam_follows_eq9_on_zero_shot_logits():
+    enc, E, x = _encoder(5), _embeddings(seed=6), _images(n=2, seed=8)
+    zs = ZeroShotFinerCAM(enc, "2", prompts=PROMPTS, text_embeddings=E, scale=20.0, method="scorecam")
+    exp = zs.explain(x, target="a blue head", references=["a bird", "a red wing"])
+
+    def logits(images):
+        with torch.no_grad():
+            return 20.0 * F.cosine_similarity(enc(images)[:, None], E[None], dim=-1)
+
+    store = {}
+    h = enc[2].register_forward_hook(lambda m, i, o: store.__setitem__("A", o.detach()))
+    enc(x)
+    h.remove()
+    A = store["A"]
+    H = F.interpolate(A, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    lo, hi = H.amin(dim=(2, 3), keepdim=True), H.amax(dim=(2, 3), keepdim=True)
+    H = (H - lo) / (hi - lo + 1e-8)
+    base = logits(torch.zeros_like(x[:1]))[0, 3]
+    want = []
+    for n in range(2):
+        y = logits(x[n:n + 1] * H[n][:, None])  # (K, P): one masked image per channel
+        alpha = y[:, 3] - 0.6 * y[:, [1, 0]].mean(1) - base
+        want.append(torch.relu((alpha[:, None, None] * A[n]).sum(0)).numpy())
+    np.testing.assert_allclose(exp.raw_maps, np.stack(want), rtol=1e-4, atol=1e-5)
