@@ -48,7 +48,11 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=["label", "predicted"], default="label")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--image-size", type=int, default=224,
-                   help="folder images are resized to this size (square)")
+                   help="folder images are resized to this size (square; our models take 96)")
+    p.add_argument("--normalize", dest="normalize", action="store_true", default=None,
+                   help="standardise folder images with the ImageNet mean and std (the default, "
+                        "except for our own models, which normalise inside)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None,
@@ -65,7 +69,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
              reference_ranks=args.reference_ranks, aggregations=args.aggregations,
              fractions=args.fractions, steps=args.steps, baseline=args.baseline,
              target=args.target, batch_size=args.batch_size, out_dir=args.out,
-             image_size=args.image_size, limit=args.limit, device=args.device,
+             image_size=args.image_size, normalize=args.normalize, limit=args.limit,
+             device=args.device,
              progress=args.progress)
     return 0
 

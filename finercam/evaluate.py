@@ -14,8 +14,9 @@ whole, duplicates are dropped by index, and means are taken in index order.
 
 Distributed. Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) the process group is
 initialised (gloo on CPU, nccl on GPU) unless it already is; rank r evaluates every N-th batch of
-those not yet recorded and appends to ``per_image.rank{r}.jsonl``; after a barrier rank 0 merges
-all files and writes the table. The batch grid does not depend on N, so the merged table equals
+those not yet recorded (the ranks agree on that set) and appends to ``per_image.rank{r}.jsonl``;
+the ranks then exchange their records (so ``out_dir`` need not be shared between machines) and
+rank 0 writes the table. The batch grid does not depend on N, so the merged table equals
 the single-process one.
 
 Outputs in ``out_dir``: ``table.md`` (also printed), ``table.csv``, ``table.json`` (the rows, the
@@ -286,10 +287,11 @@ def _resolve_model(model):
     raise TypeError(f"model must be a torch.nn.Module or a string, got {type(model).__name__}")
 
 
-def _resolve_dataset(dataset, transform, image_size):
+def _resolve_dataset(dataset, transform, image_size, normalize):
     if isinstance(dataset, (str, os.PathLike)):
         if os.path.isdir(dataset):
-            return ImageFolder(dataset, transform=transform, image_size=image_size)
+            return ImageFolder(dataset, transform=transform, image_size=image_size,
+                               normalize=normalize)
         obj = load_object(str(dataset))
         return obj() if callable(obj) and not hasattr(obj, "__getitem__") else obj
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
@@ -306,6 +308,8 @@ def _process_group(device):
         return dist, dist.get_rank(), dist.get_world_size(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available():
         use_nccl = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+        if use_nccl:  # nccl's collectives (all_gather_object included) use the current device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if use_nccl else "gloo")
         return dist, dist.get_rank(), dist.get_world_size(), True
     return None, 0, 1, False
@@ -410,7 +414,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
              reference_ranks: Sequence[int] = (), aggregations: Sequence[str] = (),
              fractions: Sequence[float] = (0.05, 0.1), steps: int = 20, baseline=0.0,
              target: str = "label", batch_size: int = 16, out_dir=None, transform=None,
-             image_size: int = 224, limit: int | None = None, device=None,
+             image_size: int = 224, normalize: bool | None = None,
+             limit: int | None = None, device=None,
              progress: bool = True, verbose: bool = True) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see the module docstring.
 
@@ -421,6 +426,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     :class:`ImageFolder`, or an import string. ``gammas``, ``reference_ranks`` (1 = the most
     similar class) and ``aggregations`` add the ablation rows. ``out_dir`` makes the run
     resumable and receives the outputs. The model is put in eval mode for the run and restored.
+    A folder's images are resized to ``image_size`` and, with ``normalize`` (default: True, but
+    False for our own models, which normalise inside), standardised with the ImageNet statistics.
 
     >>> import torch, finercam                                   # doctest: +SKIP
     >>> res = finercam.evaluate("cnn", None, my_dataset, out_dir="runs/cnn")  # doctest: +SKIP
@@ -434,7 +441,9 @@ def evaluate(model, target_layer=None, dataset=None, *,
         raise ValueError("target_layer is required (the model has no default_target_layer)")
     if dataset is None:
         raise ValueError("dataset is required")
-    data = _resolve_dataset(dataset, transform, image_size)
+    if normalize is None:  # our own models normalise inside; others expect ImageNet statistics
+        normalize = not (isinstance(model, str) and ":" not in model)
+    data = _resolve_dataset(dataset, transform, image_size, bool(normalize))
     methods = list(methods)
     if not methods:
         raise ValueError("methods must name at least one CAM method")
@@ -513,6 +522,11 @@ def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dis
             with open(own, "w") as f:
                 f.write(json.dumps({"config": config}) + "\n")
     done = {r["index"] for r in records}
+    if dist is not None:
+        # ranks on machines without a shared out_dir see different files: agree on the union
+        seen = [None] * world
+        dist.all_gather_object(seen, sorted(done))
+        done = {i for part in seen for i in part}
     todo = [b for b in range(n_batches)
             if not all(i in done for i in range(b * cfg.batch_size,
                                                  min(cfg.n_images, (b + 1) * cfg.batch_size)))]
@@ -547,21 +561,21 @@ def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dis
         if kill_after and written >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
-    if dist is not None:
-        dist.barrier()
     if own is not None:
-        records = []
-        for path in _rank_files(Path(out_dir)):
-            records += _read_records(path)[1]
-    elif dist is not None:
-        gathered = [None] * world
-        dist.all_gather_object(gathered, fresh)
-        records = [r for part in gathered for r in part]
+        mine_all = _read_records(own)[1]  # this rank's records of every attempt
+        local = [r for path in _rank_files(Path(out_dir)) for r in _read_records(path)[1]]
     else:
-        records = fresh
+        mine_all, local = fresh, []
+    if dist is not None:
+        # merged from what every rank sends, so that out_dir need not be shared between machines
+        gathered = [None] * world
+        dist.all_gather_object(gathered, mine_all)
+        records = local + [r for part in gathered for r in part]
+    else:
+        records = local or mine_all
     by_index = {}
     for r in records:
-        by_index[r["index"]] = r  # a batch computed twice: the last record wins
+        by_index[r["index"]] = r  # a batch computed twice gives equal records: keep one
     merged = [by_index[i] for i in sorted(by_index)]
     skipped = [r for r in merged if "skipped" in r]
     evaluated = [r for r in merged if "metrics" in r]

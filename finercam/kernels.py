@@ -55,11 +55,26 @@ def _size(size, name: str = "size") -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
+                                                                 np.floating)):
+        raise TypeError(f"eps must be a float, got {type(eps).__name__}")
+    return float(eps)  # the C core checks that it is finite and >= 0
+
+
 def combine(activations, weights, *, relu: bool = False) -> np.ndarray:
     """Weighted channel sums, several weight sets per image in one pass.
 
-    ``out[n, g] = sum_k W[n, g, k] * A[n, k]`` for activations A (N, K, h, w) and weights
-    W (N, G, K); with ``relu=True``, ``max(out, 0)``. Returns (N, G, h, w) float32.
+    ``out[n, g] = sum_k W[n, g, k] * A[n, k]``
+
+    for activations ``A`` (N, K, h, w) and weights ``W`` (N, G, K): G weight sets per image
+    (several gammas, several references) cost one pass over the activations. With
+    ``relu=True`` the result is ``max(out, 0)``. Sums accumulate in double and are rounded once.
+
+    :param activations: (N, K, h, w) feature-grid activations.
+    :param weights: (N, G, K) channel weights.
+    :param relu: clamp the sums at 0 (NaN stays NaN).
+    :returns: (N, G, h, w) float32.
 
     >>> import numpy as np
     >>> A = np.ones((1, 2, 2, 2), np.float32); W = np.array([[[1.0, -3.0]]], np.float32)
@@ -72,43 +87,104 @@ def combine(activations, weights, *, relu: bool = False) -> np.ndarray:
 def combine_pixelwise(activations, weights, *, relu: bool = False) -> np.ndarray:
     """Layer-CAM combination with per-pixel weights.
 
-    ``out[n, g] = sum_k relu(P[n, g, k]) * A[n, k]`` for A (N, K, h, w) and P (N, G, K, h, w);
-    with ``relu=True`` the sum is ReLU'd too. Returns (N, G, h, w) float32.
+    ``out[n, g] = sum_k max(P[n, g, k], 0) * A[n, k]`` (element-wise over the h x w grid)
+
+    for activations ``A`` (N, K, h, w) and per-pixel weights ``P`` (N, G, K, h, w); with
+    ``relu=True`` the sum is clamped at 0 too.
+
+    :returns: (N, G, h, w) float32.
+
+    >>> import numpy as np
+    >>> A = np.full((1, 2, 1, 2), 2.0, np.float32)
+    >>> P = np.array([[[[[1.0, -1.0]], [[0.5, 0.5]]]]], np.float32)  # (1, 1, 2, 1, 2)
+    >>> combine_pixelwise(A, P)[0, 0]
+    array([[3., 1.]], dtype=float32)
     """
     return _core.combine_pixelwise(_host(activations, "activations"), _host(weights, "weights"),
                                    bool(relu))
 
 
 def resize(maps, size, *, align_corners: bool = False) -> np.ndarray:
-    """Bilinear resize of (N, h, w) maps to (N, H, W), up or down; ``size`` is H or (H, W)."""
+    """Bilinear resize of (N, h, w) maps to (N, H, W), up or down.
+
+    Output pixel ``dst`` of an axis of ``n_in -> n_out`` samples the input at
+    ``src = max((dst + 0.5) * n_in / n_out - 0.5, 0)`` (half-pixel centres, as
+    ``torch.nn.functional.interpolate(mode="bilinear")`` and ``cv2.resize``), or at
+    ``src = dst * (n_in - 1) / (n_out - 1)`` with ``align_corners=True``; equal to torch within
+    1e-5 of the map's magnitude. A NaN or infinite input makes the outputs it touches non-finite.
+
+    :param size: H, or (H, W); positive.
+    :returns: (N, H, W) float32.
+
+    >>> import numpy as np
+    >>> resize(np.array([[[0.0, 1.0]]], np.float32), (1, 4))
+    array([[[0.  , 0.25, 0.75, 1.  ]]], dtype=float32)
+    """
     h, w = _size(size)
     return _core.resize(_host(maps, "maps"), h, w, bool(align_corners))
 
 
 def minmax(maps, *, eps: float = 1e-8) -> np.ndarray:
-    """Per-map min-max normalisation ``(x - min) / (max - min + eps)`` of (N, h, w) maps.
+    """Per-map min-max normalisation of (N, h, w) maps.
 
-    All-equal maps become zeros; maps holding NaN or +-inf become all NaN.
+    ``x_hat = (x - min x) / (max x - min x + eps)``, computed in double. An all-equal map becomes zeros; a map holding NaN or +-inf becomes all
+    NaN (the other maps are unaffected).
+
+    :param eps: finite, >= 0.
+    :returns: (N, h, w) float32.
+
+    >>> import numpy as np
+    >>> minmax(np.array([[[1.0, 3.0, 5.0]], [[2.0, 2.0, 2.0]]], np.float32), eps=0.0)
+    array([[[0. , 0.5, 1. ]],
+    <BLANKLINE>
+           [[0. , 0. , 0. ]]], dtype=float32)
     """
-    return _core.minmax(_host(maps, "maps"), float(eps))
+    return _core.minmax(_host(maps, "maps"), _eps(eps))
 
 
 def postprocess(maps, size, *, relu: bool = True, eps: float = 1e-8,
                 align_corners: bool = False) -> np.ndarray:
-    """Fused ``minmax(resize(relu(maps), size))`` for (N, h, w) maps, in two passes over the output."""
+    """Fused ``minmax(resize(relu(maps), size))`` for (N, h, w) maps.
+
+    The CAM post-processing in one call: two passes over each output map (its range, then the
+    normalised values), reading the resized map from interpolated source rows that stay in cache,
+    instead of the five or six full-resolution passes of an op-by-op pipeline. Same policy as
+    :func:`minmax`, applied to the resized map.
+
+    :param size: H, or (H, W).
+    :returns: (N, H, W) float32 in [0, 1] (or NaN maps).
+
+    >>> import numpy as np
+    >>> postprocess(np.array([[[-1.0, 1.0], [1.0, 3.0]]], np.float32), 4, eps=0.0)[0, :, 0]
+    array([0.        , 0.08333334, 0.25      , 0.33333334], dtype=float32)
+    """
     h, w = _size(size)
-    return _core.postprocess(_host(maps, "maps"), h, w, bool(relu), float(eps), bool(align_corners))
+    return _core.postprocess(_host(maps, "maps"), h, w, bool(relu), _eps(eps), bool(align_corners))
 
 
 def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e-8,
                 align_corners: bool = False) -> np.ndarray:
-    """Several layers' maps of different grids, each :func:`postprocess`'d to ``size``, averaged,
-    and min-maxed again: ``minmax(mean_l postprocess(M_l))``. Each M_l is (N, h_l, w_l)."""
+    """Fuse several layers' maps of different grid sizes into one map per image.
+
+    ``out = minmax(mean_l postprocess(M_l, size))``
+
+    Each ``M_l`` is (N, h_l, w_l) with the same N; every layer is normalised before the mean, so
+    a layer with large activations does not drown the others. A NaN map in any layer makes the
+    fused map NaN.
+
+    :param maps_list: list or tuple of L >= 1 arrays.
+    :returns: (N, H, W) float32.
+
+    >>> import numpy as np
+    >>> coarse = np.array([[[0.0, 2.0]]], np.float32); fine = np.array([[[0.0, 0.0, 1.0, 1.0]]], np.float32)
+    >>> fuse_layers([coarse, fine], (1, 4), eps=0.0)
+    array([[[0.   , 0.125, 0.875, 1.   ]]], dtype=float32)
+    """
     h, w = _size(size)
     if not isinstance(maps_list, (list, tuple)):
         raise TypeError(f"maps_list must be a list or tuple of arrays, got {type(maps_list).__name__}")
     return _core.fuse_layers([_host(m, "maps_list") for m in maps_list], h, w, bool(relu),
-                             float(eps), bool(align_corners))
+                             _eps(eps), bool(align_corners))
 
 
 # ---------------------------------------------------------------------------------------------

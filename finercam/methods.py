@@ -56,7 +56,13 @@ def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 
 def combine_stats(stats: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``out[n, g] = sum_s coef[n, g, s] * stats[n, s]`` for stats of any trailing shape."""
+    """``out[n, g] = sum_s coef[n, g, s] * stats[n, s]`` for stats of any trailing shape (the C
+    core's ``combine`` on a flattened view).
+
+    >>> stats = np.array([[[1.0, 2.0], [10.0, 20.0]]], np.float32)     # (N=1, S=2, K=2)
+    >>> combine_stats(stats, np.array([[[1.0, -0.5]]], np.float32))
+    array([[[-4., -8.]]], dtype=float32)
+    """
     N, S = stats.shape[:2]
     tail = stats.shape[2:]
     flat = stats.reshape(N, S, -1, 1)
@@ -68,6 +74,10 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
 
     ``a`` is only evaluated where ``g > 0``: elsewhere ``relu(g) * a`` is 0 anyway, and this keeps
     a vanishing denominator at a negative g from turning the product into NaN.
+
+    >>> g = np.ones((1, 1, 1, 1, 1), np.float32); A = np.ones((1, 1, 1, 1), np.float32)
+    >>> gradcampp_weights(g, A)          # 1 * 1 / (2 + 1 + 1e-6)
+    array([[[0.33333322]]], dtype=float32)
     """
     g64 = g.astype(np.float64)
     sumA = A.sum(axis=(2, 3), dtype=np.float64)[:, None, :, None, None]
@@ -80,7 +90,15 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
 
 def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
                   primary: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
-    """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32."""
+    """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32.
+
+    >>> A = np.ones((1, 2, 2, 2), np.float32)
+    >>> alpha = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)           # (N, S=2, K=2)
+    >>> coef = np.array([[[1.0, -0.5]]], np.float32)                       # y_c - 0.5 y_t
+    >>> method_groups("gradcam", A, alpha, coef, coef, None)[0, 0]
+    array([[0.5, 0.5],
+           [0.5, 0.5]], dtype=float32)
+    """
     if method in ("gradcam", "xgradcam", "cam", "scorecam"):
         W = combine_stats(stats, coef)
         if method == "scorecam":

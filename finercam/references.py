@@ -47,7 +47,12 @@ def rank_classes(logits: np.ndarray, targets: np.ndarray, rule: str,
 
 
 def check_references(references, targets: np.ndarray, num_classes: int) -> np.ndarray:
-    """Validate explicit references (one list per sample) and return them as (N, T) int64."""
+    """Validate explicit references (one list per sample) and return them as (N, T) int64:
+    ints, in ``[0, num_classes)``, no duplicates, not the sample's target, same count per sample.
+
+    >>> check_references([[2, 3], [0, 3]], np.array([0, 1]), 4).tolist()
+    [[2, 3], [0, 3]]
+    """
     N = len(targets)
     if isinstance(references, np.ndarray) or hasattr(references, "tolist"):
         references = references.tolist()
@@ -77,7 +82,11 @@ def check_references(references, targets: np.ndarray, num_classes: int) -> np.nd
 def pgc_ranks(logits: np.ndarray, targets: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """pytorch-grad-cam's choice: ``order = argsort(|y - y_target|)``, main class = ``order[0]``,
     references = ``order[1 : count + 1]`` (stable sort here; the target is not excluded, so a tied
-    class with a lower id becomes the main class, as there)."""
+    class with a lower id becomes the main class, as there).
+
+    >>> pgc_ranks(np.array([[1.0, 3.0, 3.0, 0.0]]), np.array([2]), 2)
+    (array([1]), array([[2, 0]]))
+    """
     y = np.asarray(logits, dtype=np.float64)
     rows = np.arange(y.shape[0])
     order = np.argsort(np.abs(y - y[rows, targets][:, None]), axis=1, kind="stable")

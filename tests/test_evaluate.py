@@ -153,6 +153,14 @@ def test_image_folder_reports_unreadable_files_and_scales_boxes(tmp_path, capsys
     x, label, box = ds[0]
     assert x.shape == (3, 16, 16) and label == 0
     assert box.tolist() == [0.0, 0.0, 8.0, 8.0]   # 24x20 -> 16x16
+    from PIL import Image
+
+    raw = ImageFolder(root, image_size=16, normalize=False)[0][0]
+    want = np.asarray(Image.open(root / "alpha" / "0.png").convert("RGB")
+                      .resize((16, 16), Image.BILINEAR), np.float32) / 255
+    np.testing.assert_allclose(raw.permute(1, 2, 0).numpy(), want, atol=1e-7)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(x, (raw - mean[:, None, None]) / std[:, None, None])
     res = evaluate(evalkit.model(), evalkit.LAYER, str(root), image_size=16,
                    **{**FAST, "verbose": True})
     printed = capsys.readouterr().out
@@ -170,3 +178,14 @@ def test_cli_errors_are_messages_and_the_model_is_restored(tmp_path, capsys):
     evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), **FAST)
     assert model.training and all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_predicted_targets_and_nearest_logit_compare_to(tmp_path):
+    model, ds = evalkit.model(), evalkit.BoxDataset(n=4)
+    evaluate(model, evalkit.LAYER, ds, target="predicted", out_dir=tmp_path, **FAST)
+    recs = [json.loads(l) for l in (tmp_path / "per_image.jsonl").read_text().splitlines()[1:]]
+    with torch.no_grad():
+        logits = model(torch.stack([ds[i][0] for i in range(4)]))
+    assert [r["target"] for r in recs] == logits.argmax(1).tolist()
+    assert [r["compare_to"] for r in recs] == metrics.nearest_logit_class(logits, logits.argmax(1)).tolist()
+    assert [r["label"] for r in recs] == [0, 1, 2, 3]

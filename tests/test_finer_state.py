@@ -142,3 +142,19 @@ def test_no_memory_growth_over_200_calls(method):
     after = live_tensors()
     assert after == before
     assert after[1] == 0       # no autograd graph survives a call
+
+
+def test_no_graph_before_the_target_layer():
+    """The layers before the tap run without autograd even when the caller's grad mode is on and
+    every parameter requires grad; the layers after it record the (small) graph."""
+    m = seeded(TinyResNet)
+    seen = {}
+    for name in ("stem", "layer1", "layer2", "pool", "fc"):
+        getattr(m, name).register_forward_hook(
+            lambda mod, i, o, name=name: seen.__setitem__(name, (o.requires_grad, torch.is_grad_enabled())))
+    with torch.enable_grad():
+        finercam.FinerCAM(m, "layer1")(images(1))
+    assert seen["stem"] == (False, False)
+    assert seen["layer1"] == (False, False)      # our hook runs after the user's
+    assert seen["layer2"][0] and seen["pool"][0] and seen["fc"][0]
+    assert all(p.grad is None for p in m.parameters())

@@ -66,7 +66,8 @@ def _cases():
         ("minmax eps nan", lambda: kernels.minmax(M, eps=float("nan")), ValueError, "eps"),
         ("postprocess eps inf", lambda: kernels.postprocess(M, 3, eps=float("inf")), ValueError, "eps"),
         ("fuse eps<0", lambda: kernels.fuse_layers([M], 3, eps=-1.0), ValueError, "eps"),
-        ("minmax eps str", lambda: kernels.minmax(M, eps="x"), (TypeError, ValueError), "eps|float"),
+        ("minmax eps str", lambda: kernels.minmax(M, eps="x"), TypeError, "eps"),
+        ("postprocess eps None", lambda: kernels.postprocess(M, 3, eps=None), TypeError, "eps"),
     ]
     for fname, fn in [("resize", lambda s: kernels.resize(M, s)),
                       ("postprocess", lambda s: kernels.postprocess(M, s)),

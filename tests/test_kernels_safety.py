@@ -179,3 +179,49 @@ def test_two_threads_match_sequential(name):
         assert len(results[i]) == 6
         for r in results[i]:
             np.testing.assert_array_equal(r, sequential[i])
+
+
+def _slow_call(name):
+    """A call of a few milliseconds: long enough for a waiting thread to be scheduled inside it."""
+    f32 = np.float32
+    return {
+        "combine": lambda: (kernels.combine, (np.ones((2, 512, 32, 32), f32),
+                                              np.ones((2, 8, 512), f32))),
+        "combine_pixelwise": lambda: (kernels.combine_pixelwise,
+                                      (np.ones((1, 64, 64, 64), f32),
+                                       np.ones((1, 4, 64, 64, 64), f32))),
+        "resize": lambda: (kernels.resize, (np.ones((16, 7, 7), f32), 512)),
+        "minmax": lambda: (kernels.minmax, (np.ones((16, 512, 512), f32),)),
+        "postprocess": lambda: (kernels.postprocess, (np.eye(7, dtype=f32)[None].repeat(16, 0), 512)),
+        "fuse_layers": lambda: (kernels.fuse_layers, ([np.eye(7, dtype=f32)[None].repeat(8, 0),
+                                                       np.ones((8, 14, 14), f32)], 512)),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gil_is_released_while_computing(name):
+    """With the switch interval at 100 s the interpreter never takes the GIL from a thread by
+    itself: the main thread can only run while the worker is inside its 40 kernel calls if the
+    kernels release the GIL. No clock is read; the worker's call count is what decides."""
+    fn, args = _slow_call(name)
+    started = threading.Event()
+    calls_done = []
+
+    def worker():
+        started.set()
+        for _ in range(40):
+            fn(*args)
+            calls_done.append(1)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        started.wait()
+        seen = len(calls_done)  # the main thread runs again: how far is the worker?
+        thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert len(calls_done) == 40
+    assert seen < 40, "the main thread only ran after the worker finished: GIL not released"

@@ -57,3 +57,20 @@ def test_postprocess_and_fuse_match_twins():
     layers = [maps, rng.standard_normal((4, 3, 5)).astype(np.float32)]
     np.testing.assert_allclose(kernels.fuse_layers(layers, (20, 30)),
                                ref.fuse_layers(layers, (20, 30)), rtol=1e-6, atol=1e-6)
+
+
+def test_readme_example_runs():
+    """The README's "Using the C core" block runs and means what it says."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Using the C core", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    maps, cams, acts, weights = env["maps"], env["cams"], env["acts"], env["weights"]
+    np.testing.assert_allclose(cams, ref.combine(acts, weights), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(maps.reshape(32, 224, 224),
+                               ref.postprocess(cams.reshape(32, 7, 7), (224, 224)), atol=1e-6)
+    assert env["fused"].shape == (8, 224, 224)

@@ -262,3 +262,27 @@ def test_the_model_leaves_as_it_came(batch):
     assert torch.is_grad_enabled()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_equal_cpu(batch):
+    model, images, maps = batch
+    t = torch.tensor([0, 1, 2, 3])
+    cpu = metrics.evaluate_maps(model, images, maps, t, steps=5)
+    gpu = metrics.evaluate_maps(model.cuda(), images.cuda(), maps.cuda(), t.cuda(), steps=5)
+    for key in ("rd@0.05", "rd@0.1", "deletion", "drop@0.05"):
+        np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-5)
+
+
+def test_readme_metrics_block_runs():
+    """The README's "Evaluating on your data" Python block runs and gives per-image numbers."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Evaluating on your data"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    assert env["rd"].shape == (4,) and env["deletion"].curve.shape == (4, 21)
+    assert np.all((env["loc"] >= 0) & (env["loc"] <= 1))

@@ -1,0 +1,179 @@
+"""Train one of our models on the bird world and write its shipped weights.
+
+    python -m finercam.models.train --model cnn
+    python -m finercam.models.train --model vit
+
+The training set is generated once into memory (uint8), then the model is trained with AdamW, a
+one-cycle learning-rate schedule and label smoothing, on ``--threads`` CPU threads (default 2).
+The weights are written in float16 with their architecture config, test accuracy and training
+record to ``finercam/models/weights/<model>.pt`` (or ``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import datasets
+from . import WEIGHTS_DIR, build
+
+#: Per-model defaults: chosen so each run takes about 10 minutes on 2 CPU cores.
+DEFAULTS: Dict[str, Dict[str, float]] = {
+    "cnn": {"n_train": 12800, "epochs": 5, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
+    "vit": {"n_train": 12800, "epochs": 4, "lr": 2e-3, "batch": 64, "weight_decay": 0.05},
+}
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on uint8 or float images (N, 3, S, S)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i:i + batch])
+        x = x.float() / 255 if x.dtype == torch.uint8 else x
+        correct += int((model(x).argmax(1) == torch.from_numpy(labels[i:i + batch])).sum())
+    model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] = None,
+          lr: Optional[float] = None, batch: Optional[int] = None, weight_decay: Optional[float] = None,
+          seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
+          log=None, checkpoint_each_epoch: Optional[Path] = None,
+          data_cache: Optional[Path] = None, init: Optional[Path] = None) -> Dict[str, object]:
+    """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights."""
+    if log is None:
+        def log(msg: str) -> None:
+            print(msg, flush=True)
+    cfg = dict(DEFAULTS[model_name])
+    for key, value in (("n_train", n_train), ("epochs", epochs), ("lr", lr), ("batch", batch),
+                       ("weight_decay", weight_decay)):
+        if value is not None:
+            cfg[key] = value
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache, init)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.Batch:
+    """Generate a split as uint8, or load it from ``folder`` where an earlier run saved it."""
+    if folder is None:
+        return datasets.generate(n, seed=seed, split=split, dtype=np.uint8)
+    path = Path(folder) / f"{split}-seed{seed}-n{n}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return datasets.Batch(f["images"], f["labels"], f["boxes"], np.zeros((n, 0, 0, 0), bool))
+    b = datasets.generate(n, seed=seed, split=split, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=b.images, labels=b.labels, boxes=b.boxes)
+    return b
+
+
+def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epoch, data_cache, init):
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    train_set = _cached(data_cache, "train", int(cfg["n_train"]), seed)
+    test_set = _cached(data_cache, "test", n_test, seed)
+    t_data = time.perf_counter() - t0
+    log(f"generated {len(train_set.labels)} train + {n_test} test images in {t_data:.1f} s")
+
+    model = build(model_name)
+    if init is not None:  # continue from an earlier run's weights (a new learning-rate cycle)
+        state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        log(f"initialised from {init}")
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"])
+    bs, n = int(cfg["batch"]), len(train_set.labels)
+    steps_per_epoch = n // bs
+    total = steps_per_epoch * int(cfg["epochs"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=total, pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.from_numpy(train_set.images)
+    labels = torch.from_numpy(train_set.labels)
+    history = []
+    t1, c1 = time.perf_counter(), time.process_time()
+    for epoch in range(int(cfg["epochs"])):
+        perm = torch.randperm(n, generator=gen)
+        running = 0.0
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs:(s + 1) * bs]
+            x = images[idx].float() / 255
+            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += float(loss.detach())
+        acc = accuracy(model, test_set.images[:512], test_set.labels[:512])
+        history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "test_acc_512": acc,
+                        "seconds": time.perf_counter() - t1})
+        if checkpoint_each_epoch is not None:  # a fallback while a long run goes on
+            torch.save({"state_dict": model.state_dict(), "config": model.config, "epoch": epoch + 1,
+                        "test_acc_512": acc}, checkpoint_each_epoch)
+        log(f"epoch {epoch + 1}/{int(cfg['epochs'])}  loss {running / steps_per_epoch:.3f}  "
+            f"test acc (512) {acc:.3f}  {time.perf_counter() - t1:.0f} s")
+    t_train, c_train = time.perf_counter() - t1, time.process_time() - c1
+    # the shipped weights are float16: measure the model as it will be loaded
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.eval()
+    test_acc = accuracy(model, test_set.images, test_set.labels)
+    log(f"{model_name}: test accuracy {test_acc:.4f} on {n_test} images; training {t_train:.0f} s "
+        f"({c_train:.0f} s CPU), data {t_data:.0f} s")
+    record = {"model": model_name, "init": None if init is None else str(init),
+              "config": model.config, "train_config": cfg, "seed": seed,
+              "test_accuracy": test_acc, "n_test": n_test, "train_seconds": t_train, "train_cpu_seconds": c_train,
+              "data_seconds": t_data, "threads": threads, "history": history,
+              "torch": torch.__version__}
+    out = Path(out) if out is not None else WEIGHTS_DIR / f"{model_name}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, **record}, out)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return record
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m finercam.models.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(DEFAULTS), required=True)
+    parser.add_argument("--n-train", type=int, default=None, help="training images (default per model)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-test", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="default: the package's weights folder")
+    parser.add_argument("--checkpoint-each-epoch", type=Path, default=None,
+                        help="also write the float32 state after every epoch to this path")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from the weights of this checkpoint (fine-tuning)")
+    parser.add_argument("--data-cache", type=Path, default=None,
+                        help="folder to save the generated images to, or load them from on a rerun")
+    args = parser.parse_args(argv)
+    for name in ("n_train", "epochs", "batch", "n_test", "threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
+          n_test=args.n_test, threads=args.threads, out=args.out,
+          checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
+          init=args.init)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

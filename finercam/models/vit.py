@@ -1,0 +1,90 @@
+"""A small vision transformer with a class token, for the bird world.
+
+::
+
+    input (3, 96, 96) in [0, 1] -> (x - 0.5) / 0.25
+    conv stem: conv3x3/2 3 -> 16, conv3x3/2 16 -> 32 (BN, ReLU)      24 x 24
+    patch embedding: conv2x2/2 32 -> D                               12 x 12 = 144 patch tokens
+    [CLS] + 144 tokens + learned position embedding                  (145, D)
+    depth x pre-norm block: x + attn(norm1(x)); x + mlp(norm2(x))
+    final norm, linear head on the class token
+
+A convolutional stem in front of the patch embedding (Xiao et al., 2021, "Early convolutions help
+transformers see better") lets a ViT this small learn from a few thousand images in minutes; the
+tokens are still 8 x 8-pixel patches on a 12 x 12 grid.
+
+The default target layer is ``blocks.<depth-1>.norm1``: the last block's normalised input, shape
+(B, 1 + 144, D), class token first.  Only there do the patch tokens still reach the logit (through
+the last attention); after the last block the head reads the class token alone, so gradients to
+the patch tokens would vanish.
+
+>>> import torch
+>>> from finercam.models.vit import SmallViT
+>>> SmallViT()(torch.zeros(2, 3, 96, 96)).shape
+torch.Size([2, 16])
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class SmallViT(nn.Module):
+    """Conv stem, 8 x 8-pixel patch tokens, class token, ``depth`` transformer blocks."""
+
+    def __init__(self, num_classes: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
+                 mlp_ratio: float = 2.0, image_size: int = 96) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.patch = nn.Conv2d(32, dim, 2, 2)
+        grid = image_size // 8
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        self.default_target_layer = f"blocks.{depth - 1}.norm1"
+        self.config = {"num_classes": num_classes, "dim": dim, "depth": depth, "heads": heads,
+                       "mlp_ratio": mlp_ratio, "image_size": image_size}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(self.stem((x - 0.5) / 0.25)).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], 1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x)[:, 0])
+
+
+#: Dotted name of the layer to explain for the default depth (4).
+DEFAULT_TARGET_LAYER = "blocks.3.norm1"

@@ -1,0 +1,105 @@
+"""Our small models: shipped weights load offline and reach their accuracies on fresh images."""
+import numpy as np
+import pytest
+import torch
+
+from finercam import datasets, models
+from finercam.models import train as train_mod
+
+# Fresh test images: a seed the training command never uses (it evaluates on seed 0).
+FRESH_SEED, N_FRESH = 2024, 384
+REQUIRED = {"cnn": 0.95, "vit": 0.90}
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return datasets.generate(N_FRESH, seed=FRESH_SEED, split="test")
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_shipped_weights_reach_the_required_accuracy(name, fresh):
+    model = models.load(name)
+    acc = train_mod.accuracy(model, fresh.images, fresh.labels)
+    assert acc >= REQUIRED[name], f"{name}: {acc:.3f} < {REQUIRED[name]}"
+    # per class too: no species is given up
+    with torch.no_grad():
+        pred = model(torch.from_numpy(fresh.images)).argmax(1).numpy()
+    per_class = [(pred[fresh.labels == c] == c).mean() for c in range(16)]
+    assert min(per_class) >= 0.7, per_class
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_load_gives_an_eval_float32_model_equal_to_the_checkpoint(name, monkeypatch):
+    # offline: no network call can happen; torch.hub must not be consulted
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("network"))
+    model = models.load(name)
+    assert not model.training and all(p.dtype == torch.float32 for p in model.parameters())
+    ckpt = models.checkpoint(name)
+    for key, value in model.state_dict().items():
+        stored = ckpt["state_dict"][key]
+        if stored.is_floating_point():
+            assert stored.dtype == torch.float16
+        torch.testing.assert_close(value, stored.to(value.dtype), rtol=0, atol=0)
+    assert (models.WEIGHTS_DIR / f"{name}.pt").stat().st_size < 2_000_000
+    assert ckpt["test_accuracy"] >= REQUIRED[name]
+
+
+@pytest.mark.parametrize("name,grid", [("cnn", (96, 12, 12)), ("vit", (145, 64))])
+def test_default_target_layer_is_the_documented_grid(name, grid):
+    model = models.load(name)
+    layer = dict(model.named_modules())[model.default_target_layer]
+    assert model.default_target_layer == models.default_target_layer(name)
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        x = torch.from_numpy(datasets.generate(2, seed=5, split="val").images)
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    assert tuple(seen[0].shape[1:]) == grid and logits.shape == (2, 16)
+    if name == "cnn":
+        # the head is global average pooling + linear: CAM at the target layer is exact
+        a = seen[0]
+        torch.testing.assert_close(logits, a.mean((2, 3)) @ model.fc.weight.T + model.fc.bias)
+        assert (a >= 0).all()
+
+
+def test_patch_tokens_reach_the_logit_at_the_vit_target_layer():
+    model = models.load("vit")
+    layer = dict(model.named_modules())[model.default_target_layer]
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, o: (o.retain_grad(), seen.append(o)))
+    try:
+        x = torch.from_numpy(datasets.generate(1, seed=5, split="val").images)
+        model(x)[0, 0].backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    grad = seen[0].grad[0]
+    assert grad[1:].abs().sum(-1).gt(0).float().mean() > 0.9  # (nearly) every patch token matters
+
+
+def test_training_command_writes_loadable_weights(tmp_path, capsys):
+    out = tmp_path / "cnn.pt"
+    rc = train_mod.main(["--model", "cnn", "--n-train", "64", "--epochs", "1", "--batch", "32",
+                         "--n-test", "32", "--threads", "1", "--out", str(out)])
+    assert rc == 0 and "test accuracy" in capsys.readouterr().out
+    model = models.load("cnn", path=out)
+    record = torch.load(out, weights_only=True)
+    acc = train_mod.accuracy(model, *_test_set(32))
+    assert acc == pytest.approx(record["test_accuracy"])  # the stored number is reproducible
+
+
+def _test_set(n):
+    b = datasets.generate(n, seed=0, split="test", dtype=np.uint8)
+    return b.images, b.labels
+
+
+def test_bad_model_names_raise():
+    with pytest.raises(ValueError, match="name"):
+        models.load("resnet")
+    with pytest.raises(TypeError, match="name"):
+        models.build(3)
+    with pytest.raises(SystemExit):
+        train_mod.main(["--model", "cnn", "--epochs", "0"])
