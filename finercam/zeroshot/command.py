@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.faithfulness:  # a bad --classifier fails before any work
+        clf, layer = _classifier(args.classifier)
+        layer = args.layer or layer
     model = load_dual_encoder(args.weights)
     loc = prompt_localisation(model, n=args.n, seed=args.seed, gamma=args.gamma, method=args.method)
     print(f"energy share inside the part's mask, {args.n} test images, {args.method}, gamma {args.gamma}")
@@ -59,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{part:8} {s['alone']:13.3f} {s['vs_bird']:12.3f} {s['area']:10.3f} {s['count']:6d}")
     out: Dict[str, Any] = {"prompt_localisation": _plain(loc)}
     if args.faithfulness:
-        clf, layer = _classifier(args.classifier)
-        layer = args.layer or layer
         f = faithfulness_study(clf, layer, model, n=args.n, seed=args.seed, method=args.method, gamma=args.gamma)
         print(f"\nfaithfulness ({f['images']} images; most similar class a sibling for "
               f"{100 * f['sibling_share']:.0f}%): classifier Finer map vs zero-shot attribute maps")
