@@ -48,28 +48,30 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
 class FinerCAM:
     """Finer-CAM explainer for a classifier and one or more target layers.
 
-    Parameters
-    ----------
-    model: the classifier; its output is (N, C) logits, a tuple (first item), a dict
-        (``"logits"``) or an object with ``.logits``. ``nn.DataParallel`` and
-        ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
-        module, on one device.
-    target_layer: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.
-    method: ``"gradcam"``, ``"layercam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
-        ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
-    gamma: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
-        where it is pgc's alpha).
-    num_references: T, the number of reference classes (capped at C - 1).
-    reference_rule: ``"nearest_logit"``, ``"top_predicted"`` or ``"weight_similarity"``.
-    aggregate: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
-    objective: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
-    reverse: explain ``mean_t y_t - gamma * y_c`` instead (App. C.3).
-    reshape: callable mapping the layer's output to (N, K, h, w); default: 4-D as is, 3-D tokens
-        laid on the inferred patch grid (see :mod:`finercam.layers`).
-    candidates: non-target classes whose weights are stored for ``recombine``.
-    classifier: the final nn.Linear (module or name) for ``method="cam"`` and
-        ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
-    score_budget_mb: Score-CAM's budget for one chunk of masked inputs.
+    Parameters:
+
+    - `model`: the classifier; its output is (N, C) logits, a tuple (first item), a dict
+      (``"logits"``) or an object with ``.logits``. ``nn.DataParallel`` and
+      ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
+      module, on one device.
+    - `target_layer`: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.
+    - `method`: ``"gradcam"``, ``"layercam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
+      ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
+    - `gamma`: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
+      where it is pgc's alpha).
+    - `num_references`: T, the number of reference classes (capped at C - 1).
+    - `reference_rule`: ``"nearest_logit"``, ``"top_predicted"`` or ``"weight_similarity"``.
+    - `aggregate`: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
+    - `objective`: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
+    - `reverse`: explain ``mean_t y_t - gamma * y_c`` instead (App. C.3).
+    - `reshape`: callable mapping the layer's output to (N, K, h, w); default: 4-D as is, 3-D tokens
+      laid on the inferred patch grid (see :mod:`finercam.layers`).
+    - `candidates`: non-target classes whose weights are stored for ``recombine``.
+    - `classifier`: the final nn.Linear (module or name) for ``method="cam"`` and
+      ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
+    - `score_budget_mb`: Score-CAM's budget for one chunk of masked inputs, in MiB of input
+      (``chunk = budget // (C_in H W 4 bytes)`` masked images per forward; the model's own
+      activations for that chunk come on top).
 
     >>> import torch, finercam
     >>> from torch import nn

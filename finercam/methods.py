@@ -6,17 +6,15 @@ A Finer objective is a linear combination of class logits, ``o = sum_s c_s y_s``
 the coefficient matrix ``coef`` (N, G, S), G being the number of maps (one for ``mean``, one per
 reference for the other aggregations). What is kept per class s:
 
-============  ==========================  ================================================
-method        kept per class (host)       weights of the objective
-============  ==========================  ================================================
-gradcam       ``mean_hw G_s`` (N, S, K)   ``alpha = sum_s c_s mean_hw G_s`` (Eq. 2, 7)
-xgradcam      ``sum(G_s A) / (sum A + 1e-7)``  linear in G as well
-cam           classifier rows ``w_s``     ``alpha = sum_s c_s w_s`` (no backward)
-scorecam      ``f(x o H_k)_s`` (N, S, K)  ``sum_s c_s f(x o H_k)_s - sum_s p_s f(x_b)_s`` (Eq. 9)
-hirescam      ``sum_k G_s,k A_k`` (N, S, h, w)  the map itself is linear in G
-layercam      ``G_s`` (N, S, K, h, w)     per-pixel ``relu(g)``, ``g = sum_s c_s G_s``
-gradcam++     ``G_s`` (N, S, K, h, w)     ``w_k = sum_hw relu(g) a``, ``a = g^2 / (2 g^2 + sum_hw(A_k) g^3 + 1e-6)``
-============  ==========================  ================================================
+| method | kept per class (host) | weights of the objective |
+|---|---|---|
+| gradcam | ``mean_hw G_s`` (N, S, K) | ``alpha = sum_s c_s mean_hw G_s`` (Eq. 2, 7) |
+| xgradcam | ``sum_hw(G_s A) / (sum_hw A + 1e-7)`` (N, S, K) | linear in G as well |
+| cam | classifier rows ``w_s`` (N, S, K) | ``alpha = sum_s c_s w_s`` (no backward) |
+| scorecam | ``f(x o H_k)_s`` (N, S, K) | ``sum_s c_s f(x o H_k)_s - sum_s p_s f(x_b)_s`` (Eq. 9) |
+| hirescam | ``sum_k G_s,k A_k`` (N, S, h, w) | the map itself is linear in G |
+| layercam | ``G_s`` (N, S, K, h, w) | per-pixel ``relu(g)``, ``g = sum_s c_s G_s`` |
+| gradcam++ | ``G_s`` (N, S, K, h, w) | ``w_k = sum_hw relu(g) a``, ``a = g^2 / (2 g^2 + sum_hw(A_k) g^3 + 1e-6)`` |
 
 ``p`` is the coefficient of the explained class without gamma (the baseline ``f(x_b)`` of Eq. 9
 belongs to the explained class only). Every combination goes through the C core's ``combine``.

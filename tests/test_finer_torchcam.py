@@ -12,6 +12,7 @@ import torch
 import finercam
 from finercam import kernels
 from models_for_tests import TinyResNet, TinyViT, images, seeded
+from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 import torchcam.methods as torchcam_methods  # noqa: E402  (a test extra: installed, never skipped)
 
