@@ -36,7 +36,7 @@ def test_prints_the_report_path_and_writes_every_file(quick):
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert sorted(srcs) == sorted(f"{f}.png" for f in FIGURES)
     assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]+)"', html))
-    assert html.count("<table>") == 2 * 2 + 2  # two settings and one part table per model
+    assert html.count("<table>") == 2 * 4  # per model: two settings, differences, parts
 
 
 @pytest.mark.parametrize("name", FIGURES)
