@@ -543,6 +543,11 @@ def run(args) -> int:
             "Mean over classes of the sorted similarity to the other classes, with its std "
             "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
         bar.update(1)
+        from .zeroshot.section import add_section  # the tiny dual encoder's section (issue 6)
+
+        meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
+                                       classifier=models[0].net, target_layer=models[0].layer,
+                                       classifier_label=models[0].label)
         meta["seconds"] = round(time.perf_counter() - t0, 1)
         report.heading("Reproduce")
         report.code("finercam demo" + (" --quick" if args.quick else "") +

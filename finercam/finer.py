@@ -17,6 +17,7 @@ C <= 11); ``candidates=`` changes that number. Recombining with a class outside 
 """
 from __future__ import annotations
 
+import traceback
 from typing import Callable
 
 import numpy as np
@@ -191,29 +192,38 @@ class FinerCAM:
         size = (int(images.shape[2]), int(images.shape[3]))
         track = self.method in GRADIENT_METHODS
         with model_state(self.model) as hooks:
-            logits, taps = tapped_forward(self._net, images, self.layers, hooks, track)
-            y = logits.detach().float().cpu().numpy()
-            if not np.isfinite(y).all():
-                raise ValueError("the model's logits hold NaN or inf")
-            C = y.shape[1]
-            if C < 2:
-                raise ValueError(f"Finer-CAM compares classes: the model gives {C} logit per sample")
-            if tgt is None:
-                tgt = y.argmax(axis=1).astype(np.int64)
-            elif (tgt < 0).any() or (tgt >= C).any():
-                raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
-            transforms, acts = [], []
-            for (name, _), t in zip(self.layers, taps):
-                tf = grid_transform(t, size, self.reshape, name)
-                A = tf(t.detach()).float().cpu().numpy()
-                A = np.ascontiguousarray(A)
-                if not np.isfinite(A).all():
-                    raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
-                transforms.append(tf)
-                acts.append(A)
-            refs, cand, extra = self._choose_classes(y, tgt, references)
-            stats, baselines = self._statistics(images, logits, taps, transforms, acts, cand, extra, hooks, y)
-            del logits, taps
+            logits = taps = None
+            try:
+                logits, taps = tapped_forward(self._net, images, self.layers, hooks, track)
+                y = logits.detach().float().cpu().numpy()
+                if not np.isfinite(y).all():
+                    raise ValueError("the model's logits hold NaN or inf")
+                C = y.shape[1]
+                if C < 2:
+                    raise ValueError(f"Finer-CAM compares classes: the model gives {C} logit per sample")
+                if tgt is None:
+                    tgt = y.argmax(axis=1).astype(np.int64)
+                elif (tgt < 0).any() or (tgt >= C).any():
+                    raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
+                transforms, acts = [], []
+                for (name, _), t in zip(self.layers, taps):
+                    tf = grid_transform(t, size, self.reshape, name)
+                    A = tf(t.detach()).float().cpu().numpy()
+                    A = np.ascontiguousarray(A)
+                    if not np.isfinite(A).all():
+                        raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
+                    transforms.append(tf)
+                    acts.append(A)
+                refs, cand, extra = self._choose_classes(y, tgt, references)
+                stats, baselines = self._statistics(images, logits, taps, transforms, acts, cand, extra, hooks, y)
+            except BaseException as exc:
+                # The traceback keeps the frames of the failed call, and their locals (the logits,
+                # with the graph), alive as long as the caller keeps the exception.
+                traceback.clear_frames(exc.__traceback__)
+                raise
+            finally:
+                logits = taps = t = None
+
         store = _Store(self.method, self.objective, size, [n for n, _ in self.layers], acts, stats,
                        baselines, cand, y, extra)
         return Explanation(store, self.gamma, refs, self.aggregate, self.reverse)

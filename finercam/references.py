@@ -56,9 +56,10 @@ def check_references(references, targets: np.ndarray, num_classes: int) -> np.nd
     N = len(targets)
     if isinstance(references, np.ndarray) or hasattr(references, "tolist"):
         references = references.tolist()
-    if not isinstance(references, (list, tuple)) or len(references) != N:
-        raise ValueError(f"references must hold one list of class ids per sample ({N}), "
-                         f"got {type(references).__name__} of length {len(references) if hasattr(references, '__len__') else '?'}")
+    if not isinstance(references, (list, tuple)):
+        raise TypeError(f"references must be one list of class ids per sample, got {type(references).__name__}")
+    if len(references) != N:
+        raise ValueError(f"references must hold one list of class ids per sample ({N}), got {len(references)}")
     rows = []
     for n, row in enumerate(references):
         if not isinstance(row, (list, tuple)):
@@ -68,7 +69,8 @@ def check_references(references, targets: np.ndarray, num_classes: int) -> np.nd
         rows.append([int(r) for r in row])
     lengths = {len(r) for r in rows}
     if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"references must give the same non-zero number of classes per sample, got lengths {sorted(lengths)}")
+        raise ValueError("references must give the same non-zero number of classes per sample, "
+                         f"got lengths {sorted(lengths)}")
     for n, row in enumerate(rows):
         if any(r < 0 or r >= num_classes for r in row):
             raise ValueError(f"references[{n}] = {row} has a class id outside [0, {num_classes})")

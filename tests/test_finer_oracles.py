@@ -60,7 +60,8 @@ def test_reverse_comparison(cnn, aggregate):
 @pytest.mark.parametrize("aggregate", ["mean", "max", "mean_after_relu"])
 def test_scorecam_cnn(cnn, aggregate):
     x = images(2)
-    cam = finercam.FinerCAM(cnn, "layer2", method="scorecam", aggregate=aggregate, score_budget_mb=0.1)  # 8 masked inputs per chunk
+    # 0.1 MiB: 8 masked 32 x 32 inputs per chunk, 4 chunks for 2 images x 16 channels.
+    cam = finercam.FinerCAM(cnn, "layer2", method="scorecam", aggregate=aggregate, score_budget_mb=0.1)
     exp = cam(x, TARGETS[:2], REFS[:2])
     raw, maps = oracle_scorecam(cnn, x, "layer2", TARGETS[:2], REFS[:2], 0.6, aggregate)
     assert_maps(exp, raw, maps)

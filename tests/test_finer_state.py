@@ -99,9 +99,11 @@ def test_state_restored_after_exception(case):
     else:
         layer = "net.fc"     # a 2-D output
     before = snapshot(wrapped)
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         finercam.FinerCAM(wrapped, layer)(x, **kwargs)
     assert_same(before, snapshot(wrapped))
+    assert live_tensors()[1] == 0, "the exception keeps an autograd graph alive"
+    del info
 
 
 def test_frozen_parameters_same_maps():
