@@ -123,7 +123,8 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
     inside the whole bird, all parts together) and, for figures, ``examples`` dicts holding the image
     (3, H, W), the two maps, the mask, the prompt and both shares.
     """
-    zs = zero_shot_cam(model, method=method, gamma=gamma)
+    # one reference ("a bird") per map: store no other prompt's weights
+    zs = zero_shot_cam(model, method=method, gamma=gamma, num_references=1, candidates=1)
     keys = ("alone", "vs_bird", "area", "bird_alone", "bird_vs_bird")
     per_part: Dict[str, Dict[str, list]] = {p: {k: [] for k in keys} for p in parts}
     shown: List[Dict[str, Any]] = []
@@ -268,8 +269,9 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
         target_layer = target_layer if target_layer is not None else classifier.default_target_layer
     if target_layer is None:
         raise ValueError("target_layer is required with a user classifier")
-    zs = zero_shot_cam(model, method=method, gamma=gamma)
-    cam = finercam.FinerCAM(classifier, target_layer, method=method, gamma=gamma, num_references=1)
+    zs = zero_shot_cam(model, method=method, gamma=gamma, num_references=1, candidates=1)
+    cam = finercam.FinerCAM(classifier, target_layer, method=method, gamma=gamma, num_references=1,
+                            candidates=1)
     results, controls, gt_cls, gt_zs, pairs = [], [], [], [], []
     for start in range(0, n, batch):
         b = generate(min(batch, n - start), seed=seed, split=split, start=start)
