@@ -44,6 +44,7 @@ demo: build
 
 bench: build
 	$(VPY) benchmarks/bench_kernels.py
+	$(VPY) benchmarks/bench_metrics.py
 
 # The HTML documentation into site/ (tests/test_docs.py builds it the same way, into a temp dir).
 docs: $(STAMP)

@@ -11,5 +11,6 @@ from . import metrics  # noqa: F401
 from .evaluate import evaluate  # the function shadows the module's attribute
 from .explanation import Explanation
 from .finer import FinerCAM
+from .zeroshot import ZeroShotFinerCAM
 
-__all__ = ["FinerCAM", "Explanation", "evaluate", "kernels", "metrics"]
+__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "evaluate", "kernels", "metrics"]

@@ -34,6 +34,13 @@ def model_state(model: nn.Module) -> Iterator[list]:
 
     Eval mode because a CAM explains the model's prediction: dropout off, batch-norm running
     statistics used and, above all, not updated by our forward passes.
+
+    >>> m = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> with model_state(m):
+    ...     m.training
+    False
+    >>> m.training, torch.is_grad_enabled()
+    (True, True)
     """
     modes = [(m, m.training) for m in model.modules()]
     grad_mode = torch.is_grad_enabled()
@@ -91,7 +98,11 @@ class _Tap:
 
 def extract_logits(out, batch: int) -> torch.Tensor:
     """The (N, C) logits of a model output: a tensor, a tuple/list (first item), a dict
-    (``"logits"``), or an object with ``.logits``."""
+    (``"logits"``), or an object with ``.logits``.
+
+    >>> extract_logits({"logits": torch.zeros(2, 5), "aux": 1}, batch=2).shape
+    torch.Size([2, 5])
+    """
     if not isinstance(out, torch.Tensor):
         if hasattr(out, "logits") and isinstance(getattr(out, "logits"), torch.Tensor):
             out = out.logits
@@ -113,7 +124,8 @@ def tapped_forward(model: nn.Module, images: torch.Tensor, layers, hooks: list,
                    track_grad: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Run ``model(images)`` once with taps; returns ``(logits, tapped outputs)``.
 
-    Must run inside :func:`model_state` (which removes the hooks appended to ``hooks``).
+    Must run inside :func:`model_state` (which removes the hooks appended to ``hooks``); see the
+    module's example.
     """
     tap = _Tap(layers, track_grad)
     for i, (_, module) in enumerate(layers):
@@ -137,6 +149,12 @@ def directional_gradients(logits: torch.Tensor, taps: list[torch.Tensor], direct
 
     ``directions`` is (N, S, C); each step is one backward over the part of the graph after the
     taps, the last one frees the graph.
+
+    >>> lin = nn.Linear(3, 2)
+    >>> tap = torch.ones(1, 3, requires_grad=True)
+    >>> dirs = torch.eye(2)[None]                        # one sample, both classes
+    >>> [torch.equal(g[0][0], lin.weight[s]) for s, g in directional_gradients(lin(tap), [tap], dirs, ["x"])]
+    [True, True]
     """
     S = directions.shape[1]
     for s in range(S):

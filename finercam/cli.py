@@ -99,6 +99,18 @@ def _run_explain(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_zeroshot(p: argparse.ArgumentParser) -> None:
+    from .zeroshot.command import add_options
+
+    add_options(p)
+
+
+def _run_zeroshot(args: argparse.Namespace) -> int:
+    from .zeroshot.command import run
+
+    return run(args)
+
+
 #: name -> (help, add options, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
@@ -108,6 +120,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
              "paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
     "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
                 "embedded CNN", _add_explain, _run_explain),
+    "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
+                 "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
+                 "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
 }
 
 

@@ -41,6 +41,15 @@ def pgc_direction(logits: torch.Tensor, main: torch.Tensor, refs: torch.Tensor,
 
 
 def warn_if_flipped(ref_prob_sum: torch.Tensor) -> None:
+    """A RuntimeWarning naming the samples whose summed reference probability is below 1e-7.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_flipped(torch.tensor([0.3, 1e-9]))
+    >>> "samples [1]" in str(w[0].message)
+    True
+    """
     low = (ref_prob_sum < FLIP_WARNING_BELOW).nonzero().flatten().tolist()
     if low:
         warnings.warn(f"objective='pgc': the summed reference probability is below {FLIP_WARNING_BELOW:g} "

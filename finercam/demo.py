@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the test images (default 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="deletion-curve steps (default 10; 5 with --quick)")
+    p.add_argument("--deletion-images", type=int, default=None, metavar="D",
+                   help="the first D images get deletion curves, which cost one forward per "
+                        "step (default 64; 8 with --quick)")
 
 
 @dataclass
@@ -128,8 +131,13 @@ def _regions(parts: np.ndarray, labels: np.ndarray, refs: np.ndarray) -> np.ndar
                      for i in range(len(labels))])
 
 
-def _score(model: _Model, run: _Run, x, batch, steps: int, bar) -> dict:
-    """Per setting, per map kind ("base" / "finer"): mean of every column, and per-part energy."""
+def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> dict:
+    """Per setting and map kind ("base" / "finer"): the mean of every column, the paired
+    difference finer - base with its standard error, and the per-part energy shares.
+
+    RD, Loc., energy and pointing use every image; the deletion curve (``steps`` forwards per
+    image and map) the first ``n_del``.
+    """
     from . import metrics
 
     labels, refs = batch.labels, run.references
@@ -137,26 +145,50 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, bar) -> dict:
     nearest = refs[:, 0]
     region = {"t1": _regions(batch.parts, labels, refs[:, :1]),
               "t3": _regions(batch.parts, labels, refs)}
-    out: dict = {}
     per_map = {}
     for kind in ("base", "t1", "t3"):
         maps = run.maps[kind]
-        ev = metrics.evaluate_maps(model.net, x, maps, labels, compare_to=nearest, steps=steps,
-                                   masks=region["t1" if kind == "base" else kind])
+        ev = metrics.evaluate_maps(model.net, x, maps, labels, compare_to=nearest, steps=None)
         ev["loc"] = metrics.energy_in_mask(maps, boxes)
+        ev["deletion"] = metrics.deletion_auc(model.net, x[:n_del], maps[:n_del], labels[:n_del],
+                                              steps=steps, compare_to=nearest[:n_del]).auc
         per_map[kind] = ev
         bar.update(1)
+    out: dict = {}
     for setting, _ in SETTINGS:
-        res = {}
+        res, per_image = {}, {}
         for kind, ev in (("base", per_map["base"]), ("finer", per_map[setting])):
-            row = {k: float(np.nanmean(ev[k])) for k in ("deletion", "rd@0.05", "rd@0.1", "loc")}
             maps = run.maps["base" if kind == "base" else setting]
-            row["energy"] = float(np.nanmean(metrics.energy_in_mask(maps, region[setting])))
-            row["pointing"] = float(np.mean(metrics.pointing_game(maps, region[setting])))
-            res[kind] = row
+            vals = {k: np.asarray(ev[k], np.float64) for k in ("deletion", "rd@0.05", "rd@0.1", "loc")}
+            vals["energy"] = metrics.energy_in_mask(maps, region[setting])
+            vals["pointing"] = metrics.pointing_game(maps, region[setting]).astype(np.float64)
+            res[kind] = {k: float(np.nanmean(v)) for k, v in vals.items()}
+            # An all-zero map points nowhere: its energy is undefined (skipped in the means)
+            # and its "top pixels" are a tie broken by index; the count says how often.
+            res[kind]["empty"] = int(np.sum(maps.reshape(len(maps), -1).max(axis=1) <= 0))
+            per_image[kind] = vals
+        diff = {}
+        for c, _ in COLUMNS:
+            d = per_image["finer"][c] - per_image["base"][c]
+            d = d[np.isfinite(d)]
+            diff[c] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)),
+                       "n": int(d.size)}
+        res["diff"] = diff
+        res["map_correlation"] = _mean_correlation(run.maps["base"], run.maps[setting])
         out[setting] = res
     out["parts"] = {kind: _part_energy(run.maps[kind], batch.parts) for kind in ("base", "t1", "t3")}
     return out
+
+
+def _mean_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the Pearson correlation of two maps (how much Finer changed)."""
+    x = a.reshape(len(a), -1).astype(np.float64)
+    y = b.reshape(len(b), -1).astype(np.float64)
+    x -= x.mean(1, keepdims=True)
+    y -= y.mean(1, keepdims=True)
+    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    ok = den > 0
+    return float(np.mean((x * y).sum(1)[ok] / den[ok])) if ok.any() else float("nan")
 
 
 def _part_energy(maps: np.ndarray, parts: np.ndarray) -> dict:
@@ -320,13 +352,18 @@ def _row_labels(meta: dict) -> dict:
     return labels
 
 
+def _subsets(meta: dict) -> str:
+    return (f"Del. over the first {min(meta['deletion_images'], meta['images'])}, Score-CAM over "
+            f"the first {meta['score_images']}")
+
+
 def _table_rows(scores: dict, setting: str, labels: dict):
     rows, best = [], []
     for m, (key, _) in enumerate(METHODS):
         s = scores[key][setting]
         for j, kind in enumerate(("base", "finer")):
             rows.append([labels[key] if kind == "base" else "+ Finer"] +
-                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS])
+                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS] + [s[kind]["empty"]])
         for col, (c, _) in enumerate(COLUMNS, start=1):
             b, f = round(s["base"][c], 3), round(s["finer"][c], 3)
             if b == f:
@@ -336,20 +373,40 @@ def _table_rows(scores: dict, setting: str, labels: dict):
     return rows, best
 
 
+def _diff_rows(scores: dict, labels: dict) -> list:
+    rows = []
+    for key, _ in METHODS:
+        for setting in ("t1", "t3"):
+            d = scores[key][setting]["diff"]
+            rows.append([labels[key], setting.replace("t", "T = ")] +
+                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS] +
+                        [str(d["loc"]["n"]), f"{scores[key][setting]['map_correlation']:.2f}"])
+    return rows
+
+
 def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
     lines = []
     for model in models:
         for setting, title in SETTINGS:
-            lines.append(f"**{model.label}, {title}**, {meta['images']} test images\n")
-            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " |")
-            lines.append("|---|" + "---:|" * len(COLUMNS))
+            lines.append(f"**{model.label}, {title}**, {meta['images']} test images "
+                         f"({_subsets(meta)})\n")
+            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " | empty maps |")
+            lines.append("|---|" + "---:|" * (len(COLUMNS) + 1))
             rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(meta))
             bold = set(best)
             for i, row in enumerate(rows):
                 cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
-                                    for j, v in enumerate(row[1:], start=1)]
+                                    for j, v in enumerate(row[1:-1], start=1)] + [str(row[-1])]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+        lines.append(f"**{model.label}: Finer minus baseline**, paired, mean \u00b1 standard "
+                     "error\n")
+        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) +
+                     " | pairs | map corr. |")
+        lines.append("|---|---|" + "---:|" * (len(COLUMNS) + 2))
+        for row in _diff_rows(scores_by_model[model.key], _row_labels(meta)):
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -380,8 +437,11 @@ def run(args) -> int:
     steps = args.steps if args.steps is not None else (5 if args.quick else 10)
     if n < 16:
         raise ValueError(f"--images must be >= 16 (one image per class), got {n}")
+    n_del = args.deletion_images if args.deletion_images is not None else (8 if args.quick else 64)
     if not 1 <= n_score <= n:
         raise ValueError(f"--score-images must be in [1, --images], got {n_score}")
+    if not 1 <= n_del <= n:
+        raise ValueError(f"--deletion-images must be in [1, --images], got {n_del}")
     if steps < 2:
         raise ValueError(f"--steps must be >= 2, got {steps}")
     chunk = 64
@@ -398,7 +458,9 @@ def run(args) -> int:
             for key, _ in METHODS:
                 bar.set_postfix_str(f"{model.key} {key}")
                 k = count[key]
-                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], chunk, bar)
+                # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
+                step = 16 if key == "scorecam" else chunk
+                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], step, bar)
     scores: dict = {m.key: {} for m in models}
     with tqdm(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
               file=sys.stderr) as bar:
@@ -407,10 +469,11 @@ def run(args) -> int:
                 bar.set_postfix_str(f"{model.key} {key}")
                 k = count[key]
                 scores[model.key][key] = _score(model, runs[model.key, key], x[:k],
-                                                _head(batch, k), steps, bar)
+                                                _head(batch, k), steps, min(n_del, k), bar)
 
     report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
-    meta = {"images": n, "score_images": n_score, "seed": args.seed, "steps": steps, "gamma": GAMMA,
+    meta = {"images": n, "score_images": n_score, "deletion_images": n_del, "seed": args.seed,
+            "steps": steps, "gamma": GAMMA,
             "num_references": NUM_REFERENCES, "quick": bool(args.quick),
             "finercam": __version__, "torch": torch.__version__}
     with tqdm(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
@@ -418,8 +481,10 @@ def run(args) -> int:
             f"{n} test images of the bird world (seed {args.seed}), 16 species in 4 families; "
             f"both embedded models; gamma = {GAMMA}; references = the classes with the nearest "
             "logits to the true class. Baseline maps and every Finer setting come from one model "
-            "call per method (Explanation.recombine). Deletion: "
-            f"{steps} steps, masked pixels set to 0.")
+            "call per method (Explanation.recombine). Masked pixels are set to 0. Deletion "
+            f"curves ({steps} steps) cover the first {n_del} images and Score-CAM (one forward per "
+            f"channel and image) the first {n_score}: both are balanced prefixes (labels cycle "
+            "through the 16 classes); every other column covers all images.")
         meta["accuracy"] = {}
         meta["same_family_references"] = {}
         from .datasets import CLASS_FAMILY
@@ -452,9 +517,17 @@ def run(args) -> int:
             bar.update(1)
             for setting, title in SETTINGS:
                 rows_, best = _table_rows(scores[model.key], setting, _row_labels(meta))
-                report.table(rows_, ["method"] + [h for _, h in COLUMNS], best=best,
-                             caption=f"{model.label}, {title}; {n} images. Bold: the better of "
-                             "baseline and Finer where they differ at 3 decimals.")
+                report.table(rows_, ["method"] + [h for _, h in COLUMNS] + ["empty maps"],
+                             best=best,
+                             caption=f"{model.label}, {title}; {n} images ({_subsets(meta)}). "
+                             "Bold: the better of baseline and Finer where they differ at 3 "
+                             "decimals.")
+            report.table(_diff_rows(scores[model.key], _row_labels(meta)),
+                         ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs", "map corr."],
+                         caption=f"{model.label}: Finer minus baseline, paired over the same "
+                         "images, mean \u00b1 standard error (for Del. lower is better); pairs: "
+                         "images where neither map is empty (Del.: the deletion prefix); map "
+                         "corr.: mean Pearson correlation of the baseline and Finer maps.")
             parts = scores[model.key]["gradcam"]["parts"]
             names = list(parts["base"])
             report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
@@ -462,12 +535,19 @@ def run(args) -> int:
                          caption=f"{model.label}: mean share of map energy on each part "
                          "(base = Grad-CAM, t1 / t3 = Finer with 1 / 3 references).")
         curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
+        meta["weight_similarity_top3"] = {k: [round(float(v), 4) for v in c[0][:3]]
+                                          for k, c in curves.items()}
         report.heading("Classifier-weight similarity")
         report.figure(viz.plot_similarity_curve(
             curves, title="sorted cosine similarity of classifier weights"), "fig1-similarity",
             "Mean over classes of the sorted similarity to the other classes, with its std "
             "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
         bar.update(1)
+        from .zeroshot.section import add_section  # the tiny dual encoder's section (issue 6)
+
+        meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
+                                       classifier=models[0].net, target_layer=models[0].layer,
+                                       classifier_label=models[0].label)
         meta["seconds"] = round(time.perf_counter() - t0, 1)
         report.heading("Reproduce")
         report.code("finercam demo" + (" --quick" if args.quick else "") +

@@ -293,7 +293,8 @@ def _resolve_dataset(dataset, transform, image_size, normalize):
             return ImageFolder(dataset, transform=transform, image_size=image_size,
                                normalize=normalize)
         obj = load_object(str(dataset))
-        return obj() if callable(obj) and not hasattr(obj, "__getitem__") else obj
+        is_dataset = not isinstance(obj, type) and hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
+        dataset = obj if is_dataset else obj()  # a class or a factory is called without arguments
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise TypeError(f"dataset must be a Dataset (with __getitem__ and __len__) or a directory, "
                         f"got {type(dataset).__name__}")
@@ -325,6 +326,8 @@ def _split_item(item, index):
                         f"got {type(item).__name__}")
     x, y = item[0], item[1]
     region = item[2] if len(item) == 3 else None
+    if isinstance(region, dict):  # e.g. (image, label, {"box": ..., "parts": ...})
+        region = region.get("box", region.get("mask"))
     if not isinstance(x, torch.Tensor) or x.ndim != 3:
         raise TypeError(f"dataset[{index}] image must be a (C, H, W) tensor, got "
                         f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
@@ -422,7 +425,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     model: an ``nn.Module``, an import string ``"package.module:factory"`` or one of our models
     (``"cnn"``, ``"vit"``); target_layer: a module or dotted name (default: the model's
     ``default_target_layer``); dataset: a torch ``Dataset`` yielding ``(image, label)`` or
-    ``(image, label, box_or_mask)`` (box ``(x0, y0, x1, y1)`` in pixels), a directory read as an
+    ``(image, label, box_or_mask)`` (box ``(x0, y0, x1, y1)`` in pixels; a dict with ``"box"`` or
+    ``"mask"`` also works), a directory read as an
     :class:`ImageFolder`, or an import string. ``gammas``, ``reference_ranks`` (1 = the most
     similar class) and ``aggregations`` add the ablation rows. ``out_dir`` makes the run
     resumable and receives the outputs. The model is put in eval mode for the run and restored.
@@ -594,8 +598,12 @@ def _write_outputs(result: EvalResult, out: Path, cfg: _Config) -> None:
         w.writerow(["setting", *keys, "n"])
         for r in result.rows:
             w.writerow([r["setting"], *[repr(r[k]) if k in r else "" for k in keys], r["n"]])
+    def strict(v):  # NaN (a mean over no defined value) is null in standard JSON
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    rows = [{k: strict(v) for k, v in r.items()} for r in result.rows]
     with open(out / "table.json", "w") as f:
-        json.dump({"rows": result.rows, "n_images": result.n_images, "skipped": result.skipped,
-                   "config": result.config}, f, indent=1)
+        json.dump({"rows": rows, "n_images": result.n_images, "skipped": result.skipped,
+                   "config": result.config}, f, indent=1, allow_nan=False)
     with open(out / "table.md", "w") as f:
         f.write(result.markdown() + "\n")

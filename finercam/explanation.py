@@ -46,7 +46,11 @@ class _Store:
 
 
 def check_gamma(gamma) -> float:
-    """gamma: a finite real >= 0 (bools refused)."""
+    """gamma: a finite real >= 0 (bools refused); returned as a float.
+
+    >>> check_gamma(2)
+    2.0
+    """
     if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating)):
         raise TypeError(f"gamma must be a real number, got {type(gamma).__name__}")
     g = float(gamma)
@@ -56,6 +60,11 @@ def check_gamma(gamma) -> float:
 
 
 def check_aggregate(aggregate) -> str:
+    """One of :data:`AGGREGATES`, else a ValueError.
+
+    >>> check_aggregate("max")
+    'max'
+    """
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     return aggregate
@@ -178,7 +187,7 @@ class Explanation:
         computed from the stored weights only (no model call).
 
         ``references``: one list of class ids per sample, each among this Explanation's stored
-        ``candidates``; otherwise a ``ValueError``.
+        ``candidates``; otherwise a ``ValueError``. See the class example.
         """
         if self._store.objective == "pgc":
             raise ValueError("recombine needs objective='paper': the pgc objective depends on all "
@@ -196,7 +205,8 @@ class Explanation:
         return Explanation(self._store, g, refs, agg, bool(rev))
 
     def baseline(self) -> "Explanation":
-        """The plain base method (gamma = 0: the target logit alone), no model call."""
+        """The plain base method (gamma = 0: the target logit alone), no model call; for
+        ``objective="pgc"``, pgc's plain map of its main class. See the class example."""
         return Explanation(self._store, 0.0, self.references, self.aggregate, False, plain=True)
 
     def __repr__(self) -> str:

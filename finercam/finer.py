@@ -17,6 +17,7 @@ C <= 11); ``candidates=`` changes that number. Recombining with a class outside 
 """
 from __future__ import annotations
 
+import traceback
 from typing import Callable
 
 import numpy as np
@@ -48,28 +49,30 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
 class FinerCAM:
     """Finer-CAM explainer for a classifier and one or more target layers.
 
-    Parameters
-    ----------
-    model: the classifier; its output is (N, C) logits, a tuple (first item), a dict
-        (``"logits"``) or an object with ``.logits``. ``nn.DataParallel`` and
-        ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
-        module, on one device.
-    target_layer: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.
-    method: ``"gradcam"``, ``"layercam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
-        ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
-    gamma: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
-        where it is pgc's alpha).
-    num_references: T, the number of reference classes (capped at C - 1).
-    reference_rule: ``"nearest_logit"``, ``"top_predicted"`` or ``"weight_similarity"``.
-    aggregate: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
-    objective: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
-    reverse: explain ``mean_t y_t - gamma * y_c`` instead (App. C.3).
-    reshape: callable mapping the layer's output to (N, K, h, w); default: 4-D as is, 3-D tokens
-        laid on the inferred patch grid (see :mod:`finercam.layers`).
-    candidates: non-target classes whose weights are stored for ``recombine``.
-    classifier: the final nn.Linear (module or name) for ``method="cam"`` and
-        ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
-    score_budget_mb: Score-CAM's budget for one chunk of masked inputs.
+    Parameters:
+
+    - `model`: the classifier; its output is (N, C) logits, a tuple (first item), a dict
+      (``"logits"``) or an object with ``.logits``. ``nn.DataParallel`` and
+      ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
+      module, on one device.
+    - `target_layer`: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.
+    - `method`: ``"gradcam"``, ``"layercam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
+      ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
+    - `gamma`: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
+      where it is pgc's alpha).
+    - `num_references`: T, the number of reference classes (capped at C - 1).
+    - `reference_rule`: ``"nearest_logit"``, ``"top_predicted"`` or ``"weight_similarity"``.
+    - `aggregate`: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
+    - `objective`: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
+    - `reverse`: explain ``mean_t y_t - gamma * y_c`` instead (App. C.3).
+    - `reshape`: callable mapping the layer's output to (N, K, h, w); default: 4-D as is, 3-D tokens
+      laid on the inferred patch grid (see :mod:`finercam.layers`).
+    - `candidates`: non-target classes whose weights are stored for ``recombine``.
+    - `classifier`: the final nn.Linear (module or name) for ``method="cam"`` and
+      ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
+    - `score_budget_mb`: Score-CAM's budget for one chunk of masked inputs, in MiB of input
+      (``chunk = budget // (C_in H W 4 bytes)`` masked images per forward; the model's own
+      activations for that chunk come on top).
 
     >>> import torch, finercam
     >>> from torch import nn
@@ -189,29 +192,38 @@ class FinerCAM:
         size = (int(images.shape[2]), int(images.shape[3]))
         track = self.method in GRADIENT_METHODS
         with model_state(self.model) as hooks:
-            logits, taps = tapped_forward(self._net, images, self.layers, hooks, track)
-            y = logits.detach().float().cpu().numpy()
-            if not np.isfinite(y).all():
-                raise ValueError("the model's logits hold NaN or inf")
-            C = y.shape[1]
-            if C < 2:
-                raise ValueError(f"Finer-CAM compares classes: the model gives {C} logit per sample")
-            if tgt is None:
-                tgt = y.argmax(axis=1).astype(np.int64)
-            elif (tgt < 0).any() or (tgt >= C).any():
-                raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
-            transforms, acts = [], []
-            for (name, _), t in zip(self.layers, taps):
-                tf = grid_transform(t, size, self.reshape, name)
-                A = tf(t.detach()).float().cpu().numpy()
-                A = np.ascontiguousarray(A)
-                if not np.isfinite(A).all():
-                    raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
-                transforms.append(tf)
-                acts.append(A)
-            refs, cand, extra = self._choose_classes(y, tgt, references)
-            stats, baselines = self._statistics(images, logits, taps, transforms, acts, cand, extra, hooks, y)
-            del logits, taps
+            logits = taps = None
+            try:
+                logits, taps = tapped_forward(self._net, images, self.layers, hooks, track)
+                y = logits.detach().float().cpu().numpy()
+                if not np.isfinite(y).all():
+                    raise ValueError("the model's logits hold NaN or inf")
+                C = y.shape[1]
+                if C < 2:
+                    raise ValueError(f"Finer-CAM compares classes: the model gives {C} logit per sample")
+                if tgt is None:
+                    tgt = y.argmax(axis=1).astype(np.int64)
+                elif (tgt < 0).any() or (tgt >= C).any():
+                    raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
+                transforms, acts = [], []
+                for (name, _), t in zip(self.layers, taps):
+                    tf = grid_transform(t, size, self.reshape, name)
+                    A = tf(t.detach()).float().cpu().numpy()
+                    A = np.ascontiguousarray(A)
+                    if not np.isfinite(A).all():
+                        raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
+                    transforms.append(tf)
+                    acts.append(A)
+                refs, cand, extra = self._choose_classes(y, tgt, references)
+                stats, baselines = self._statistics(images, logits, taps, transforms, acts, cand, extra, hooks, y)
+            except BaseException as exc:
+                # The traceback keeps the frames of the failed call, and their locals (the logits,
+                # with the graph), alive as long as the caller keeps the exception.
+                traceback.clear_frames(exc.__traceback__)
+                raise
+            finally:
+                logits = taps = t = None
+
         store = _Store(self.method, self.objective, size, [n for n, _ in self.layers], acts, stats,
                        baselines, cand, y, extra)
         return Explanation(store, self.gamma, refs, self.aggregate, self.reverse)

@@ -77,7 +77,12 @@ def infer_token_grid(num_tokens: int, input_size: Sequence[int]) -> tuple[int, i
 
 def grid_transform(output: torch.Tensor, input_size: Sequence[int],
                    reshape: Callable | None, layer_name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function that maps the layer's output (or its gradient, same shape) to (N, K, h, w)."""
+    """A function that maps the layer's output (or its gradient, same shape) to (N, K, h, w).
+
+    >>> tokens = torch.zeros(2, 1 + 16, 8)                 # class token + 4 x 4 patches, D = 8
+    >>> grid_transform(tokens, (16, 16), None, "blk")(tokens).shape
+    torch.Size([2, 8, 4, 4])
+    """
     if reshape is not None:
         def apply(t: torch.Tensor) -> torch.Tensor:
             g = reshape(t)

@@ -6,17 +6,15 @@ A Finer objective is a linear combination of class logits, ``o = sum_s c_s y_s``
 the coefficient matrix ``coef`` (N, G, S), G being the number of maps (one for ``mean``, one per
 reference for the other aggregations). What is kept per class s:
 
-============  ==========================  ================================================
-method        kept per class (host)       weights of the objective
-============  ==========================  ================================================
-gradcam       ``mean_hw G_s`` (N, S, K)   ``alpha = sum_s c_s mean_hw G_s`` (Eq. 2, 7)
-xgradcam      ``sum(G_s A) / (sum A + 1e-7)``  linear in G as well
-cam           classifier rows ``w_s``     ``alpha = sum_s c_s w_s`` (no backward)
-scorecam      ``f(x o H_k)_s`` (N, S, K)  ``sum_s c_s f(x o H_k)_s - sum_s p_s f(x_b)_s`` (Eq. 9)
-hirescam      ``sum_k G_s,k A_k`` (N, S, h, w)  the map itself is linear in G
-layercam      ``G_s`` (N, S, K, h, w)     per-pixel ``relu(g)``, ``g = sum_s c_s G_s``
-gradcam++     ``G_s`` (N, S, K, h, w)     ``w_k = sum_hw relu(g) a``, ``a = g^2 / (2 g^2 + sum_hw(A_k) g^3 + 1e-6)``
-============  ==========================  ================================================
+| method | kept per class (host) | weights of the objective |
+|---|---|---|
+| gradcam | ``mean_hw G_s`` (N, S, K) | ``alpha = sum_s c_s mean_hw G_s`` (Eq. 2, 7) |
+| xgradcam | ``sum_hw(G_s A) / (sum_hw A + 1e-7)`` (N, S, K) | linear in G as well |
+| cam | classifier rows ``w_s`` (N, S, K) | ``alpha = sum_s c_s w_s`` (no backward) |
+| scorecam | ``f(x o H_k)_s`` (N, S, K) | ``sum_s c_s f(x o H_k)_s - sum_s p_s f(x_b)_s`` (Eq. 9) |
+| hirescam | ``sum_k G_s,k A_k`` (N, S, h, w) | the map itself is linear in G |
+| layercam | ``G_s`` (N, S, K, h, w) | per-pixel ``relu(g)``, ``g = sum_s c_s G_s`` |
+| gradcam++ | ``G_s`` (N, S, K, h, w) | ``w_k = sum_hw relu(g) a``, ``a = g^2 / (2 g^2 + sum_hw(A_k) g^3 + 1e-6)`` |
 
 ``p`` is the coefficient of the explained class without gamma (the baseline ``f(x_b)`` of Eq. 9
 belongs to the explained class only). Every combination goes through the C core's ``combine``.
@@ -56,7 +54,13 @@ def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 
 def combine_stats(stats: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``out[n, g] = sum_s coef[n, g, s] * stats[n, s]`` for stats of any trailing shape."""
+    """``out[n, g] = sum_s coef[n, g, s] * stats[n, s]`` for stats of any trailing shape (the C
+    core's ``combine`` on a flattened view).
+
+    >>> stats = np.array([[[1.0, 2.0], [10.0, 20.0]]], np.float32)     # (N=1, S=2, K=2)
+    >>> combine_stats(stats, np.array([[[1.0, -0.5]]], np.float32))
+    array([[[-4., -8.]]], dtype=float32)
+    """
     N, S = stats.shape[:2]
     tail = stats.shape[2:]
     flat = stats.reshape(N, S, -1, 1)
@@ -68,6 +72,10 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
 
     ``a`` is only evaluated where ``g > 0``: elsewhere ``relu(g) * a`` is 0 anyway, and this keeps
     a vanishing denominator at a negative g from turning the product into NaN.
+
+    >>> g = np.ones((1, 1, 1, 1, 1), np.float32); A = np.ones((1, 1, 1, 1), np.float32)
+    >>> gradcampp_weights(g, A)          # 1 * 1 / (2 + 1 + 1e-6)
+    array([[[0.33333322]]], dtype=float32)
     """
     g64 = g.astype(np.float64)
     sumA = A.sum(axis=(2, 3), dtype=np.float64)[:, None, :, None, None]
@@ -80,7 +88,15 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
 
 def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
                   primary: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
-    """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32."""
+    """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32.
+
+    >>> A = np.ones((1, 2, 2, 2), np.float32)
+    >>> alpha = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)           # (N, S=2, K=2)
+    >>> coef = np.array([[[1.0, -0.5]]], np.float32)                       # y_c - 0.5 y_t
+    >>> method_groups("gradcam", A, alpha, coef, coef, None)[0, 0]
+    array([[0.5, 0.5],
+           [0.5, 0.5]], dtype=float32)
+    """
     if method in ("gradcam", "xgradcam", "cam", "scorecam"):
         W = combine_stats(stats, coef)
         if method == "scorecam":

@@ -47,13 +47,19 @@ def rank_classes(logits: np.ndarray, targets: np.ndarray, rule: str,
 
 
 def check_references(references, targets: np.ndarray, num_classes: int) -> np.ndarray:
-    """Validate explicit references (one list per sample) and return them as (N, T) int64."""
+    """Validate explicit references (one list per sample) and return them as (N, T) int64:
+    ints, in ``[0, num_classes)``, no duplicates, not the sample's target, same count per sample.
+
+    >>> check_references([[2, 3], [0, 3]], np.array([0, 1]), 4).tolist()
+    [[2, 3], [0, 3]]
+    """
     N = len(targets)
     if isinstance(references, np.ndarray) or hasattr(references, "tolist"):
         references = references.tolist()
-    if not isinstance(references, (list, tuple)) or len(references) != N:
-        raise ValueError(f"references must hold one list of class ids per sample ({N}), "
-                         f"got {type(references).__name__} of length {len(references) if hasattr(references, '__len__') else '?'}")
+    if not isinstance(references, (list, tuple)):
+        raise TypeError(f"references must be one list of class ids per sample, got {type(references).__name__}")
+    if len(references) != N:
+        raise ValueError(f"references must hold one list of class ids per sample ({N}), got {len(references)}")
     rows = []
     for n, row in enumerate(references):
         if not isinstance(row, (list, tuple)):
@@ -63,7 +69,8 @@ def check_references(references, targets: np.ndarray, num_classes: int) -> np.nd
         rows.append([int(r) for r in row])
     lengths = {len(r) for r in rows}
     if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"references must give the same non-zero number of classes per sample, got lengths {sorted(lengths)}")
+        raise ValueError("references must give the same non-zero number of classes per sample, "
+                         f"got lengths {sorted(lengths)}")
     for n, row in enumerate(rows):
         if any(r < 0 or r >= num_classes for r in row):
             raise ValueError(f"references[{n}] = {row} has a class id outside [0, {num_classes})")
@@ -77,7 +84,11 @@ def check_references(references, targets: np.ndarray, num_classes: int) -> np.nd
 def pgc_ranks(logits: np.ndarray, targets: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """pytorch-grad-cam's choice: ``order = argsort(|y - y_target|)``, main class = ``order[0]``,
     references = ``order[1 : count + 1]`` (stable sort here; the target is not excluded, so a tied
-    class with a lower id becomes the main class, as there)."""
+    class with a lower id becomes the main class, as there).
+
+    >>> pgc_ranks(np.array([[1.0, 3.0, 3.0, 0.0]]), np.array([2]), 2)
+    (array([1]), array([[2, 0]]))
+    """
     y = np.asarray(logits, dtype=np.float64)
     rows = np.arange(y.shape[0])
     order = np.argsort(np.abs(y - y[rows, targets][:, None]), axis=1, kind="stable")

@@ -189,3 +189,26 @@ def test_predicted_targets_and_nearest_logit_compare_to(tmp_path):
     assert [r["target"] for r in recs] == logits.argmax(1).tolist()
     assert [r["compare_to"] for r in recs] == metrics.nearest_logit_class(logits, logits.argmax(1)).tolist()
     assert [r["label"] for r in recs] == [0, 1, 2, 3]
+
+
+class _DictInfo(torch.utils.data.Dataset):
+    """Items shaped like finercam.datasets.SpotTheDifference: (image, label, {"box": ...})."""
+
+    def __init__(self):
+        self.base = evalkit.BoxDataset(n=4)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y, box = self.base[i]
+        return x, y, {"box": box, "parts": torch.zeros(2, 16, 16, dtype=torch.bool)}
+
+
+def test_dict_info_items_and_dataset_classes_by_import_string():
+    from finercam.evaluate import _resolve_dataset
+
+    assert isinstance(_resolve_dataset("evalkit:BoxDataset", None, 16, True), evalkit.BoxDataset)
+    plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
+    info = evaluate(evalkit.model(), evalkit.LAYER, _DictInfo(), **FAST)
+    assert info.rows == plain.rows and "energy" in info.rows[0]

@@ -6,6 +6,7 @@ import torch
 import finercam
 from models_for_tests import (TinyResNet, TinyViT, images, oracle_gradient_method, oracle_scorecam,
                               seeded)
+from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 TARGETS = [3, 0, 7]
 REFS = [[1, 2, 5], [4, 9, 3], [0, 8, 2]]
@@ -59,7 +60,8 @@ def test_reverse_comparison(cnn, aggregate):
 @pytest.mark.parametrize("aggregate", ["mean", "max", "mean_after_relu"])
 def test_scorecam_cnn(cnn, aggregate):
     x = images(2)
-    cam = finercam.FinerCAM(cnn, "layer2", method="scorecam", aggregate=aggregate, score_budget_mb=0.1)  # 8 masked inputs per chunk
+    # 0.1 MiB: 8 masked 32 x 32 inputs per chunk, 4 chunks for 2 images x 16 channels.
+    cam = finercam.FinerCAM(cnn, "layer2", method="scorecam", aggregate=aggregate, score_budget_mb=0.1)
     exp = cam(x, TARGETS[:2], REFS[:2])
     raw, maps = oracle_scorecam(cnn, x, "layer2", TARGETS[:2], REFS[:2], 0.6, aggregate)
     assert_maps(exp, raw, maps)
@@ -149,3 +151,40 @@ def test_logits_and_targets_reported(cnn):
     np.testing.assert_allclose(exp.logits, y, rtol=1e-5, atol=1e-6)
     assert exp.targets.tolist() == y.argmax(1).tolist()
     assert exp.targets.dtype == np.int64 and exp.references.dtype == np.int64
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=12)
+@given(gamma=st.floats(0.0, 3.0), aggregate=st.sampled_from(["mean", "max", "mean_after_relu"]),
+       reverse=st.booleans(), method=st.sampled_from(["gradcam", "layercam", "hirescam"]),
+       subset=st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True))
+def test_recombine_matches_paper_equations(cnn, gamma, aggregate, reverse, method, subset):
+    """One call, then any gamma / reference subset / aggregation / direction by recombination,
+    against the equations recomputed from scratch."""
+    x = images()
+    exp = _cached_call(cnn, method)
+    refs = [[row[i] for i in subset] for row in REFS]
+    re = exp.recombine(gamma=gamma, references=refs, aggregate=aggregate, reverse=reverse)
+    raw, maps = oracle_gradient_method(cnn, x, "layer2", method, TARGETS, refs, gamma, aggregate, reverse)
+    assert_maps(re, raw, maps)
+
+
+_CALLS = {}
+
+
+def _cached_call(cnn, method):
+    if method not in _CALLS:
+        _CALLS[method] = finercam.FinerCAM(cnn, "layer2", method=method)(images(), TARGETS, REFS)
+    return _CALLS[method]
+
+
+def test_binary_classifier_single_image():
+    net = seeded(TinyResNet, num_classes=2)
+    x = images(1)
+    exp = finercam.FinerCAM(net, "layer2", num_references=3)(x)
+    assert exp.references.tolist() == [[1 - int(exp.targets[0])]]
+    raw, maps = oracle_gradient_method(net, x, "layer2", "gradcam", exp.targets.tolist(),
+                                       exp.references.tolist(), 0.6, "mean")
+    assert_maps(exp, raw, maps)

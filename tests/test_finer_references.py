@@ -6,12 +6,14 @@ import torch.nn.functional as F
 import finercam
 from finercam.references import pgc_ranks, rank_classes
 from models_for_tests import MiniNet, TinyResNet, images, seeded
+from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 def test_nearest_logit_ties_to_lower_id():
     y = np.array([[0.0, 2.0, 1.0, 3.0, 1.0]])
     assert rank_classes(y, np.array([3]), "nearest_logit").tolist() == [[1, 2, 4, 0]]
-    assert rank_classes(y, np.array([2]), "nearest_logit").tolist() == [[4, 0, 1, 3]]   # 4 equals the target; 0 and 1 tie
+    # class 4 equals the target's logit; 0 and 1 tie at distance 1
+    assert rank_classes(y, np.array([2]), "nearest_logit").tolist() == [[4, 0, 1, 3]]
 
 
 def test_top_predicted_and_ties():

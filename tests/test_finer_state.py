@@ -8,6 +8,7 @@ from torch import nn
 
 import finercam
 from models_for_tests import MiniNet, TinyResNet, TinyViT, images, seeded
+from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 def hook_counts(model):
@@ -98,9 +99,11 @@ def test_state_restored_after_exception(case):
     else:
         layer = "net.fc"     # a 2-D output
     before = snapshot(wrapped)
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         finercam.FinerCAM(wrapped, layer)(x, **kwargs)
     assert_same(before, snapshot(wrapped))
+    assert live_tensors()[1] == 0, "the exception keeps an autograd graph alive"
+    del info
 
 
 def test_frozen_parameters_same_maps():
@@ -142,3 +145,19 @@ def test_no_memory_growth_over_200_calls(method):
     after = live_tensors()
     assert after == before
     assert after[1] == 0       # no autograd graph survives a call
+
+
+def test_no_graph_before_the_target_layer():
+    """The layers before the tap run without autograd even when the caller's grad mode is on and
+    every parameter requires grad; the layers after it record the (small) graph."""
+    m = seeded(TinyResNet)
+    seen = {}
+    for name in ("stem", "layer1", "layer2", "pool", "fc"):
+        getattr(m, name).register_forward_hook(
+            lambda mod, i, o, name=name: seen.__setitem__(name, (o.requires_grad, torch.is_grad_enabled())))
+    with torch.enable_grad():
+        finercam.FinerCAM(m, "layer1")(images(1))
+    assert seen["stem"] == (False, False)
+    assert seen["layer1"] == (False, False)      # our hook runs after the user's
+    assert seen["layer2"][0] and seen["pool"][0] and seen["fc"][0]
+    assert all(p.grad is None for p in m.parameters())

@@ -7,13 +7,12 @@ import copy
 
 import numpy as np
 import pytest
-import torch
+import torchcam.methods as torchcam_methods   # a test extra (pyproject): installed, never skipped
 
 import finercam
 from finercam import kernels
 from models_for_tests import TinyResNet, TinyViT, images, seeded
-
-import torchcam.methods as torchcam_methods  # noqa: E402  (a test extra: installed, never skipped)
+from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 @pytest.mark.parametrize("base,method", [("GradCAM", "gradcam"), ("LayerCAM", "layercam")])

@@ -81,6 +81,33 @@ static void test_combine(void)
     CHECK(fc_combine(A, W, 1, 2, 0, 2, 0, NULL) == FC_OK);
     CHECK(fc_combine(A, W, 1, 0, 1, 2, 0, out) == FC_OK && out[0] == 0.0f && out[1] == 0.0f);
 
+    /* K = 6 runs one four-channel sweep and two single ones; G = 3 weight sets share each
+     * activation row: compare with the plain triple loop (small integers: exact in any order) */
+    {
+        enum { N6 = 2, K6 = 6, G6 = 3, P6 = 5 };
+        float a6[N6 * K6 * P6], w6[N6 * G6 * K6], o6[N6 * G6 * P6];
+        for (int i = 0; i < N6 * K6 * P6; i++) {
+            a6[i] = (float)((i * 7) % 11 - 5);
+        }
+        for (int i = 0; i < N6 * G6 * K6; i++) {
+            w6[i] = (float)((i * 5) % 7 - 3);
+        }
+        CHECK(fc_combine(a6, w6, N6, K6, G6, P6, 0, o6) == FC_OK);
+        int same = 1;
+        for (int n = 0; n < N6; n++) {
+            for (int g = 0; g < G6; g++) {
+                for (int p = 0; p < P6; p++) {
+                    double sum = 0;
+                    for (int k = 0; k < K6; k++) {
+                        sum += (double)w6[(n * G6 + g) * K6 + k] * a6[(n * K6 + k) * P6 + p];
+                    }
+                    same &= o6[(n * G6 + g) * P6 + p] == (float)sum;
+                }
+            }
+        }
+        CHECK(same);
+    }
+
     /* sizes whose scratch would overflow are refused, not allocated */
     CHECK(fc_combine(A, W, 1, 1, PTRDIFF_MAX / 2, 4, 0, out) == FC_EOVERFLOW);
 }
