@@ -4,8 +4,16 @@
 failure reproduces; ``thorough`` is for a local hunt: ``HYPOTHESIS_PROFILE=thorough pytest ...``.
 """
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
+
+# One intra-op thread for the whole run and the processes it starts (set before torch is
+# imported): the test models are tiny, and on a busy 2-core machine a second OpenMP thread only
+# adds barrier waits (a 16 x 3 x 16 x 16 convolution: 40 ms with two threads, 1 ms with one).
+os.environ["OMP_NUM_THREADS"] = "1"
+if "torch" in sys.modules:
+    sys.modules["torch"].set_num_threads(1)
 
 settings.register_profile(
     "ci",
