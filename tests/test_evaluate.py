@@ -81,10 +81,15 @@ def _forkserver():
     import (seconds each on a busy CI machine). A clean server, not a fork of pytest: no OpenMP
     pool or CUDA context is inherited."""
     import multiprocessing
+    import multiprocessing.forkserver
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "finercam.cli"])
+    multiprocessing.forkserver.ensure_running()  # returns at once; the server imports meanwhile
     return ctx
+
+
+FORKSERVER = _forkserver()  # started at collection: its imports overlap the tests before ours
 
 
 def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
@@ -93,7 +98,7 @@ def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
     out = tmp_path / "killed"
     argv = [*CLI, "--out", str(out)]
     # a real process, SIGKILLed by the runner's test hook after the batch that reaches 6 images
-    child = _forkserver().Process(target=evalkit.cli_child,
+    child = FORKSERVER.Process(target=evalkit.cli_child,
                                   args=(argv, {"FINERCAM_EVAL_KILL_AFTER": "6"}))
     child.start()
     child.join(120)
@@ -126,7 +131,6 @@ def test_torchrun_two_gloo_processes_merge_to_the_single_process_table(tmp_path)
 
     single = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), **FAST)
     out = tmp_path / "dist"
-    _forkserver()
     # the launcher installs signal handlers and sets variables for its workers: undo both
     signals = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
     handlers = {s: signal.getsignal(s) for s in signals}
