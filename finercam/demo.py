@@ -163,6 +163,9 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
             vals["energy"] = metrics.energy_in_mask(maps, region[setting])
             vals["pointing"] = metrics.pointing_game(maps, region[setting]).astype(np.float64)
             res[kind] = {k: float(np.nanmean(v)) for k, v in vals.items()}
+            # An all-zero map points nowhere: its energy is undefined (skipped in the means)
+            # and its "top pixels" are a tie broken by index; the count says how often.
+            res[kind]["empty"] = int(np.sum(maps.reshape(len(maps), -1).max(axis=1) <= 0))
             per_image[kind] = vals
         diff = {}
         for c, _ in COLUMNS:
@@ -171,9 +174,21 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
             diff[c] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)),
                        "n": int(d.size)}
         res["diff"] = diff
+        res["map_correlation"] = _mean_correlation(run.maps["base"], run.maps[setting])
         out[setting] = res
     out["parts"] = {kind: _part_energy(run.maps[kind], batch.parts) for kind in ("base", "t1", "t3")}
     return out
+
+
+def _mean_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the Pearson correlation of two maps (how much Finer changed)."""
+    x = a.reshape(len(a), -1).astype(np.float64)
+    y = b.reshape(len(b), -1).astype(np.float64)
+    x -= x.mean(1, keepdims=True)
+    y -= y.mean(1, keepdims=True)
+    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    ok = den > 0
+    return float(np.mean((x * y).sum(1)[ok] / den[ok])) if ok.any() else float("nan")
 
 
 def _part_energy(maps: np.ndarray, parts: np.ndarray) -> dict:
@@ -348,7 +363,7 @@ def _table_rows(scores: dict, setting: str, labels: dict):
         s = scores[key][setting]
         for j, kind in enumerate(("base", "finer")):
             rows.append([labels[key] if kind == "base" else "+ Finer"] +
-                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS])
+                        [round(s[kind][c], 3) + 0.0 for c, _ in COLUMNS] + [s[kind]["empty"]])
         for col, (c, _) in enumerate(COLUMNS, start=1):
             b, f = round(s["base"][c], 3), round(s["finer"][c], 3)
             if b == f:
@@ -364,7 +379,8 @@ def _diff_rows(scores: dict, labels: dict) -> list:
         for setting in ("t1", "t3"):
             d = scores[key][setting]["diff"]
             rows.append([labels[key], setting.replace("t", "T = ")] +
-                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS])
+                        [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS] +
+                        [str(d["loc"]["n"]), f"{scores[key][setting]['map_correlation']:.2f}"])
     return rows
 
 
@@ -374,19 +390,20 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
         for setting, title in SETTINGS:
             lines.append(f"**{model.label}, {title}**, {meta['images']} test images "
                          f"({_subsets(meta)})\n")
-            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " |")
-            lines.append("|---|" + "---:|" * len(COLUMNS))
+            lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " | empty maps |")
+            lines.append("|---|" + "---:|" * (len(COLUMNS) + 1))
             rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(meta))
             bold = set(best)
             for i, row in enumerate(rows):
                 cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
-                                    for j, v in enumerate(row[1:], start=1)]
+                                    for j, v in enumerate(row[1:-1], start=1)] + [str(row[-1])]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         lines.append(f"**{model.label}: Finer minus baseline**, paired, mean \u00b1 standard "
                      "error\n")
-        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) + " |")
-        lines.append("|---|---|" + "---:|" * len(COLUMNS))
+        lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) +
+                     " | pairs | map corr. |")
+        lines.append("|---|---|" + "---:|" * (len(COLUMNS) + 2))
         for row in _diff_rows(scores_by_model[model.key], _row_labels(meta)):
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
@@ -500,14 +517,17 @@ def run(args) -> int:
             bar.update(1)
             for setting, title in SETTINGS:
                 rows_, best = _table_rows(scores[model.key], setting, _row_labels(meta))
-                report.table(rows_, ["method"] + [h for _, h in COLUMNS], best=best,
+                report.table(rows_, ["method"] + [h for _, h in COLUMNS] + ["empty maps"],
+                             best=best,
                              caption=f"{model.label}, {title}; {n} images ({_subsets(meta)}). "
                              "Bold: the better of baseline and Finer where they differ at 3 "
                              "decimals.")
             report.table(_diff_rows(scores[model.key], _row_labels(meta)),
-                         ["method", "setting"] + [h for _, h in COLUMNS],
+                         ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs", "map corr."],
                          caption=f"{model.label}: Finer minus baseline, paired over the same "
-                         "images, mean \u00b1 standard error (for Del. lower is better).")
+                         "images, mean \u00b1 standard error (for Del. lower is better); pairs: "
+                         "images where neither map is empty (Del.: the deletion prefix); map "
+                         "corr.: mean Pearson correlation of the baseline and Finer maps.")
             parts = scores[model.key]["gradcam"]["parts"]
             names = list(parts["base"])
             report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
@@ -515,6 +535,8 @@ def run(args) -> int:
                          caption=f"{model.label}: mean share of map energy on each part "
                          "(base = Grad-CAM, t1 / t3 = Finer with 1 / 3 references).")
         curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
+        meta["weight_similarity_top3"] = {k: [round(float(v), 4) for v in c[0][:3]]
+                                          for k, c in curves.items()}
         report.heading("Classifier-weight similarity")
         report.figure(viz.plot_similarity_curve(
             curves, title="sorted cosine similarity of classifier weights"), "fig1-similarity",

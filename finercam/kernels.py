@@ -209,7 +209,12 @@ def argsort_desc(maps) -> np.ndarray:
 
 
 def rank_desc(maps) -> np.ndarray:
-    """``rank[n, i, j]`` = position of pixel (i, j) in :func:`argsort_desc` (0 = the largest)."""
+    """``rank[n, i, j]`` = position of pixel (i, j) in :func:`argsort_desc` (0 = the largest).
+
+    >>> import numpy as np
+    >>> rank_desc(np.array([[[0.5, 1.0], [0.5, 0.0]]], np.float32)).tolist()
+    [[[1, 0], [2, 3]]]
+    """
     return _core.rank_desc(_host(maps, "maps"))
 
 
@@ -247,18 +252,35 @@ def energy_in_mask(maps, masks) -> np.ndarray:
     """``sum(map * mask) / sum(map)`` per (N, H, W) map, float64, summed in double.
 
     masks are (N, H, W), nonzero = inside. NaN for an all-zero map or a map holding NaN/inf.
+
+    >>> import numpy as np
+    >>> m = np.array([[[1.0, 3.0]], [[0.0, 0.0]]], np.float32)
+    >>> energy_in_mask(m, np.array([[[0, 1]], [[0, 1]]], bool))   # 3 / (1 + 3); all-zero map
+    array([0.75,  nan])
     """
     return _core.energy_in_mask(_host(maps, "maps"), _bool_masks(masks))
 
 
 def pointing_hit(maps, masks) -> np.ndarray:
     """Whether each map's top-ranked pixel (its first maximum in flat order, the order of
-    :func:`argsort_desc`) lies inside its mask; (N,) bool. A map of NaN only is a miss."""
+    :func:`argsort_desc`) lies inside its mask; (N,) bool. A map of NaN only is a miss.
+
+    >>> import numpy as np
+    >>> m = np.array([[[0.2, 0.9, 0.9]]], np.float32)               # tie: the first maximum, index 1
+    >>> pointing_hit(m, np.array([[[0, 1, 0]]], bool)), pointing_hit(m, np.array([[[0, 0, 1]]], bool))
+    (array([ True]), array([False]))
+    """
     return _core.pointing_hit(_host(maps, "maps"), _bool_masks(masks))
 
 
 def trapezoid(y, x) -> np.ndarray:
-    """Trapezoid rule of each row of y (N, P) over the points x (P,); (N,) float64."""
+    """Trapezoid rule of each row of y (N, P) over the points x (P,); (N,) float64:
+    ``sum_p (y[p] + y[p+1]) / 2 * (x[p+1] - x[p])``.
+
+    >>> import numpy as np
+    >>> trapezoid(np.array([[1.0, 0.5, 0.0]], np.float32), np.array([0.0, 0.5, 1.0], np.float32))
+    array([0.5])
+    """
     return _core.trapezoid(_host(y, "y"), _host(x, "x"))
 
 
@@ -267,6 +289,13 @@ def cosine_matrix(a, b=None) -> np.ndarray:
     float32 accumulated in double; 0 where either row is all zeros.
 
     With the rows of a classifier's weight matrix this is the class-similarity matrix of the
-    paper's Fig. 1."""
+    paper's Fig. 1 (Eq. 11).
+
+    >>> import numpy as np
+    >>> cosine_matrix(np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]], np.float32)).round(4)
+    array([[1.    , 0.7071, 0.    ],
+           [0.7071, 1.    , 0.    ],
+           [0.    , 0.    , 0.    ]], dtype=float32)
+    """
     a = _host(a, "a")
     return _core.cosine_matrix(a, a if b is None else _host(b, "b"))

@@ -109,7 +109,13 @@ def to_image(image, *, layout: str | None = None) -> np.ndarray:
 
 
 def to_uint8(image) -> np.ndarray:
-    """A [0, 1] float image (any layout :func:`to_image` accepts) as uint8 HWC, rounded."""
+    """A [0, 1] float image (any layout :func:`to_image` accepts) as uint8 HWC, rounded:
+    ``round(clip(x, 0, 1) * 255)``; grey images become three equal channels.
+
+    >>> import numpy as np
+    >>> to_uint8(np.array([[0.0, 0.5, 1.0]], np.float32))[0].tolist()
+    [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
+    """
     return np.round(np.clip(to_image(image), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -140,7 +146,12 @@ def _map2d(cam, name: str = "cam") -> np.ndarray:
 
 
 def colorize(cam, cmap="jet") -> np.ndarray:
-    """A map's values, clipped to [0, 1], through a colormap: float32 (h, w, 3); NaN gives 0."""
+    """A map's values, clipped to [0, 1], through a colormap: float32 (h, w, 3); NaN gives 0.
+
+    >>> import numpy as np
+    >>> colorize(np.array([[0.0, 1.0, np.nan]]), "gray")[0].tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+    """
     m = np.clip(_map2d(cam), 0.0, 1.0)
     rgb = _cmap(cmap)(np.nan_to_num(m, nan=0.0))[..., :3]
     rgb[np.isnan(m)] = 0.0

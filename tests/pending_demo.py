@@ -16,7 +16,8 @@ from PIL import Image
 from finercam import _reference, datasets, models
 
 ROOT = Path(__file__).parent.parent
-FIGURES = [f"{m}-fig{k}" for m in ("cnn", "vit") for k in (4, 5, 7, 8)] + ["fig1-similarity"]
+FIGURES = ([f"{m}-fig{k}" for m in ("cnn", "vit") for k in (4, 5, 7, 8)] + ["fig1-similarity"]
+           + ["zeroshot-prompts"])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_prints_the_report_path_and_writes_every_file(quick):
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert sorted(srcs) == sorted(f"{f}.png" for f in FIGURES)
     assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]+)"', html))
-    assert html.count("<table>") == 2 * 4  # per model: two settings, differences, parts
+    assert html.count("<table>") == 2 * 4 + 2  # per model: two settings, differences, parts; zero-shot: 2
 
 
 @pytest.mark.parametrize("name", FIGURES)

@@ -90,3 +90,21 @@ def test_report_rejects_bad_names_and_rows(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="out_dir"):
         Report(tmp_path / "file", "t")
+
+
+def test_readme_pictures_block_runs(tmp_path, monkeypatch):
+    """The README's "Pictures" Python block runs and writes its report."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Pictures"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    assert env["blend"].shape == (32, 32, 3)
+    assert env["index"] == pathlib.Path("out/mine/index.html")
+    with Image.open(tmp_path / "out" / "mine" / "row.png") as im:
+        assert np.asarray(im.convert("L")).std() > 10
+    assert len(env["sweep"].axes) == 4

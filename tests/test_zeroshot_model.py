@@ -108,3 +108,17 @@ def test_faithfulness_study_uses_the_classifiers_nearest_class():
     want = finercam.FinerCAM(clf, "1", num_references=1)(x[:1], targets=[c], references=[[d]]).maps[0]
     np.testing.assert_allclose(res["example"]["classifier_map"], want, rtol=1e-5, atol=1e-6)
     assert 0 <= res["region_share"]["classifier"] <= 1 and res["images"] <= 8
+
+
+def test_readme_zero_shot_block_runs():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Zero-shot models"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    exp, alone = env["exp"], env["alone"]
+    assert exp.targets.tolist() == [0, 0] and exp.references.tolist() == [[2], [2]]
+    np.testing.assert_allclose(alone, exp.recombine(gamma=0.0).maps, atol=1e-6)

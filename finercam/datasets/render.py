@@ -31,16 +31,16 @@ _COLOUR_RGB = np.array([world.COLOURS[c] for c in world.COLOUR_NAMES], dtype=np.
 _BODY_AXES = {"plump": (15.0, 11.0), "slender": (16.0, 7.5), "long": (19.0, 8.5), "stocky": (13.5, 10.0)}
 _HEAD_RADIUS = {"small": 6.2, "large": 8.0}
 # beak: (half-width of the base / head radius, length beyond the head, tip drop / head radius)
-_BEAK = {"conical": (0.42, 5.0, 0.05), "thin": (0.18, 7.5, 0.10), "long": (0.28, 13.0, 0.10),
-         "hooked": (0.38, 8.0, 0.60)}
+_BEAK = {"conical": (0.50, 7.0, 0.05), "thin": (0.18, 7.5, 0.10), "long": (0.28, 13.0, 0.10),
+         "hooked": (0.42, 8.0, 1.00)}
 # crest tip in the head frame, in head radii (the base is fixed and hidden under the head)
-_CREST_TIP = {"short": (-0.6, -1.6), "tall": (-0.1, -2.4), "swept": (-2.0, -1.2)}
+_CREST_TIP = {"short": (-0.6, -1.6), "tall": (0.0, -2.8), "swept": (-2.4, -1.7)}
 # wing: centre (in body axes), semi-axes (in body axes)
 _WING = {"rounded": ((-0.12, -0.12), (0.62, 0.55)), "pointed": ((-0.32, -0.12), (0.88, 0.40))}
 # tail: length, half-width at the base, half-width at the end, notch depth
-_TAIL = {"forked": (14.0, 3.0, 7.0, 6.0), "fan": (12.5, 2.0, 0.0, 0.0), "long": (23.0, 2.5, 3.5, 0.0),
+_TAIL = {"forked": (14.0, 3.0, 7.0, 6.0), "fan": (11.0, 2.0, 0.0, 0.0), "long": (23.0, 2.5, 3.5, 0.0),
          "short": (7.5, 3.0, 5.0, 0.0)}
-_FAN_HALF_ANGLE = np.tan(np.deg2rad(34.0))
+_FAN_HALF_ANGLE = np.tan(np.deg2rad(40.0))
 
 _SCENES = np.array([
     (0.25, 0.42, 0.18),  # foliage

@@ -138,7 +138,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
               "config": model.config, "train_config": cfg, "seed": seed,
               "test_accuracy": test_acc, "n_test": n_test, "train_seconds": t_train, "train_cpu_seconds": c_train,
               "data_seconds": t_data, "threads": threads, "history": history,
-              "torch": torch.__version__}
+              "torch": str(torch.__version__)}
     out = Path(out) if out is not None else WEIGHTS_DIR / f"{model_name}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, **record}, out)

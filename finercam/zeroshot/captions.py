@@ -41,12 +41,20 @@ def _article(phrase: str) -> str:
 
 
 def part_phrase(part: str, colour: str = "", shape: str = "") -> str:
-    """``"a black wing"``, ``"a long tail"`` or ``"a black long tail"``."""
+    """``"a black wing"``, ``"a long tail"`` or ``"a black long tail"``.
+
+    >>> part_phrase("tail", "black", "long"), part_phrase("eye", colour="orange")
+    ('a black long tail', 'an orange eye')
+    """
     return _article(" ".join(w for w in (colour, shape, part) if w))
 
 
 def attribute_prompt(part: str, kind: str, value: str) -> str:
-    """The prompt for one attribute: ``attribute_prompt("wing", "colour", "black") == "a black wing"``."""
+    """The prompt for one attribute: ``attribute_prompt("wing", "colour", "black") == "a black wing"``.
+
+    >>> attribute_prompt("wing", "colour", "black")
+    'a black wing'
+    """
     if kind not in ("colour", "shape"):
         raise ValueError(f"kind must be 'colour' or 'shape', got {kind!r}")
     return part_phrase(part, **{kind: value})
@@ -93,7 +101,11 @@ def random_caption(c: int, rng: np.random.Generator) -> Tuple[str, FrozenSet[Fac
 
 
 def consistent(facts: FrozenSet[Fact], c: int) -> bool:
-    """Whether every fact of a caption holds for class ``c``."""
+    """Whether every fact of a caption holds for class ``c``.
+
+    >>> consistent(frozenset({("wing", "colour", "brown")}), 0), consistent(frozenset({("wing", "colour", "brown")}), 1)
+    (True, False)
+    """
     attrs = world.CLASS_PARTS[c]
     return all(attrs[p][0 if kind == "colour" else 1] == value for p, kind, value in facts)
 
@@ -109,6 +121,9 @@ def discriminative_attributes(c: int, d: int, k: int = 3) -> List[Fact]:
     The paper subtracts the attribute vectors of the two classes and keeps the k largest
     differences; with the world's binary attributes these are the attributes set for ``c`` and
     not for ``d`` (difference +1), in the order of :data:`world.ATTRIBUTE_NAMES`.
+
+    >>> discriminative_attributes(0, 1)          # rosy finch vs black-winged finch
+    [('wing', 'colour', 'brown')]
     """
     diff = world.ATTRIBUTES[c].astype(np.int64) - world.ATTRIBUTES[d].astype(np.int64)
     order = np.argsort(-diff, kind="stable")

@@ -33,7 +33,11 @@ STUDY_PARTS = ("body", "breast", "head", "crest", "eye", "beak", "wing", "tail")
 
 
 def energy_share(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """``sum(M * R) / sum(M)`` per map (NaN for an all-zero map); maps (N, H, W), masks (N, H, W)."""
+    """``sum(M * R) / sum(M)`` per map (NaN for an all-zero map); maps (N, H, W), masks (N, H, W).
+
+    >>> energy_share(np.array([[[1.0, 3.0]], [[0.0, 0.0]]]), np.array([[[0, 1]], [[0, 1]]]))
+    array([0.75,  nan])
+    """
     m = np.asarray(maps, dtype=np.float64)
     r = np.asarray(masks, dtype=bool)
     total = m.sum(axis=(1, 2))
@@ -52,7 +56,14 @@ def _top_mask(m: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> np.ndarray:
-    """IoU of the top-``fraction`` pixels of two map batches (stable ranks: ties to the lower index)."""
+    """IoU of the top-``fraction`` pixels of two map batches (stable ranks: ties to the lower index).
+
+    ``k = max(1, round(fraction * H * W))`` pixels per map; ``|top_k(a) & top_k(b)| / |top_k(a) | top_k(b)|``.
+
+    >>> a, b = np.array([[[4.0, 3.0, 2.0, 1.0]]]), np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    >>> top_overlap(a, b, 0.5), top_overlap(a, b, 0.75)      # {0,1} vs {3,2}; {0,1,2} vs {3,2,1}
+    (array([0.]), array([0.5]))
+    """
     ta, tb = _top_mask(np.asarray(a, np.float64), fraction), _top_mask(np.asarray(b, np.float64), fraction)
     inter = (ta & tb).sum(axis=(1, 2))
     union = (ta | tb).sum(axis=(1, 2))
@@ -60,7 +71,12 @@ def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> np.ndarr
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation per pair of maps (NaN where a map is constant)."""
+    """Pearson correlation per pair of maps (NaN where a map is constant).
+
+    >>> a = np.array([[[0.0, 1.0, 2.0]], [[1.0, 1.0, 1.0]]])
+    >>> correlation(a, a[:, :, ::-1])
+    array([-1.,  nan])
+    """
     x = np.asarray(a, np.float64).reshape(len(a), -1)
     y = np.asarray(b, np.float64).reshape(len(b), -1)
     x = x - x.mean(1, keepdims=True)
@@ -107,7 +123,8 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
     inside the whole bird, all parts together) and, for figures, ``examples`` dicts holding the image
     (3, H, W), the two maps, the mask, the prompt and both shares.
     """
-    zs = zero_shot_cam(model, method=method, gamma=gamma)
+    # one reference ("a bird") per map: store no other prompt's weights
+    zs = zero_shot_cam(model, method=method, gamma=gamma, num_references=1, candidates=1)
     keys = ("alone", "vs_bird", "area", "bird_alone", "bird_vs_bird")
     per_part: Dict[str, Dict[str, list]] = {p: {k: [] for k in keys} for p in parts}
     shown: List[Dict[str, Any]] = []
@@ -252,8 +269,9 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
         target_layer = target_layer if target_layer is not None else classifier.default_target_layer
     if target_layer is None:
         raise ValueError("target_layer is required with a user classifier")
-    zs = zero_shot_cam(model, method=method, gamma=gamma)
-    cam = finercam.FinerCAM(classifier, target_layer, method=method, gamma=gamma, num_references=1)
+    zs = zero_shot_cam(model, method=method, gamma=gamma, num_references=1, candidates=1)
+    cam = finercam.FinerCAM(classifier, target_layer, method=method, gamma=gamma, num_references=1,
+                            candidates=1)
     results, controls, gt_cls, gt_zs, pairs = [], [], [], [], []
     for start in range(0, n, batch):
         b = generate(min(batch, n - start), seed=seed, split=split, start=start)
