@@ -160,7 +160,9 @@ def directional_gradients(logits: torch.Tensor, taps: list[torch.Tensor], direct
     for s in range(S):
         v = directions[:, s].to(dtype=logits.dtype)
         with torch.enable_grad():
-            grads = torch.autograd.grad(logits, taps, grad_outputs=v, retain_graph=s < S - 1,
+            # The scalar sum(v * logits) has exactly the gradient v at the logits. Passed as
+            # grad_outputs instead, v would make torch import sympy (1-2 s) on the first call.
+            grads = torch.autograd.grad((logits * v).sum(), taps, retain_graph=s < S - 1,
                                         allow_unused=True)
         out = []
         for name, t, g in zip(names, taps, grads):

@@ -44,7 +44,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def save_png(image, path: str | os.PathLike) -> None:
-    """Write a matplotlib Figure, or an (H, W[, 3|4]) uint8 / [0, 1]-float array, as a PNG."""
+    """Write a matplotlib Figure, or an (H, W[, 3|4]) uint8 / [0, 1]-float array, as a PNG.
+
+    Float arrays are written as ``round(clip(x, 0, 1) * 255)``, NaN as 0.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "ramp.png")
+    >>> save_png(np.array([[0.0, 0.5, 1.0, np.nan]]), path)
+    >>> np.asarray(Image.open(path)).tolist()
+    [[0, 128, 255, 0]]
+    """
     if hasattr(image, "savefig"):
         image.savefig(path, format="png", dpi=110)
         return

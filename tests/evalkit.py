@@ -39,3 +39,25 @@ class BoxDataset(torch.utils.data.Dataset):
 
 def dataset() -> BoxDataset:
     return BoxDataset()
+
+
+def cli_child(argv: list, env: dict) -> None:
+    """A child process's entry point: the ``finercam`` command with ``env`` added to the
+    environment; exits with the command's status."""
+    import os
+    import sys
+
+    from finercam.cli import main
+
+    os.environ.update(env)
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":  # `torchrun --run-path tests/evalkit.py evaluate ...`
+    import sys
+
+    from finercam.cli import main
+
+    status = main()
+    if status:  # a clean return hands the launcher its value; only a failure exits
+        sys.exit(status)

@@ -3,7 +3,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,15 +18,7 @@ from finercam.evaluate import ImageFolder, evaluate
 sys.path.insert(0, str(Path(__file__).parent))
 import evalkit  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(methods=["gradcam"], steps=4, batch_size=4, progress=False, verbose=False)
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 CLI = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--data",
@@ -84,23 +75,41 @@ def test_ablation_rows(tmp_path):
                                [rows["Grad-CAM"][k] for k in keys], atol=1e-6)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
+def _forkserver():
+    """The start method of the child processes below: a fork server that imports torch and
+    finercam once, so that each child costs a fork instead of an interpreter start and a torch
+    import (seconds each on a busy CI machine). A clean server, not a fork of pytest: no OpenMP
+    pool or CUDA context is inherited."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "finercam.cli"])
+    multiprocessing.forkserver.ensure_running()  # returns at once; the server imports meanwhile
+    return ctx
+
+
+FORKSERVER = _forkserver()  # started at collection: its imports overlap the tests before ours
+
+
+def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
     full = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), out_dir=tmp_path / "full",
                     **FAST)
     out = tmp_path / "killed"
-    env = _env()
-    env["FINERCAM_EVAL_KILL_AFTER"] = "6"   # SIGKILL after the batch that reaches 6 images
-    cmd = [sys.executable, "-m", "finercam", *CLI, "--out", str(out)]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert first.returncode == -signal.SIGKILL, first.stderr
+    argv = [*CLI, "--out", str(out)]
+    # a real process, SIGKILLed by the runner's test hook after the batch that reaches 6 images
+    child = FORKSERVER.Process(target=evalkit.cli_child,
+                                  args=(argv, {"FINERCAM_EVAL_KILL_AFTER": "6"}))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL
     recorded = (out / "per_image.jsonl").read_text().splitlines()
     assert len(recorded) == 1 + 8 and not (out / "table.json").exists()
     with open(out / "per_image.jsonl", "a") as f:   # a torn line, as a kill mid-write leaves
         f.write('{"index": 8, "label": 3, "met')
-    env.pop("FINERCAM_EVAL_KILL_AFTER")
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert "| Grad-CAM + Finer |" in second.stdout
+    capsys.readouterr()
+    assert cli_main(argv) == 0                      # the same command started again
+    assert "| Grad-CAM + Finer |" in capsys.readouterr().out
     lines = (out / "per_image.jsonl").read_text().splitlines()
     indices = [json.loads(l)["index"] for l in lines[1:]]
     assert sorted(indices) == list(range(10))          # none lost, none twice
@@ -115,12 +124,26 @@ def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path):
 
 
 def test_torchrun_two_gloo_processes_merge_to_the_single_process_table(tmp_path):
+    """``torchrun --standalone --nproc-per-node 2`` itself (its ``main``, in this process), with
+    its ``--run-path`` option and workers from the fork server instead of two fresh interpreters.
+    ``--device cpu`` keeps gloo on a machine with one GPU, where two nccl ranks cannot share it."""
+    from torch.distributed import run as torchrun
+
     single = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), **FAST)
     out = tmp_path / "dist"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "finercam", *CLI, "--out", str(out)]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
+    # the launcher installs signal handlers and sets variables for its workers: undo both
+    signals = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
+    handlers = {s: signal.getsignal(s) for s in signals}
+    environ = dict(os.environ)
+    try:
+        torchrun.main(["--standalone", "--nproc-per-node", "2", "--start-method", "forkserver",
+                       "--run-path", evalkit.__file__, *CLI, "--device", "cpu",
+                       "--out", str(out)])
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        for s, h in handlers.items():
+            signal.signal(s, h)
     assert (out / "per_image.rank1.jsonl").exists()
     shard0 = [json.loads(l)["index"] for l in (out / "per_image.jsonl").read_text().splitlines()[1:]]
     shard1 = [json.loads(l)["index"] for l in (out / "per_image.rank1.jsonl").read_text().splitlines()[1:]]
