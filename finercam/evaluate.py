@@ -46,6 +46,8 @@ import numpy as np
 import torch
 
 from . import metrics
+from ._checks import check_int
+from .explanation import check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
 
@@ -456,14 +458,15 @@ def evaluate(model, target_layer=None, dataset=None, *,
     fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
     steps = metrics._check_steps(steps)
     batch_size = metrics._check_batch_size(batch_size)
-    for r in reference_ranks:
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
-            raise ValueError(f"reference_ranks must hold ints >= 1, got {r!r}")
+    reference_ranks = [check_int(r, "reference_ranks") for r in reference_ranks]
+    gamma = check_gamma(gamma)
+    gammas = [check_gamma(g) for g in gammas]
+    num_references = check_int(num_references, "num_references")
     n_total = len(data)
     if limit is not None:
-        n_total = min(n_total, metrics._check_batch_size(limit))
-    cfg = _Config(methods, bool(finer), float(gamma), int(num_references), reference_rule,
-                  aggregate, [float(g) for g in gammas], [int(r) for r in reference_ranks],
+        n_total = min(n_total, check_int(limit, "limit"))
+    cfg = _Config(methods, bool(finer), gamma, num_references, reference_rule,
+                  aggregate, gammas, reference_ranks,
                   list(aggregations), fractions, steps,
                   baseline if isinstance(baseline, (str, int, float)) else "custom", target,
                   batch_size, n_total)

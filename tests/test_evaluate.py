@@ -235,3 +235,17 @@ def test_dict_info_items_and_dataset_classes_by_import_string():
     plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
     info = evaluate(evalkit.model(), evalkit.LAYER, _DictInfo(), **FAST)
     assert info.rows == plain.rows and "energy" in info.rows[0]
+
+
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"limit": 0}, ValueError, "limit"), ({"limit": 2.5}, TypeError, "limit"),
+    ({"gamma": float("nan")}, ValueError, "gamma"), ({"gamma": "0.6"}, TypeError, "gamma"),
+    ({"gammas": [-1.0]}, ValueError, "gamma"), ({"num_references": 0}, ValueError, "num_references"),
+    ({"reference_ranks": [1.0]}, TypeError, "reference_ranks"),
+    ({"reference_ranks": [0]}, ValueError, "reference_ranks"),
+    ({"batch_size": True}, TypeError, "batch_size"), ({"steps": 0}, ValueError, "steps")])
+def test_bad_arguments_name_themselves(kwargs, error, name):
+    model = evalkit.model().train()
+    with pytest.raises(error, match=name):
+        evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), **{**FAST, **kwargs})
+    assert model.training
