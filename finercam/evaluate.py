@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import json
 import math
 import os
@@ -318,6 +319,16 @@ def _process_group(device):
     return None, 0, 1, False
 
 
+def _home_device(net, moving: bool):
+    """The one device holding the model's parameters and buffers (None for a model without any);
+    a model spread over several devices is not moved."""
+    devices = {t.device for t in itertools.chain(net.parameters(), net.buffers())}
+    if moving and len(devices) > 1:
+        raise ValueError(f"device: the model is spread over {sorted(map(str, devices))}; place it "
+                         "yourself and leave device=None")
+    return next(iter(devices)) if len(devices) == 1 else None
+
+
 def _split_item(item, index):
     if isinstance(item, Unreadable):
         return item
@@ -473,14 +484,17 @@ def evaluate(model, target_layer=None, dataset=None, *,
     settings = _settings(cfg)
 
     dist, rank, world, owns_group = _process_group(device)
-    if device is not None:
-        net.to(device)
-    elif dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
-        net.to(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
-    model_device = next(iter(net.parameters()), torch.zeros(0)).device
+    place = device
+    if place is None and dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
+        place = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     modes = {m: m.training for m in net.modules()}
-    net.eval()
+    home = None
     try:
+        home = _home_device(net, place is not None)
+        if place is not None:
+            net.to(place)
+        model_device = next(iter(net.parameters()), torch.zeros(0)).device
+        net.eval()
         cams = {m: FinerCAM(net, layer, method=m, gamma=gamma, num_references=num_references,
                             reference_rule=reference_rule, aggregate=aggregate,
                             candidates=max(cfg.reference_ranks) if cfg.reference_ranks else None)
@@ -490,6 +504,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     finally:
         for m, flag in modes.items():
             m.training = flag
+        if place is not None and home is not None:
+            net.to(home)  # the caller's model goes back where it was
         if owns_group:
             dist.destroy_process_group()
     if verbose and rank == 0:
