@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from .. import datasets
 from . import WEIGHTS_DIR, build
 
-#: Per-model defaults: chosen so each run takes about 10 minutes on 2 CPU cores.
+#: Per-model defaults of one run (about 5-6 idle 2-core minutes each); the shipped weights took
+#: several chained runs, see docs/dataset.md, and still miss the required accuracies.
 DEFAULTS: Dict[str, Dict[str, float]] = {
-    "cnn": {"n_train": 12800, "epochs": 5, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4},
-    "vit": {"n_train": 12800, "epochs": 4, "lr": 2e-3, "batch": 64, "weight_decay": 0.05},
+    "cnn": {"n_train": 12800, "epochs": 5, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4, "label_smoothing": 0.1},
+    "vit": {"n_train": 12800, "epochs": 4, "lr": 2e-3, "batch": 64, "weight_decay": 0.05, "label_smoothing": 0.1},
 }
 
 
@@ -47,14 +48,15 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
           lr: Optional[float] = None, batch: Optional[int] = None, weight_decay: Optional[float] = None,
           seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
           log=None, checkpoint_each_epoch: Optional[Path] = None,
-          data_cache: Optional[Path] = None, init: Optional[Path] = None) -> Dict[str, object]:
+          data_cache: Optional[Path] = None, init: Optional[Path] = None,
+          label_smoothing: Optional[float] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights."""
     if log is None:
         def log(msg: str) -> None:
             print(msg, flush=True)
     cfg = dict(DEFAULTS[model_name])
     for key, value in (("n_train", n_train), ("epochs", epochs), ("lr", lr), ("batch", batch),
-                       ("weight_decay", weight_decay)):
+                       ("weight_decay", weight_decay), ("label_smoothing", label_smoothing)):
         if value is not None:
             cfg[key] = value
     previous_threads = torch.get_num_threads()
@@ -112,7 +114,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
         for s in range(steps_per_epoch):
             idx = perm[s * bs:(s + 1) * bs]
             x = images[idx].float() / 255
-            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
+            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=float(cfg["label_smoothing"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -154,6 +156,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-smoothing", type=float, default=None,
+                        help="default 0.1; 0 keeps the similarity order of the non-target logits")
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="default: the package's weights folder")
@@ -171,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
           checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
-          init=args.init)
+          init=args.init, label_smoothing=args.label_smoothing)
     return 0
 
 
