@@ -48,7 +48,7 @@ import torch
 
 from . import metrics
 from ._checks import check_int
-from .explanation import check_gamma
+from .explanation import check_aggregate, check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
 
@@ -467,6 +467,9 @@ def evaluate(model, target_layer=None, dataset=None, *,
     if target not in ("label", "predicted"):
         raise ValueError(f'target must be "label" or "predicted", got {target!r}')
     fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
+    aggregations = [check_aggregate(a) for a in aggregations]
+    if isinstance(baseline, (str, bool, np.bool_, int, float)):  # arrays are checked per batch
+        metrics._baseline(baseline, np.zeros((1, 1, 1, 1), np.float32))
     steps = metrics._check_steps(steps)
     batch_size = metrics._check_batch_size(batch_size)
     reference_ranks = [check_int(r, "reference_ranks") for r in reference_ranks]

@@ -243,12 +243,17 @@ def test_dict_info_items_and_dataset_classes_by_import_string():
     ({"gammas": [-1.0]}, ValueError, "gamma"), ({"num_references": 0}, ValueError, "num_references"),
     ({"reference_ranks": [1.0]}, TypeError, "reference_ranks"),
     ({"reference_ranks": [0]}, ValueError, "reference_ranks"),
-    ({"batch_size": True}, TypeError, "batch_size"), ({"steps": 0}, ValueError, "steps")])
-def test_bad_arguments_name_themselves(kwargs, error, name):
+    ({"batch_size": True}, TypeError, "batch_size"), ({"steps": 0}, ValueError, "steps"),
+    ({"aggregations": ["median"]}, ValueError, "aggregate"),
+    ({"baseline": "zero"}, ValueError, "baseline"), ({"baseline": True}, TypeError, "baseline"),
+    ({"baseline": float("inf")}, ValueError, "baseline")])
+def test_bad_arguments_name_themselves(kwargs, error, name, tmp_path):
+    """Refused before the run starts: nothing is written to out_dir."""
     model = evalkit.model().train()
     with pytest.raises(error, match=name):
-        evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), **{**FAST, **kwargs})
-    assert model.training
+        evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), out_dir=tmp_path / "out",
+                 **{**FAST, **kwargs})
+    assert model.training and not (tmp_path / "out").exists()
 
 
 def test_a_model_spread_over_devices_is_not_moved():
