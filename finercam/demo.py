@@ -279,8 +279,10 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
         row1.append(viz.overlay(img, m))
         t1.append(f"vs {_name(r)}")
         region = _regions(batch.parts[i:i + 1], batch.labels[i:i + 1], np.array([[r]]))[0]
-        # NaN outside the region leaves the image as it is; the region is tinted red.
-        row2.append(viz.overlay(img, np.where(region, 0.0, np.nan), cmap="autumn", alpha=0.7))
+        # The region in cyan over a dimmed image: small parts (beak, eye) must stay visible.
+        base_img = viz.to_image(img)
+        cyan = np.array([0.0, 1.0, 1.0], np.float32)
+        row2.append(np.where(region[..., None], 0.35 * base_img + 0.65 * cyan, 0.35 * base_img))
         t2.append("differs: " + ", ".join(differing_parts(c, r)))
         row3.append(_example_of(batch, r, i))
         t3.append(_name(r))

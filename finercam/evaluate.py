@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import json
 import math
 import os
@@ -46,6 +47,8 @@ import numpy as np
 import torch
 
 from . import metrics
+from ._checks import check_int
+from .explanation import check_aggregate, check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
 
@@ -316,6 +319,16 @@ def _process_group(device):
     return None, 0, 1, False
 
 
+def _home_device(net, moving: bool):
+    """The one device holding the model's parameters and buffers (None for a model without any);
+    a model spread over several devices is not moved."""
+    devices = {t.device for t in itertools.chain(net.parameters(), net.buffers())}
+    if moving and len(devices) > 1:
+        raise ValueError(f"device: the model is spread over {sorted(map(str, devices))}; place it "
+                         "yourself and leave device=None")
+    return next(iter(devices)) if len(devices) == 1 else None
+
+
 def _split_item(item, index):
     if isinstance(item, Unreadable):
         return item
@@ -454,30 +467,37 @@ def evaluate(model, target_layer=None, dataset=None, *,
     if target not in ("label", "predicted"):
         raise ValueError(f'target must be "label" or "predicted", got {target!r}')
     fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
+    aggregations = [check_aggregate(a) for a in aggregations]
+    if isinstance(baseline, (str, bool, np.bool_, int, float)):  # arrays are checked per batch
+        metrics._baseline(baseline, np.zeros((1, 1, 1, 1), np.float32))
     steps = metrics._check_steps(steps)
     batch_size = metrics._check_batch_size(batch_size)
-    for r in reference_ranks:
-        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
-            raise ValueError(f"reference_ranks must hold ints >= 1, got {r!r}")
+    reference_ranks = [check_int(r, "reference_ranks") for r in reference_ranks]
+    gamma = check_gamma(gamma)
+    gammas = [check_gamma(g) for g in gammas]
+    num_references = check_int(num_references, "num_references")
     n_total = len(data)
     if limit is not None:
-        n_total = min(n_total, metrics._check_batch_size(limit))
-    cfg = _Config(methods, bool(finer), float(gamma), int(num_references), reference_rule,
-                  aggregate, [float(g) for g in gammas], [int(r) for r in reference_ranks],
+        n_total = min(n_total, check_int(limit, "limit"))
+    cfg = _Config(methods, bool(finer), gamma, num_references, reference_rule,
+                  aggregate, gammas, reference_ranks,
                   list(aggregations), fractions, steps,
                   baseline if isinstance(baseline, (str, int, float)) else "custom", target,
                   batch_size, n_total)
     settings = _settings(cfg)
 
     dist, rank, world, owns_group = _process_group(device)
-    if device is not None:
-        net.to(device)
-    elif dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
-        net.to(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
-    model_device = next(iter(net.parameters()), torch.zeros(0)).device
+    place = device
+    if place is None and dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
+        place = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     modes = {m: m.training for m in net.modules()}
-    net.eval()
+    home = None
     try:
+        home = _home_device(net, place is not None)
+        if place is not None:
+            net.to(place)
+        model_device = next(iter(net.parameters()), torch.zeros(0)).device
+        net.eval()
         cams = {m: FinerCAM(net, layer, method=m, gamma=gamma, num_references=num_references,
                             reference_rule=reference_rule, aggregate=aggregate,
                             candidates=max(cfg.reference_ranks) if cfg.reference_ranks else None)
@@ -487,6 +507,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     finally:
         for m, flag in modes.items():
             m.training = flag
+        if place is not None and home is not None:
+            net.to(home)  # the caller's model goes back where it was
         if owns_group:
             dist.destroy_process_group()
     if verbose and rank == 0:

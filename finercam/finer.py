@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
 from .explanation import Explanation, _Store, check_aggregate, check_gamma
@@ -36,14 +37,6 @@ __all__ = ["FinerCAM", "OBJECTIVES"]
 
 OBJECTIVES = ("paper", "pgc")
 DEFAULT_EXTRA_CANDIDATES = 10
-
-
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class FinerCAM:
@@ -117,12 +110,12 @@ class FinerCAM:
         self.method = method
         self.objective = objective
         self.gamma = check_gamma(gamma if gamma is not None else (1.0 if objective == "pgc" else 0.6))
-        self.num_references = _positive_int(num_references, "num_references")
+        self.num_references = check_int(num_references, "num_references")
         self.reference_rule = reference_rule
         self.aggregate = check_aggregate(aggregate)
         self.reverse = bool(reverse)
         self.reshape = reshape
-        self.candidates = None if candidates is None else _positive_int(candidates, "candidates")
+        self.candidates = None if candidates is None else check_int(candidates, "candidates")
         if classifier is not None:
             classifier = resolve_layers(self._net, classifier)[0][1]
             if not isinstance(classifier, nn.Linear):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from . import kernels
+from ._checks import check_int
 
 __all__ = [
     "relative_drop", "confidence_drop", "deletion_auc", "energy_in_mask", "pointing_game",
@@ -126,19 +127,11 @@ def _check_fraction(fraction, name: str = "fraction") -> float:
 
 
 def _check_steps(steps) -> int:
-    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (numbers.Integral, np.integer)):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    return int(steps)
+    return check_int(steps, "steps")
 
 
 def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size")
 
 
 def top_count(fraction: float, n_pix: int) -> int:

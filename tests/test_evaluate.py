@@ -235,3 +235,41 @@ def test_dict_info_items_and_dataset_classes_by_import_string():
     plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
     info = evaluate(evalkit.model(), evalkit.LAYER, _DictInfo(), **FAST)
     assert info.rows == plain.rows and "energy" in info.rows[0]
+
+
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"limit": 0}, ValueError, "limit"), ({"limit": 2.5}, TypeError, "limit"),
+    ({"gamma": float("nan")}, ValueError, "gamma"), ({"gamma": "0.6"}, TypeError, "gamma"),
+    ({"gammas": [-1.0]}, ValueError, "gamma"), ({"num_references": 0}, ValueError, "num_references"),
+    ({"reference_ranks": [1.0]}, TypeError, "reference_ranks"),
+    ({"reference_ranks": [0]}, ValueError, "reference_ranks"),
+    ({"batch_size": True}, TypeError, "batch_size"), ({"steps": 0}, ValueError, "steps"),
+    ({"aggregations": ["median"]}, ValueError, "aggregate"),
+    ({"baseline": "zero"}, ValueError, "baseline"), ({"baseline": True}, TypeError, "baseline"),
+    ({"baseline": float("inf")}, ValueError, "baseline")])
+def test_bad_arguments_name_themselves(kwargs, error, name, tmp_path):
+    """Refused before the run starts: nothing is written to out_dir."""
+    model = evalkit.model().train()
+    with pytest.raises(error, match=name):
+        evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), out_dir=tmp_path / "out",
+                 **{**FAST, **kwargs})
+    assert model.training and not (tmp_path / "out").exists()
+
+
+def test_a_model_spread_over_devices_is_not_moved():
+    model = evalkit.model().train()
+    model[0].register_buffer("stray", torch.zeros(1, device="meta"))
+    with pytest.raises(ValueError, match="device"):
+        evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=2), device="cpu", **FAST)
+    assert model.training and model[2].weight.device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_option_leaves_the_model_where_it_was():
+    model = evalkit.model()
+    on_cpu = evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
+    on_gpu = evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=4), device="cuda", **FAST)
+    assert all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
+    for a, b in zip(on_cpu.rows, on_gpu.rows):
+        np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
+                                   [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-4)
