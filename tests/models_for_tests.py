@@ -10,23 +10,11 @@ from __future__ import annotations
 import copy
 import types
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 NUM_CLASSES = 10
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread while a module of engine tests runs (imported there, so autouse for it
-    only): for these tiny models a second thread only adds barrier waits, 45 ms instead of
-    0.2 ms per call on a busy 2-core machine. Restored afterwards for the other tests."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class Block(nn.Module):

@@ -8,7 +8,6 @@ import torch
 
 import finercam
 from models_for_tests import TinyResNet, TinyViT, images, seeded
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,7 +8,6 @@ from torch import nn
 
 import finercam
 from models_for_tests import TinyResNet, TinyViT, images, seeded
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import finercam
 from finercam.layers import infer_token_grid
 from models_for_tests import (DictOut, ObjOut, TinyResNet, TinyViT, TupleOut, images,
                               oracle_gradient_method, seeded)
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 TARGETS = [3, 0]
 REFS = [[1, 2], [4, 9]]

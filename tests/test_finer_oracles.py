@@ -6,7 +6,6 @@ import torch
 import finercam
 from models_for_tests import (TinyResNet, TinyViT, images, oracle_gradient_method, oracle_scorecam,
                               seeded)
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 TARGETS = [3, 0, 7]
 REFS = [[1, 2, 5], [4, 9, 3], [0, 8, 2]]

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 import finercam
 from models_for_tests import TinyResNet, images, method_map, seeded
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 def pgc_oracle(model, x, layers, method, alpha=1.0, T=3):

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 import finercam
 from finercam.references import pgc_ranks, rank_classes
 from models_for_tests import MiniNet, TinyResNet, images, seeded
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 def test_nearest_logit_ties_to_lower_id():

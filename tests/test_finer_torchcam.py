@@ -12,7 +12,6 @@ import torchcam.methods as torchcam_methods   # a test extra (pyproject): instal
 import finercam
 from finercam import kernels
 from models_for_tests import TinyResNet, TinyViT, images, seeded
-from models_for_tests import one_thread  # noqa: F401  (autouse: one intra-op thread here)
 
 
 @pytest.mark.parametrize("base,method", [("GradCAM", "gradcam"), ("LayerCAM", "layercam")])
