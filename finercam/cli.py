@@ -99,6 +99,18 @@ def _run_explain(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from .models.train import add_arguments
+
+    add_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .models.train import run
+
+    return run(args)
+
+
 def _add_zeroshot(p: argparse.ArgumentParser) -> None:
     from .zeroshot.command import add_options
 
@@ -120,6 +132,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
              "paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
     "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
                 "embedded CNN", _add_explain, _run_explain),
+    "train": ("train one of the embedded classifiers (cnn, vit) on the bird world and write its "
+              "weights", _add_train, _run_train),
     "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
                  "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
                  "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),

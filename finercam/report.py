@@ -66,10 +66,10 @@ def save_png(image, path: str | os.PathLike) -> None:
     a = np.asarray(image)
     if a.dtype != np.uint8:
         if not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(f"figure: arrays must be uint8 or float in [0, 1], got {a.dtype}")
+            raise TypeError(f"image: arrays must be uint8 or float in [0, 1], got {a.dtype}")
         a = np.round(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(np.uint8)
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise ValueError(f"figure: arrays must be (H, W) or (H, W, 3|4), got shape {a.shape}")
+        raise ValueError(f"image: arrays must be (H, W) or (H, W, 3|4), got shape {a.shape}")
     Image.fromarray(a).save(path, format="PNG")
 
 

@@ -83,6 +83,18 @@ def test_training_command_writes_loadable_weights(tmp_path, capsys):
     assert acc == pytest.approx(record["test_accuracy"])  # the stored number is reproducible
 
 
+def test_cli_train_subcommand_runs_the_same_training(tmp_path, capsys):
+    from finercam.cli import main as cli_main
+
+    out = tmp_path / "cnn.pt"
+    rc = cli_main(["train", "--model", "cnn", "--n-train", "64", "--epochs", "1", "--batch", "32",
+                   "--n-test", "32", "--threads", "1", "--out", str(out)])
+    assert rc == 0 and "test accuracy" in capsys.readouterr().out
+    record = torch.load(out, weights_only=True)
+    acc = train_mod.accuracy(models.load("cnn", path=out), *_test_set(32))
+    assert acc == pytest.approx(record["test_accuracy"])
+
+
 def _test_set(n):
     b = datasets.generate(n, seed=0, split="test", dtype=np.uint8)
     return b.images, b.labels

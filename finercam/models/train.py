@@ -148,8 +148,8 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     return record
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finercam.models.train", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options, shared by ``python -m finercam.models.train`` and ``finercam train``."""
     parser.add_argument("--model", choices=sorted(DEFAULTS), required=True)
     parser.add_argument("--n-train", type=int, default=None, help="training images (default per model)")
     parser.add_argument("--epochs", type=int, default=None)
@@ -167,16 +167,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="start from the weights of this checkpoint (fine-tuning)")
     parser.add_argument("--data-cache", type=Path, default=None,
                         help="folder to save the generated images to, or load them from on a rerun")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
+    """Train with parsed options; a non-positive count is a usage error (exit status 2)."""
     for name in ("n_train", "epochs", "batch", "n_test", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+            message = f"--{name.replace('_', '-')} must be positive, got {value}"
+            if parser is not None:
+                parser.error(message)
+            raise ValueError(message)
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
           checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
           init=args.init, label_smoothing=args.label_smoothing)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m finercam.models.train --model cnn|vit [options]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m finercam.models.train", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":
