@@ -141,6 +141,14 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``finercam`` argument parser: one subcommand per entry of :data:`COMMANDS`.
+
+    >>> args = build_parser().parse_args(["zeroshot", "--n", "4"])
+    >>> args.command, args.n
+    ('zeroshot', 4)
+    >>> sorted(COMMANDS)
+    ['demo', 'evaluate', 'explain', 'train', 'zeroshot']
+    """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
@@ -150,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``finercam <command> [options]``; returns the exit status.
+
+    A bad value that the command finds (``TypeError``, ``ValueError``, ``FileNotFoundError``)
+    is reported as one line on stderr with exit status 2, argparse's own status for usage errors.
+
+    >>> main(["zeroshot", "--n", "0"])
+    2
+    """
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][2](args)

@@ -46,6 +46,14 @@ LOWER_IS_BETTER = {"deletion"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``finercam demo`` options to ``p`` (a bad one is reported as one line, exit 2).
+
+    >>> p = argparse.ArgumentParser(prog="finercam demo")
+    >>> add_arguments(p)
+    >>> args = p.parse_args(["--quick", "--out", "report"])
+    >>> args.quick, args.out, args.images, args.seed
+    (True, 'report', None, 0)
+    """
     from .explain_files import one_line_errors
 
     one_line_errors(p)
@@ -427,6 +435,18 @@ def _load_models() -> list[_Model]:
 
 
 def run(args) -> int:
+    """Build the demo report in ``args.out`` (options of :func:`add_arguments`); returns 0.
+
+    Explains the test images with both embedded models, measures the Table-1-style columns
+    and writes every figure and the table as an HTML report. It takes seconds with ``--quick``
+    and minutes without, so the example only prepares the arguments:
+
+    >>> p = argparse.ArgumentParser(prog="finercam demo")
+    >>> add_arguments(p)
+    >>> args = p.parse_args(["--quick"])
+    >>> callable(run), args.out
+    (True, 'out/demo')
+    """
     import torch
     from tqdm import tqdm
 

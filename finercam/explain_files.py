@@ -45,6 +45,14 @@ def one_line_errors(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``finercam explain`` options to ``p`` (a bad one is reported as one line, exit 2).
+
+    >>> p = argparse.ArgumentParser(prog="finercam explain")
+    >>> add_arguments(p)
+    >>> args = p.parse_args(["bird.png", "--gamma", "0.8"])
+    >>> args.images, args.gamma, args.model
+    (['bird.png'], 0.8, None)
+    """
     one_line_errors(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
     p.add_argument("--model", metavar="PKG.MOD:FACTORY",
@@ -188,6 +196,18 @@ def _name(names, k: int) -> str:
 
 
 def run(args) -> int:
+    """Write the overlays of ``args.images`` (options of :func:`add_arguments`); returns 0.
+
+    Every option and every image is checked before any work; a bad one raises
+    :class:`UsageError`, which :func:`main` and the ``finercam`` CLI report as one line.
+
+    >>> p = argparse.ArgumentParser(prog="finercam explain")
+    >>> add_arguments(p)
+    >>> run(p.parse_args(["no-such-file.png"]))
+    Traceback (most recent call last):
+    ...
+    finercam.explain_files.UsageError: cannot read image 'no-such-file.png': no such file
+    """
     _check(args)
     photos = [read_image(p) for p in args.images]  # fail before any work if one is unreadable
     model, layer, transform, names, on_input = _load(args)
@@ -239,7 +259,13 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (the ``finercam`` CLI dispatches to :func:`run`)."""
+    """Stand-alone entry (the ``finercam`` CLI dispatches to :func:`run`); returns the exit status.
+
+    A :class:`UsageError` is printed as one line on stderr and gives exit status 2:
+
+    >>> main(["no-such-file.png"])
+    2
+    """
     p = argparse.ArgumentParser(prog="finercam explain", description=__doc__.split("\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)

@@ -149,7 +149,14 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options, shared by ``python -m finercam.models.train`` and ``finercam train``."""
+    """The training options, shared by ``python -m finercam.models.train`` and ``finercam train``.
+
+    >>> p = argparse.ArgumentParser(prog="finercam train")
+    >>> add_arguments(p)
+    >>> args = p.parse_args(["--model", "cnn", "--epochs", "2"])
+    >>> args.model, args.epochs, args.lr
+    ('cnn', 2, None)
+    """
     parser.add_argument("--model", choices=sorted(DEFAULTS), required=True)
     parser.add_argument("--n-train", type=int, default=None, help="training images (default per model)")
     parser.add_argument("--epochs", type=int, default=None)
@@ -170,7 +177,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
-    """Train with parsed options; a non-positive count is a usage error (exit status 2)."""
+    """Train with parsed options; a non-positive count is a usage error (exit status 2).
+
+    Without ``parser`` the usage error is a ``ValueError`` (with it, ``parser.error`` exits 2);
+    either way it comes before any training:
+
+    >>> p = argparse.ArgumentParser(prog="finercam train")
+    >>> add_arguments(p)
+    >>> run(p.parse_args(["--model", "cnn", "--epochs", "0"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: --epochs must be positive, got 0
+    """
     for name in ("n_train", "epochs", "batch", "n_test", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -186,7 +204,15 @@ def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = No
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m finercam.models.train --model cnn|vit [options]``; returns the exit status."""
+    """``python -m finercam.models.train --model cnn|vit [options]``; returns the exit status.
+
+    A usage error exits with status 2 before any training (argparse prints it on stderr):
+
+    >>> main(["--model", "cnn", "--batch", "0"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     parser = argparse.ArgumentParser(prog="python -m finercam.models.train", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv), parser)

@@ -11,6 +11,14 @@ __all__ = ["add_options", "run"]
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
+    """Add the ``finercam zeroshot`` options to ``p``.
+
+    >>> p = argparse.ArgumentParser(prog="finercam zeroshot")
+    >>> add_options(p)
+    >>> args = p.parse_args(["--n", "16", "--faithfulness"])
+    >>> args.n, args.faithfulness, args.classifier, args.gamma
+    (16, True, 'cnn', 0.6)
+    """
     p.add_argument("--n", type=int, default=128, help="test images (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="gradcam")
@@ -45,6 +53,20 @@ def _plain(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the prompt-localisation table (and, with ``--faithfulness``, the faithfulness
+    examination); write the numbers as JSON to ``args.out`` if given; returns 0.
+
+    The localisation score of a prompt is the share of the map's energy inside the part's
+    mask :math:`M`, :math:`\\sum_{x \\in M} L(x) / \\sum_x L(x)`, averaged over ``args.n``
+    test images. A bad count fails before any work:
+
+    >>> p = argparse.ArgumentParser(prog="finercam zeroshot")
+    >>> add_options(p)
+    >>> run(p.parse_args(["--n", "0"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: --n must be >= 1, got 0
+    """
     from .dual_encoder import load_dual_encoder
     from .study import faithfulness_study, prompt_localisation
 

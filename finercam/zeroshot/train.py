@@ -122,6 +122,16 @@ def tokens_pad(tokens: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
+    """``python -m finercam.zeroshot.train [options]``: train the tiny dual encoder, save its
+    weights to ``--out`` and print its zero-shot test accuracy; returns the exit status.
+
+    A bad option exits with status 2 before any training (argparse prints it on stderr):
+
+    >>> main(["--epochs", "two"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     p = argparse.ArgumentParser(prog="python -m finercam.zeroshot.train", description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--n-train", type=int, default=8192)
