@@ -68,7 +68,11 @@ KILL_ENV = "FINERCAM_EVAL_KILL_AFTER"
 
 @dataclass(frozen=True)
 class Unreadable:
-    """What a folder data set returns for an image that cannot be decoded."""
+    """What a folder data set returns for an image that cannot be decoded.
+
+    >>> Unreadable("birds/a/broken.jpg", "OSError: truncated")
+    Unreadable(path='birds/a/broken.jpg', reason='OSError: truncated')
+    """
 
     path: str
     reason: str
@@ -84,6 +88,22 @@ class ImageFolder(torch.utils.data.Dataset):
     ``normalize`` (default), standardises with the ImageNet mean and std. A file that cannot be
     decoded gives an :class:`Unreadable` item instead of an exception: the runner counts and
     reports it.
+
+    >>> import tempfile; from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("crow", "wren"):
+    ...     (root / name).mkdir()
+    ...     Image.new("RGB", (8, 6), (255, 255, 255)).save(root / name / "a.png")
+    >>> (root / "wren" / "b.png").write_bytes(b"not a png")
+    9
+    >>> ds = ImageFolder(root, image_size=4, normalize=False)
+    >>> ds.classes, len(ds)
+    (['crow', 'wren'], 3)
+    >>> x, label = ds[0]
+    >>> tuple(x.shape), label, float(x.max())
+    ((3, 4, 4), 0, 1.0)
+    >>> type(ds[2]).__name__
+    'Unreadable'
     """
 
     def __init__(self, root, transform: Callable | None = None, image_size: int = 224,
@@ -166,7 +186,16 @@ class _Config:
 @dataclass
 class EvalResult:
     """The merged table. ``rows``: one dict per setting with the means; ``markdown()`` renders
-    the Table-1-style view."""
+    the Table-1-style view.
+
+    >>> r = EvalResult(rows=[{"setting": "gradcam", "deletion": 0.25}], n_images=8)
+    >>> print(r.markdown())
+    | Method | Del. ↓ |
+    |---|---:|
+    | gradcam | 0.250 |
+    <BLANKLINE>
+    8 images
+    """
 
     rows: list
     n_images: int

@@ -31,11 +31,23 @@ METHODS = ("gradcam", "layercam", "scorecam", "gradcam++", "xgradcam", "hirescam
 
 
 class UsageError(ValueError):
-    """A bad argument or input: reported as one line, exit status 2."""
+    """A bad argument or input: reported as one line, exit status 2.
+
+    >>> isinstance(UsageError("--gamma must be a number in [0, 10]"), ValueError)
+    True
+    """
 
 
 def one_line_errors(p: argparse.ArgumentParser) -> None:
-    """argparse prints its usage before an error; a bad argument here gets one line, exit 2."""
+    """argparse prints its usage before an error; a bad argument here gets one line, exit 2.
+
+    >>> p = argparse.ArgumentParser(prog="finercam explain")
+    >>> one_line_errors(p)
+    >>> p.error("--gamma: bad value")
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
 
     def error(message: str):
         print(f"{p.prog}: error: {message}", file=sys.stderr)
@@ -70,7 +82,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def read_image(path: str | os.PathLike):
-    """A file as a PIL RGB image, EXIF orientation applied; UsageError naming the file otherwise."""
+    """A file as a PIL RGB image, EXIF orientation applied; UsageError naming the file otherwise.
+
+    Transparent pixels are put on white.
+
+    >>> import tempfile; from PIL import Image
+    >>> path = Path(tempfile.mkdtemp()) / "dot.png"
+    >>> Image.new("RGBA", (3, 2), (255, 0, 0, 0)).save(path)
+    >>> im = read_image(path)
+    >>> im.mode, im.size, im.getpixel((0, 0))
+    ('RGB', (3, 2), (255, 255, 255))
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -93,7 +115,15 @@ def read_image(path: str | os.PathLike):
 
 
 def import_object(spec: str, option: str):
-    """``package.module:name`` (dots allowed after the colon) -> the object."""
+    """``package.module:name`` (dots allowed after the colon) -> the object.
+
+    >>> import_object("os.path:join", "--model") is os.path.join
+    True
+    >>> import_object("os.path", "--model")
+    Traceback (most recent call last):
+    ...
+    finercam.explain_files.UsageError: --model must look like package.module:name, got 'os.path'
+    """
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise UsageError(f"{option} must look like package.module:name, got {spec!r}")
     mod_name, attr = spec.split(":")
@@ -111,7 +141,17 @@ def import_object(spec: str, option: str):
 
 
 def default_transform(size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:
-    """Resize (bilinear, aspect not kept, so the map lies on the whole photo) and normalise."""
+    """Resize (bilinear, aspect not kept, so the map lies on the whole photo) and normalise.
+
+    The transform maps a PIL RGB image to a ``(3, size, size)`` float tensor
+    :math:`(x / 255 - \\mu_c) / \\sigma_c` per channel :math:`c`.
+
+    >>> from PIL import Image
+    >>> t = default_transform(4, mean=(0.5,) * 3, std=(0.5,) * 3)
+    >>> x = t(Image.new("RGB", (6, 3), (255, 0, 255)))
+    >>> tuple(x.shape), x[:, 0, 0].tolist()
+    ((3, 4, 4), [1.0, -1.0, 1.0])
+    """
     import torch
     from PIL import Image
 

@@ -52,7 +52,18 @@ BUFFER_BYTES = 256 * 2**20
 
 
 class Deletion(NamedTuple):
-    """Result of :func:`deletion_auc`; curves are (N, steps + 1) probabilities."""
+    """Result of :func:`deletion_auc`; curves are (N, steps + 1) probabilities.
+
+    The area is the trapezoid rule over the deleted fraction,
+    :math:`\\mathrm{AUC} = \\sum_k (q_k + q_{k+1}) / (2\\,\\mathrm{steps})`.
+
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> r = deletion_auc(model, torch.randn(2, 1, 2, 2), torch.rand(2, 2, 2), steps=2)
+    >>> r.fractions.tolist(), r.counts.tolist()
+    ([0.0, 0.5, 1.0], [0, 2, 4])
+    >>> bool(np.allclose(r.auc, (r.curve[:, :-1] + r.curve[:, 1:]).sum(1) / 4))
+    True
+    """
 
     auc: np.ndarray              #: (N,) area under the target's curve
     curve: np.ndarray            #: (N, steps + 1) target probability after step k

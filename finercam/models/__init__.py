@@ -45,6 +45,10 @@ def checkpoint(name: str, path: Optional[Union[str, Path]] = None) -> Dict[str, 
     """The checkpoint of ``name``: state dict (float16), config, accuracy, training record.
 
     ``path`` defaults to the shipped file ``WEIGHTS_DIR / f"{name}.pt"``.
+
+    >>> ckpt = checkpoint("cnn")
+    >>> ckpt["config"]["num_classes"], next(iter(ckpt["state_dict"].values())).dtype
+    (16, torch.float16)
     """
     path = WEIGHTS_DIR / f"{_check_name(name)}.pt" if path is None else Path(path)
     if not path.is_file():
@@ -57,6 +61,12 @@ def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
     """The trained model ``"cnn"`` or ``"vit"``, float32, in eval mode, loaded offline.
 
     ``path`` loads another checkpoint written by ``python -m finercam.models.train``.
+
+    >>> model = load("cnn")
+    >>> type(model).__name__, model.training, model.default_target_layer
+    ('SmallCNN', False, 'block3')
+    >>> model(torch.zeros(1, 3, 96, 96)).shape
+    torch.Size([1, 16])
     """
     ckpt = checkpoint(name, path)
     model = build(name, **ckpt["config"])
