@@ -65,6 +65,13 @@ def to_image(image, *, layout: str | None = None) -> np.ndarray:
     those sizes means CHW, and so does any 3-channel-first tensor. Integer images must hold values
     in [0, 255] and are divided by 255; float images already in [0, 1] are kept, any other float
     range (a normalised network input) is min-max rescaled for display.
+
+    >>> to_image(np.full((2, 3), 255, np.uint8)).shape          # grey, repeated
+    (2, 3, 3)
+    >>> to_image(np.zeros((3, 4, 5), np.float32)).shape         # CHW
+    (4, 5, 3)
+    >>> to_image(np.array([[-2.0, 2.0]]))[0, :, 0].tolist()     # min-max rescaled
+    [0.0, 1.0]
     """
     is_tensor = hasattr(image, "detach")
     a = _numpy(image, "image")
@@ -183,7 +190,13 @@ def _figure(nrows: int, ncols: int, cell: float, extra_h: float = 0.0) -> Figure
 
 
 def draw_image(ax, image, title: str | None = None) -> None:
-    """Draw an image (anything :func:`to_image` takes) on a matplotlib Axes, without ticks."""
+    """Draw an image (anything :func:`to_image` takes) on a matplotlib Axes, without ticks.
+
+    >>> ax = Figure().subplots()
+    >>> draw_image(ax, np.zeros((4, 4, 3)), "black")
+    >>> ax.get_title(), list(ax.get_xticks())
+    ('black', [])
+    """
     ax.imshow(to_image(image), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -197,7 +210,13 @@ def panel_grid(cells: Sequence[Sequence], *, titles: Sequence[Sequence[str | Non
                row_labels: Sequence[str] | None = None, suptitle: str | None = None,
                cell_size: float = 1.8) -> Figure:
     """A grid of images with titles: ``cells[r][c]`` is an image (anything :func:`to_image`
-    takes, e.g. an :func:`overlay`) or None for an empty cell; ``titles`` has the same nesting."""
+    takes, e.g. an :func:`overlay`) or None for an empty cell; ``titles`` has the same nesting.
+
+    >>> img = np.zeros((8, 8, 3))
+    >>> fig = panel_grid([[img, img], [img, None]], titles=[["a", "b"], ["c", None]])
+    >>> len(fig.axes), [ax.get_title() for ax in fig.axes]
+    (4, ['a', 'b', 'c', ''])
+    """
     if not isinstance(cells, (list, tuple)) or not cells or \
             not all(isinstance(r, (list, tuple)) for r in cells):
         raise TypeError("cells must be a non-empty list of rows, each a list of images")
@@ -247,6 +266,11 @@ def gamma_sweep(image, maps, gammas: Sequence[float], *, cmap="jet", alpha: floa
 
     ``maps`` is (G, h, w) (or a list of G maps), one per entry of ``gammas``, typically from one
     model call and ``Explanation.recombine(gamma=g)`` for each g.
+
+    >>> maps = np.random.default_rng(0).random((3, 4, 4))
+    >>> fig = gamma_sweep(np.zeros((16, 16, 3)), maps, [0.0, 0.6, 1.0])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['image', 'γ = 0.0', 'γ = 0.6', 'γ = 1.0']
     """
     maps = list(maps)
     if len(maps) != len(gammas):
@@ -273,6 +297,11 @@ def deletion_curves(fractions, target, second, *, upto: float | None = None,
 
     A map that finds what tells the two classes apart closes the gap fast: the shaded area is small.
     Draws on ``ax`` when given, else on a new Figure; returns the Figure.
+
+    >>> x = np.linspace(0, 1, 5)
+    >>> fig = deletion_curves(x, 1 - x, 0.5 * (1 - x), upto=0.25)
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['target', '2nd class']
     """
     x = _curve(fractions, "fractions")
     t = _curve(target, "target", x.size)
@@ -333,7 +362,13 @@ def similarity_curve(weights, *, exclude_self: bool = False) -> tuple[np.ndarray
 
 def plot_similarity_curve(curves: Mapping[str, tuple], *, title: str | None = None,
                           ax=None) -> Figure:
-    """Draw :func:`similarity_curve` results ``{label: (mean, std)}`` with their std bands."""
+    """Draw :func:`similarity_curve` results ``{label: (mean, std)}`` with their std bands.
+
+    >>> w = np.random.default_rng(0).normal(size=(5, 8))
+    >>> fig = plot_similarity_curve({"random": similarity_curve(w)})
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['random']
+    """
     if not isinstance(curves, Mapping) or not curves:
         raise TypeError("curves must be a non-empty mapping of label -> (mean, std)")
     if ax is None:

@@ -25,6 +25,10 @@ class Batch:
     ``images`` float32 (N, 3, S, S) in [0, 1] (or uint8 with ``dtype=np.uint8``), ``labels`` int64
     (N,), ``boxes`` int64 (N, 4) ``(x0, y0, x1, y1)`` with exclusive ends, ``parts`` bool
     (N, P, S, S): the visible pixels of each of :data:`world.PARTS`.
+
+    >>> b = generate(2, seed=0, split="test", size=32)
+    >>> type(b).__name__, b.images.shape, b.images.dtype, b.boxes.shape, b.parts.shape
+    ('Batch', (2, 3, 32, 32), dtype('float32'), (2, 4), (2, 8, 32, 32))
     """
 
     images: np.ndarray

@@ -168,7 +168,13 @@ def _check_class(value: object, name: str) -> int:
 
 
 def siblings(c: int) -> Tuple[int, ...]:
-    """The other species of class ``c``'s family."""
+    """The other species of class ``c``'s family.
+
+    >>> siblings(4)
+    (5, 6, 7)
+    >>> 4 in siblings(5)
+    True
+    """
     c = _check_class(c, "c")
     return tuple(d for d in range(NUM_CLASSES) if d != c and CLASS_FAMILY[d] == CLASS_FAMILY[c])
 
@@ -190,7 +196,15 @@ def differing_parts(c: int, d: Union[int, Iterable[int]]) -> Tuple[str, ...]:
 
 
 def describe(part: str, colour: str, shape: str) -> str:
-    """Human-readable phrase for one part, e.g. ``"a rounded black wing"``."""
+    """Human-readable phrase for one part, e.g. ``"a rounded black wing"``.
+
+    A shape is said only where the part has several (the body's shape is left out here).
+
+    >>> describe("wing", "black", "rounded")
+    'a rounded black wing'
+    >>> describe("body", "orange", "plump")
+    'an orange body'
+    """
     if len(SHAPES[part]) == 1 or part == "body":  # one option says nothing; the body's is said first
         words = f"{colour} {part}"
     else:
