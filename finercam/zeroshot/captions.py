@@ -27,7 +27,12 @@ _TEMPLATE_WORDS = ("a", "an", "bird", "with", "and", "photo", "of", "the")
 
 def vocabulary() -> List[str]:
     """Every word the tiny text encoder knows: template words, colours, parts, shapes, and every
-    word of the data set's own class captions."""
+    word of the data set's own class captions.
+
+    >>> words = vocabulary()
+    >>> words[:6], "wing" in words, len(words) == len(set(words))
+    (['a', 'an', 'bird', 'with', 'and', 'photo'], True, True)
+    """
     words = list(_TEMPLATE_WORDS) + list(world.COLOUR_NAMES) + list(world.PARTS)
     for part in world.PARTS:
         words += list(world.SHAPES[part])
@@ -65,7 +70,14 @@ def _join(phrases: Sequence[str]) -> str:
 
 
 def random_caption(c: int, rng: np.random.Generator) -> Tuple[str, FrozenSet[Fact]]:
-    """A random caption of class ``c`` and the facts it states."""
+    """A random caption of class ``c`` and the facts it states.
+
+    >>> text, facts = random_caption(0, np.random.default_rng(0))
+    >>> text
+    'a tan breast, a red crest, a brown rounded wing and a small head'
+    >>> len(facts), consistent(facts, 0)
+    (5, True)
+    """
     attrs = world.CLASS_PARTS[c]
     k = int(rng.choice([0, 1, 1, 2, 2, 3, 4, len(world.PARTS)]))
     parts = list(rng.permutation(list(world.PARTS))[:k])
@@ -111,7 +123,12 @@ def consistent(facts: FrozenSet[Fact], c: int) -> bool:
 
 
 def class_prompts() -> List[str]:
-    """One prompt per class: the data set's full caption of its attributes."""
+    """One prompt per class: the data set's full caption of its attributes.
+
+    >>> prompts = class_prompts()
+    >>> len(prompts), prompts[0][:40]
+    (16, 'a plump bird with a brown body, a tan br')
+    """
     return [world.caption(c) for c in range(world.NUM_CLASSES)]
 
 

@@ -50,7 +50,11 @@ class _Block(nn.Module):
 
 
 class TinyImageEncoder(nn.Module):
-    """Images (N, 3, H, W) in [0, 1] -> embeddings (N, D). ``layer3`` is the CAM layer (H/8 grid)."""
+    """Images (N, 3, H, W) in [0, 1] -> embeddings (N, D). ``layer3`` is the CAM layer (H/8 grid).
+
+    >>> TinyImageEncoder(embed_dim=64)(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 64])
+    """
 
     target_layer = "layer3"
 
@@ -73,6 +77,10 @@ class TinyTextEncoder(nn.Module):
 
     Two width-3 convolutions over word embeddings (a window sees "black rounded wing": the colour
     and shape words bound to their part), then masked mean and max pooling over positions.
+
+    >>> enc = TinyTextEncoder(vocab_size=10, embed_dim=64)
+    >>> enc(torch.tensor([[1, 2, 0], [3, 0, 0]])).shape
+    torch.Size([2, 64])
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, width: int = 96):
@@ -97,6 +105,13 @@ class DualEncoder(nn.Module):
 
     ``forward(images, tokens)`` returns the (N_images, N_texts) logits
     ``exp(logit_scale) * cos(encode_image(images), encode_text(tokens))``.
+
+    >>> from finercam.zeroshot.captions import vocabulary
+    >>> model = DualEncoder(vocabulary())
+    >>> model(torch.rand(2, 3, 32, 32), model.tokenizer(["a bird", "a red crest"])).shape
+    torch.Size([2, 2])
+    >>> round(model.scale, 2)                # exp(log(1 / 0.07)), CLIP's initial scale
+    14.29
     """
 
     def __init__(self, words: Sequence[str], embed_dim: int = 64, context_length: int = 40):

@@ -35,6 +35,12 @@ def embeddings_from_output(out: Any, name: str) -> torch.Tensor:
     Accepts a tensor, a tuple/list (first element), or an object/dict holding ``image_embeds``,
     ``text_embeds`` or ``pooler_output`` (Hugging Face ``get_*_features`` return the projected
     embeddings as a tensor before transformers 5 and as ``pooler_output`` since).
+
+    >>> e = torch.ones(2, 4)
+    >>> embeddings_from_output((e, None), "image") is e
+    True
+    >>> embeddings_from_output({"pooler_output": e}, "image") is e
+    True
     """
     if isinstance(out, torch.Tensor):
         emb = out
@@ -55,7 +61,15 @@ def embeddings_from_output(out: Any, name: str) -> torch.Tensor:
 
 
 def check_prompts(prompts: object) -> tuple[str, ...]:
-    """Validate a prompt list: at least two distinct, non-empty strings."""
+    """Validate a prompt list: at least two distinct, non-empty strings.
+
+    >>> check_prompts(["a red crest", "a bird"])
+    ('a red crest', 'a bird')
+    >>> check_prompts(["a bird", "a bird"])
+    Traceback (most recent call last):
+    ...
+    ValueError: prompts holds 'a bird' twice (entries 0 and 1)
+    """
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
     out = tuple(prompts)

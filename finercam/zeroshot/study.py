@@ -87,7 +87,12 @@ def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def world_prompts() -> List[str]:
-    """"a bird" and every single-attribute prompt of the world ("a black wing", "a long tail")."""
+    """"a bird" and every single-attribute prompt of the world ("a black wing", "a long tail").
+
+    >>> prompts = world_prompts()
+    >>> len(prompts), prompts[:3]
+    (56, ['a bird', 'a brown tail', 'a forked tail'])
+    """
     prompts = [BIRD]
     for attrs in world.CLASS_PARTS:
         for part, (colour, shape) in attrs.items():
@@ -99,7 +104,12 @@ def world_prompts() -> List[str]:
 
 def zero_shot_cam(model: Optional[DualEncoder] = None, prompts: Optional[Sequence[str]] = None,
                   **options: Any) -> ZeroShotFinerCAM:
-    """A :class:`ZeroShotFinerCAM` on the tiny dual encoder over :func:`world_prompts`."""
+    """A :class:`ZeroShotFinerCAM` on the tiny dual encoder over :func:`world_prompts`.
+
+    >>> zs = zero_shot_cam(prompts=["a red crest", "a bird"])
+    >>> type(zs).__name__, list(zs.prompts)
+    ('ZeroShotFinerCAM', ['a red crest', 'a bird'])
+    """
     model = load_dual_encoder() if model is None else model
     return ZeroShotFinerCAM(model.image_encoder, model.target_layer,
                             prompts=list(world_prompts() if prompts is None else prompts),
