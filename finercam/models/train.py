@@ -32,7 +32,17 @@ DEFAULTS: Dict[str, Dict[str, float]] = {
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on uint8 or float images (N, 3, S, S)."""
+    """Top-1 accuracy of ``model`` on uint8 or float images (N, 3, S, S).
+
+    :math:`\\frac{1}{N} \\sum_i [\\arg\\max_k f_k(x_i) = y_i]`, in eval mode; the model's
+    train/eval mode is restored afterwards.
+
+    >>> from finercam import datasets, models
+    >>> b = datasets.generate(16, split="test")
+    >>> acc = accuracy(models.load("cnn"), b.images, b.labels)
+    >>> 0.5 < acc <= 1.0
+    True
+    """
     was_training = model.training
     model.eval()
     correct = 0

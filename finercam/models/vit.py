@@ -31,6 +31,13 @@ from torch import nn
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention over tokens (B, N, D):
+    :math:`\\mathrm{softmax}(Q K^\\top / \\sqrt{D / h})\\, V` per head, heads joined and projected.
+
+    >>> Attention(dim=8, heads=2)(torch.zeros(1, 5, 8)).shape
+    torch.Size([1, 5, 8])
+    """
+
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -45,6 +52,13 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block: :math:`x \\leftarrow x + \\mathrm{Attn}(\\mathrm{LN}(x))`, then
+    :math:`x \\leftarrow x + \\mathrm{MLP}(\\mathrm{LN}(x))` (GELU, hidden width ``dim * mlp_ratio``).
+
+    >>> Block(dim=8, heads=2, mlp_ratio=2.0)(torch.zeros(1, 5, 8)).shape
+    torch.Size([1, 5, 8])
+    """
+
     def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
