@@ -132,6 +132,13 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
     part (``area``: mean mask area fraction, the share of a uniform map; ``bird_*``: the share
     inside the whole bird, all parts together) and, for figures, ``examples`` dicts holding the image
     (3, H, W), the two maps, the mask, the prompt and both shares.
+
+    The share of a map :math:`L` inside a mask :math:`M` is
+    :math:`\\sum_{x \\in M} L(x) / \\sum_x L(x)`.
+
+    >>> r = prompt_localisation(n=4, batch=4, examples=0)
+    >>> r["n"], sorted(r["parts"]["wing"])
+    (4, ['alone', 'area', 'bird_alone', 'bird_vs_bird', 'count', 'vs_bird'])
     """
     # one reference ("a bird") per map: store no other prompt's weights
     zs = zero_shot_cam(model, method=method, gamma=gamma, num_references=1, candidates=1)
@@ -183,6 +190,15 @@ class Faithfulness:
     ``correlation`` and ``overlap`` (N, K): per image and attribute (NaN where an image has fewer
     than K attributes); ``best_*``: the best attribute per image; ``combined_*``: against the mean
     of an image's attribute maps; ``classifier_maps`` (N, H, W), ``attribute_maps`` (N, K, H, W).
+
+    >>> nan = float("nan")
+    >>> f = Faithfulness([["a red crest"], ["a red crest", "a black wing"]],
+    ...                  correlation=np.array([[0.5, nan], [0.2, 0.8]]), overlap=np.zeros((2, 2)),
+    ...                  combined_correlation=np.array([0.5, 0.6]), combined_overlap=np.zeros(2),
+    ...                  classifier_maps=np.zeros((2, 4, 4)), attribute_maps=np.zeros((2, 2, 4, 4)),
+    ...                  top_fraction=0.1)
+    >>> f.best_correlation.tolist(), round(f.summary()["best_correlation"], 2)
+    ([0.5, 0.8], 0.65)
     """
 
     prompts: List[List[str]]
@@ -223,6 +239,14 @@ def examine_faithfulness(classifier_maps: np.ndarray, zeroshot: ZeroShotFinerCAM
     attributes that tell image i's class from that similar class, as prompts of ``zeroshot``;
     each is explained against ``reference`` ("a bird"), the paper's "ground truth" difference.
     :func:`faithfulness_study` runs it on the bird world; any classifier and zero-shot model work.
+
+    >>> from finercam.datasets import generate
+    >>> images = torch.from_numpy(generate(2, split="test").images)
+    >>> zs = zero_shot_cam(prompts=["a red crest", "a black wing", "a bird"])
+    >>> maps = np.random.default_rng(0).random((2, 96, 96))
+    >>> f = examine_faithfulness(maps, zs, images, [["a red crest"], ["a red crest", "a black wing"]])
+    >>> f.correlation.shape, f.attribute_maps.shape, bool(np.isnan(f.correlation[0, 1]))
+    ((2, 2), (2, 2, 96, 96), True)
     """
     cls = np.asarray(classifier_maps, np.float32)
     n = len(attribute_prompts)
@@ -268,6 +292,10 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
     energy share of both kinds of map inside the ground-truth discriminative region.
 
     ``classifier``/``target_layer`` default to the embedded CNN (``finercam.models.load("cnn")``).
+
+    >>> r = faithfulness_study(n=4, batch=4)
+    >>> r["images"], sorted(r)[:3]
+    (4, ['attributes', 'control_body', 'example'])
     """
     import finercam
     from ..datasets import discriminative_mask
