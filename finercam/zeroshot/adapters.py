@@ -48,7 +48,23 @@ def _logit_scale(model: nn.Module) -> tuple[float, float]:
 
 
 class OpenCLIPImageEncoder(nn.Module):
-    """``forward(x) = model.encode_image(x)`` for an open_clip model."""
+    """``forward(x) = model.encode_image(x)`` for an open_clip model.
+
+    Any module with ``encode_image`` works; a stand-in for the example:
+
+    >>> class Clip(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.visual = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    ...     def encode_image(self, x):
+    ...         return self.visual(x)
+    >>> OpenCLIPImageEncoder(Clip())(torch.zeros(2, 3, 2, 2)).shape
+    torch.Size([2, 4])
+    >>> OpenCLIPImageEncoder(nn.Linear(2, 2))
+    Traceback (most recent call last):
+    ...
+    TypeError: model has no encode_image: not a open_clip model
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -60,7 +76,20 @@ class OpenCLIPImageEncoder(nn.Module):
 
 
 class HFImageEncoder(nn.Module):
-    """``forward(x) = model.get_image_features(pixel_values=x)`` for a Hugging Face CLIPModel."""
+    """``forward(x) = model.get_image_features(pixel_values=x)`` for a Hugging Face CLIPModel.
+
+    The embeddings are taken from a tensor or from ``pooler_output`` (transformers 5); a
+    stand-in for the example:
+
+    >>> class Clip(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.vision = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    ...     def get_image_features(self, pixel_values):
+    ...         return {"pooler_output": self.vision(pixel_values)}
+    >>> HFImageEncoder(Clip())(torch.zeros(2, 3, 2, 2)).shape
+    torch.Size([2, 4])
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
