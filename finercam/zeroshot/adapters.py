@@ -150,6 +150,25 @@ def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, p
         zs = from_huggingface(model, CLIPProcessor.from_pretrained("openai/clip-vit-base-patch32"),
                               "vision_model.encoder.layers.11", ["red epaulets", "bird"])
         exp = zs.explain(pixel_values, target="red epaulets", references=["bird"])
+
+    The tiny dual encoder, dressed in the ``CLIPModel`` interface, stands in here:
+
+    >>> from finercam.zeroshot import load_dual_encoder
+    >>> class TinyHF(nn.Module):
+    ...     def __init__(self, tiny):
+    ...         super().__init__()
+    ...         self.tiny, self.logit_scale = tiny, tiny.logit_scale
+    ...     def get_image_features(self, pixel_values):
+    ...         return self.tiny.encode_image(pixel_values)
+    ...     def get_text_features(self, input_ids, attention_mask=None):
+    ...         return self.tiny.encode_text(input_ids)
+    >>> tiny = load_dual_encoder()
+    >>> def processor(text, return_tensors, padding):
+    ...     return {"input_ids": tiny.tokenizer(text)}
+    >>> zs = from_huggingface(TinyHF(tiny), processor, "tiny.image_encoder.layer3",
+    ...                       ["a black wing", "a bird"])
+    >>> zs.explain(torch.rand(1, 3, 96, 96), target="a black wing", references=["a bird"]).maps.shape
+    (1, 96, 96)
     """
     _require(model, ("get_image_features", "get_text_features"), "Hugging Face CLIPModel")
     if not callable(processor):
