@@ -5,6 +5,9 @@ literally. Docstrings stay untouched in the source; only the rendered copy is re
 * each doctest block (a ``>>>`` line and its continuation/output lines, up to a blank line)
   becomes a fenced ``pycon`` code block;
 * ``:func:`x```, ``:class:`x``` and the other Sphinx roles become inline code ``x``;
+* ``:math:`x``` becomes ``\\(x\\)`` and a ``.. math::`` directive (its indented block) becomes a
+  ``\\[ ... \\]`` block, which pymdownx.arithmatex hands to MathJax (without this the formulas
+  would print as ``:math:`` followed by code);
 * in a NumPy-style section (``Parameters`` underlined by dashes) each ``name: text`` entry becomes
   a list item, so that the entries do not run together into one paragraph;
 * instance attributes without a docstring (``self.x = x`` in ``__init__``) are left out of the
@@ -21,6 +24,12 @@ _SECTION = re.compile(r"^(Parameters|Returns|Attributes|Raises|Yields|Other Para
 _PROSE_SECTION = re.compile(r"^(Examples?|Notes?|See Also|References|Warnings?)\s*$")
 _ENTRY = re.compile(r"^(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|obj|exc|const):`~?([^`]+)`")
+_MATH = re.compile(r":math:`([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    """Sphinx roles -> inline code, ``:math:`` -> arithmatex inline math."""
+    return _ROLE.sub(r"`\1`", _MATH.sub(lambda m: "\\(" + m.group(1) + "\\)", text))
 
 
 def markdown_docstring(text: str) -> str:
@@ -46,17 +55,31 @@ def markdown_docstring(text: str) -> str:
             if entry:
                 name, kind, rest = entry.groups()
                 kind = f" ({kind})" if kind else ""
-                out.append(f"- `{name}`{kind}: " + _ROLE.sub(r"`\1`", rest))
+                out.append(f"- `{name}`{kind}: " + _inline(rest))
                 i += 1
                 continue
             if not line.strip():
                 section = False
             elif line.startswith((" ", "\t")):
-                out.append("  " + _ROLE.sub(r"`\1`", line.strip()))
+                out.append("  " + _inline(line.strip()))
                 i += 1
                 continue
             else:
                 section = False
+        if stripped.startswith(".. math::"):
+            # the directive's body: the following lines indented deeper (blank lines inside kept)
+            indent = len(line) - len(stripped)
+            body = [stripped[len(".. math::"):].strip()]
+            i += 1
+            while i < len(lines) and (not lines[i].strip()
+                                      or len(lines[i]) - len(lines[i].lstrip()) > indent):
+                body.append(lines[i].strip())
+                i += 1
+            if out and out[-1].strip():
+                out.append("")
+            out.extend([line[:indent] + "\\[", *(line[:indent] + b for b in body if b),
+                        line[:indent] + "\\]", ""])
+            continue
         if stripped.startswith(">>>"):
             indent = line[: len(line) - len(stripped)]
             block = []
@@ -67,7 +90,7 @@ def markdown_docstring(text: str) -> str:
                 out.append("")
             out.extend([indent + "```pycon", *(indent + b for b in block), indent + "```"])
             continue
-        out.append(_ROLE.sub(r"`\1`", line))
+        out.append(_inline(line))
         i += 1
     return "\n".join(out)
 

@@ -60,7 +60,43 @@ def zero_shot_accuracy(model: DualEncoder, n: int = 512, seed: int = 0, split: s
 
 def train(epochs: int = 8, n_train: int = 8192, batch: int = 128, lr: float = 3e-3, seed: int = 0,
           out: Optional[Path] = None, log=print) -> DualEncoder:
-    """Train a :class:`DualEncoder` from scratch and save it (float16) to ``out``."""
+    """Train a :class:`DualEncoder` from scratch and save it (float16) to ``out``.
+
+    Each step takes ``batch`` images :math:`x_i` of classes :math:`y_i`, one random caption
+    :math:`t_j` per image, and minimises
+
+    .. math::
+
+        \\mathcal{L} = \\tfrac12 \\left[ H(\\hat M, \\operatorname{softmax}_j(s\\, S))
+        + H(\\hat M^\\top, \\operatorname{softmax}_i(s\\, S^\\top)) \\right]
+        + \\operatorname{CE}(s\\, \\cos(e(x_i), e(\\text{caption}_c)), y_i),
+
+    where :math:`S_{ij} = \\cos(e(x_i), e(t_j))`, :math:`s = \\exp(\\text{logit\\_scale})`
+    (clamped to :math:`[1, 100]`), :math:`M_{ij} = 1` when caption :math:`j` is true of class
+    :math:`y_i` (:func:`finercam.zeroshot.captions.consistent`), :math:`\\hat M` its rows
+    normalised to sum to 1, :math:`H(p, q) = -\\frac1B \\sum_i \\sum_j p_{ij} \\log q_{ij}`, and the
+    last term classifies each image among the 16 class captions. AdamW (weight decay 1e-4 on
+    the weight matrices), learning rate
+    :math:`\\text{lr} \\cdot \\min(1, (k+1)/100) \\cdot \\frac12 (1 + \\cos(\\pi k / K))` at step
+    :math:`k` of :math:`K = \\text{epochs} \\cdot \\lfloor n_\\text{train} / \\text{batch} \\rfloor`.
+    After every epoch the zero-shot accuracy on 256 validation images is logged and, when
+    ``out`` is given, the weights are saved (an interrupted run leaves usable weights).
+    ``log`` receives the progress lines. Returns the model in eval mode.
+
+    One epoch of one batch, written to a temporary folder:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from finercam.datasets import generate
+    >>> from finercam.zeroshot.dual_encoder import load_dual_encoder
+    >>> out = Path(tempfile.mkdtemp()) / "dual_encoder.pt"
+    >>> model = train(epochs=1, n_train=8, batch=8, out=out, log=lambda msg: None)
+    >>> model.training, 1.0 <= model.scale <= 100.0
+    (False, True)
+    >>> images = torch.from_numpy(generate(2, split="test").images)
+    >>> load_dual_encoder(out).classify(images, ["a bird", "a red crest"]).shape
+    torch.Size([2, 2])
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
