@@ -448,9 +448,9 @@ def run(args) -> int:
     (True, 'out/demo')
     """
     import torch
-    from tqdm import tqdm
 
     from . import __version__, datasets, viz
+    from ._progress import progress_bar
     from .report import Report
 
     t0 = time.perf_counter()
@@ -474,7 +474,7 @@ def run(args) -> int:
 
     count = {key: (n_score if key == "scorecam" else n) for key, _ in METHODS}
     runs: dict = {}
-    with tqdm(total=len(models) * sum(count.values()), desc="explaining", unit="img",
+    with progress_bar(total=len(models) * sum(count.values()), desc="explaining", unit="img",
               file=sys.stderr) as bar:
         for model in models:
             for key, _ in METHODS:
@@ -484,7 +484,7 @@ def run(args) -> int:
                 step = 16 if key == "scorecam" else chunk
                 runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], step, bar)
     scores: dict = {m.key: {} for m in models}
-    with tqdm(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
+    with progress_bar(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
               file=sys.stderr) as bar:
         for model in models:
             for key, _ in METHODS:
@@ -498,7 +498,7 @@ def run(args) -> int:
             "steps": steps, "gamma": GAMMA,
             "num_references": NUM_REFERENCES, "quick": bool(args.quick),
             "finercam": __version__, "torch": torch.__version__}
-    with tqdm(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
+    with progress_bar(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
         report.text(
             f"{n} test images of the bird world (seed {args.seed}), 16 species in 4 families; "
             f"both embedded models; gamma = {GAMMA}; references = the classes with the nearest "

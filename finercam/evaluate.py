@@ -48,6 +48,7 @@ import torch
 
 from . import metrics
 from ._checks import check_int
+from ._progress import progress_bar
 from .explanation import check_aggregate, check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
@@ -550,8 +551,6 @@ def evaluate(model, target_layer=None, dataset=None, *,
 
 
 def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dist, show):
-    from tqdm.auto import tqdm
-
     n_batches = (cfg.n_images + cfg.batch_size - 1) // cfg.batch_size
     config = asdict(cfg)
     records: list[dict] = []
@@ -588,8 +587,9 @@ def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dis
     mine = todo[rank::world]
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     written = 0
-    bar = tqdm(total=sum(min(cfg.n_images, (b + 1) * cfg.batch_size) - b * cfg.batch_size
-                         for b in mine), disable=not show, unit="img", desc="evaluate")
+    bar = progress_bar(show=show, total=sum(min(cfg.n_images, (b + 1) * cfg.batch_size)
+                                            - b * cfg.batch_size for b in mine),
+                       unit="img", desc="evaluate")
     fresh: list[dict] = []
     for b in mine:
         idx = range(b * cfg.batch_size, min(cfg.n_images, (b + 1) * cfg.batch_size))

@@ -273,3 +273,51 @@ def test_device_option_leaves_the_model_where_it_was():
     for a, b in zip(on_cpu.rows, on_gpu.rows):
         np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
                                    [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-4)
+
+
+@pytest.fixture
+def kernel_without_ipywidgets(monkeypatch):
+    """The notebook condition of the TqdmWarning: an IPython kernel is running and ipywidgets
+    cannot be imported; tqdm's notebook modules are imported afresh within it."""
+    import types
+
+    class ZMQInteractiveShell:  # what get_ipython() returns in a Jupyter kernel
+        config = {"IPKernelApp": {}}
+
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = ZMQInteractiveShell
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))
+    for var in [v for v in os.environ if v == "QT_API" or v.startswith("SPYDER")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)   # `import ipywidgets` fails
+    for name in ("tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_progress_bars_emit_no_tqdm_warning_in_a_kernel_without_ipywidgets(kernel_without_ipywidgets):
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    from finercam._progress import progress_bar
+
+    # the oracle: the condition is real, tqdm.auto warns in it
+    with pytest.warns(TqdmWarning, match="IProgress"):
+        import tqdm.auto  # noqa: F401
+    for name in ("tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"):
+        sys.modules.pop(name, None)
+    for progress in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=2),
+                           **{**FAST, "progress": progress})
+        assert [str(w.message) for w in caught] == []
+        assert res.n_images == 2
+        # no bar: tqdm's notebook modules are not even imported; a bar: the text one
+        assert not {"tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"} & set(sys.modules)
+    bar = progress_bar(total=1, disable=True)
+    assert type(bar).__module__ == "tqdm.std"
+    bar.close()
+    hidden = progress_bar(show=False, total=1)
+    hidden.update(1), hidden.close()
