@@ -28,7 +28,25 @@ FLIP_WARNING_BELOW = 1e-7
 
 def pgc_direction(logits: torch.Tensor, main: torch.Tensor, refs: torch.Tensor,
                   alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dL/dy (N, C), sum_i p_i (N,))`` for the pgc objective, in float32 as pgc computes it."""
+    """``(dL/dy (N, C), sum_i p_i (N,))`` for the pgc objective, in float32 as pgc computes it.
+
+    :math:`L = \\sum_{i} p_i (y^m - \\alpha y^i) / (\\sum_{i} p_i + 10^{-9})` over the references
+    ``i = refs[n]``, :math:`p = \\operatorname{softmax}(y)` over all classes and differentiated too;
+    the returned direction is :math:`v_j = \\partial L / \\partial y^j`, so the map's gradient is
+    :math:`\\sum_j v_j\\, \\partial y^j / \\partial A`. With equal weights held fixed, L would be the
+    paper's :math:`y^m - \\alpha\\, \\mathrm{mean}_i\\, y^i`; pgc weights the references by their
+    probabilities and differentiates through them. The example checks :math:`v` against autograd
+    of the formula:
+
+    >>> y = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    >>> v, s = pgc_direction(y, torch.tensor([0]), torch.tensor([[1, 2]]), 0.6)
+    >>> yy = y.clone().requires_grad_()
+    >>> p = torch.softmax(yy, -1)[0, [1, 2]]
+    >>> L = (p * (yy[0, 0] - 0.6 * yy[0, [1, 2]])).sum() / (p.sum() + 1e-9)
+    >>> L.backward()
+    >>> bool(torch.allclose(v, yy.grad)), bool(torch.isclose(s[0], p.sum().detach()))
+    (True, True)
+    """
     with torch.enable_grad():
         y = logits.detach().float().clone().requires_grad_()
         p = torch.softmax(y, dim=-1)

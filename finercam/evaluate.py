@@ -189,6 +189,11 @@ class EvalResult:
     """The merged table. ``rows``: one dict per setting with the means; ``markdown()`` renders
     the Table-1-style view.
 
+    A row's value for a metric is the mean over the images where it is defined,
+    :math:`\\frac{1}{|D|} \\sum_{i \\in D} m_i` (``math.fsum``, in index order), so the pointing
+    column is the hit rate; an image whose value is NaN (the energy share of an all-zero map) is
+    left out of :math:`D` and counted in ``<metric>_nan``; ``n`` counts the images of the row.
+
     >>> r = EvalResult(rows=[{"setting": "gradcam", "deletion": 0.25}], n_images=8)
     >>> print(r.markdown())
     | Method | Del. ↓ |

@@ -10,9 +10,10 @@ C-core combination, no model call:
 * aggregation (Table 3): ``"mean"``: ``ReLU(sum_k mean_t alpha^{c,t}_k A_k)`` (Eq. 8),
   ``"max"``: ``ReLU(max_t sum_k alpha^{c,t}_k A_k)``, ``"mean_after_relu"``:
   ``mean_t ReLU(sum_k alpha^{c,t}_k A_k)``, with ``alpha^{c,t}`` the weights of ``y_c - gamma y_t``;
-* ``maps = (u - min u) / (max u - min u + 1e-8)``, u the half-pixel bilinear resize of
-  ``raw_maps`` to the input size; with several layers the per-layer maps are averaged and
-  normalised again.
+* ``maps = (u - min u) / (max u - min u + 1e-8)``, u the half-pixel bilinear resize
+  (``align_corners=False``) of ``raw_maps`` to the input size; with several layers the per-layer
+  maps are averaged and normalised again. With ``objective="pgc"``, as pytorch-grad-cam: the raw
+  map is min-maxed at the grid with eps 1e-7, then resized (layers averaged and min-maxed again).
 """
 from __future__ import annotations
 

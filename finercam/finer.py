@@ -67,6 +67,20 @@ class FinerCAM:
       (``chunk = budget // (C_in H W 4 bytes)`` masked images per forward; the model's own
       activations for that chunk come on top).
 
+    The map (Grad-CAM, ``objective="paper"``, ``aggregate="mean"``), for target c and references
+    t = 1..T, with activations :math:`A_k` on a grid of :math:`Z` cells:
+
+    .. math::
+
+        \\alpha_k^{s} = \\frac{1}{Z} \\sum_{i,j} \\frac{\\partial y^s}{\\partial A_k^{ij}}, \\qquad
+        \\alpha_k^{c,t} = \\alpha_k^c - \\gamma\\, \\alpha_k^t, \\qquad
+        L^c = \\mathrm{ReLU}\\Big(\\frac{1}{T} \\sum_t \\sum_k \\alpha_k^{c,t} A_k\\Big)
+
+    (Eq. 2, 7, 8: the references are averaged before the ReLU). ``raw_maps`` is :math:`L^c`;
+    ``maps`` is :math:`L^c` resized to the input (half-pixel bilinear, ``align_corners=False``)
+    and min-maxed, :math:`(u - \\min u) / (\\max u - \\min u + 10^{-8})`. The other methods
+    replace :math:`\\alpha` (see :mod:`finercam.methods`); gamma = 0 is the base method.
+
     >>> import torch, finercam
     >>> from torch import nn
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS

@@ -18,6 +18,11 @@ reference for the other aggregations). What is kept per class s:
 
 ``p`` is the coefficient of the explained class without gamma (the baseline ``f(x_b)`` of Eq. 9
 belongs to the explained class only). Every combination goes through the C core's ``combine``.
+
+Score-CAM's mask ``H_k`` is ``A_k`` resized (half-pixel bilinear) to the input and min-maxed,
+``(u - min u) / (max u - min u + 1e-8)``; ``x_b`` is the all-zero input; ``f`` gives logits, used
+as Eq. 3 and 9 write them: no softmax (the original Score-CAM scores class probabilities,
+pytorch-grad-cam takes a softmax of the K scores over the channels).
 """
 from __future__ import annotations
 
@@ -33,6 +38,18 @@ METHODS = GRADIENT_METHODS + ("scorecam", "cam")
 
 def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
     """Per-class statistic of one class gradient ``G`` (N, K, h, w) given activations ``A``.
+
+    With :math:`G_k^{ij} = \\partial y^s / \\partial A_k^{ij}` on the :math:`h \\times w` grid
+    (:math:`Z = hw` cells):
+
+    * ``"gradcam"``: :math:`\\alpha_k^s = \\frac{1}{Z} \\sum_{i,j} G_k^{ij}` (Eq. 2), (N, K);
+    * ``"xgradcam"``: :math:`\\sum_{i,j} G_k^{ij} A_k^{ij} / (\\sum_{i,j} A_k^{ij} + 10^{-7})`, (N, K);
+    * ``"hirescam"``: the map itself, :math:`\\sum_k G_k^{ij} A_k^{ij}`, (N, h, w);
+    * ``"layercam"``, ``"gradcam++"``: ``G`` unchanged (their weights are not linear in it, so
+      the objective's gradient is combined first, see :func:`method_groups`).
+
+    All are linear in ``G``, so the statistic of :math:`y^c - \\gamma y^d` is the same
+    combination of the per-class statistics (Eq. 6-7).
 
     >>> A = np.ones((1, 2, 2, 2), np.float32); G = np.full((1, 2, 2, 2), 0.5, np.float32)
     >>> class_statistic("gradcam", A, G)
@@ -70,6 +87,13 @@ def combine_stats(stats: np.ndarray, coef: np.ndarray) -> np.ndarray:
 def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
     """Grad-CAM++ weights of an objective gradient g (N, G, K, h, w): (N, G, K).
 
+    .. math::
+
+        w_k = \\sum_{i,j} \\mathrm{ReLU}(g_k^{ij})\\, a_k^{ij}, \\qquad
+        a_k^{ij} = \\frac{(g_k^{ij})^2}{2 (g_k^{ij})^2 + \\sum_{i,j} A_k^{ij}\\, (g_k^{ij})^3 + 10^{-6}},
+
+    the Grad-CAM++ closed form for an exponential score, whose higher derivatives are powers of
+    the first (as pytorch-grad-cam computes it).
     ``a`` is only evaluated where ``g > 0``: elsewhere ``relu(g) * a`` is 0 anyway, and this keeps
     a vanishing denominator at a negative g from turning the product into NaN.
 
@@ -89,6 +113,20 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
 def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
                   primary: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
     """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32.
+
+    With the objective :math:`o_g = \\sum_s c_{gs} y^s` (``coef``) and
+    :math:`g = \\partial o_g / \\partial A` (the same combination of the stored statistics):
+
+    * gradcam, xgradcam, cam: :math:`\\sum_k \\alpha_{gk} A_k` with
+      :math:`\\alpha_{g} = \\sum_s c_{gs} \\alpha^s` (for cam, :math:`\\alpha^s = w^s`, the
+      classifier row);
+    * scorecam (Eq. 9):
+      :math:`\\alpha_{gk} = \\sum_s c_{gs} f(x \\circ H_k)^s - \\sum_s p_{gs} f(x_b)^s`,
+      with ``stats`` the scores :math:`f(x \\circ H_k)^s`, ``baseline`` the zero-input logits
+      :math:`f(x_b)^s` and ``primary`` the gamma-free coefficients :math:`p`;
+    * hirescam: :math:`\\sum_s c_{gs} \\sum_k G_k^s A_k` (element-wise);
+    * layercam: :math:`\\sum_k \\mathrm{ReLU}(g_k^{ij}) A_k^{ij}` (pixel-wise weights);
+    * gradcam++: :math:`\\sum_k w_k A_k`, ``w`` from :func:`gradcampp_weights`.
 
     >>> A = np.ones((1, 2, 2, 2), np.float32)
     >>> alpha = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)           # (N, S=2, K=2)

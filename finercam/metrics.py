@@ -146,7 +146,8 @@ def _check_batch_size(batch_size) -> int:
 
 
 def top_count(fraction: float, n_pix: int) -> int:
-    """``ceil(fraction * n_pix)``, the product rounded to 6 decimals first, at least 1.
+    """``ceil(fraction * n_pix)``, the product rounded to 6 decimals first, at least 1:
+    :math:`\\max(1, \\lceil \\mathrm{round}_6(f \\cdot HW) \\rceil)`.
 
     >>> top_count(0.1, 100), top_count(0.05, 224 * 224)
     (10, 2509)
@@ -314,7 +315,8 @@ def _prepare(model, images, maps, targets, compare_to, batch_size, need_compare=
 
 def relative_drop(model, images, maps, targets=None, compare_to=None, fraction: float = 0.05,
                   baseline=0.0, *, batch_size: int = 64) -> np.ndarray:
-    """Relative confidence drop (Eq. 10), per image: ``(p_c - p*_c) - (p_d - p*_d)``.
+    """Relative confidence drop (Eq. 10), per image: ``(p_c - p*_c) - (p_d - p*_d)``, i.e.
+    :math:`\\mathrm{RD} = (p^c - p^c_\\star) - (p^d - p^d_\\star)`.
 
     ``p`` are softmax probabilities before and (``*``) after masking the top
     ``ceil(fraction * H * W)`` pixels of each map to ``baseline``; ``c`` is the target (default:
@@ -338,7 +340,7 @@ def relative_drop(model, images, maps, targets=None, compare_to=None, fraction: 
 def confidence_drop(model, images, maps, targets=None, fraction: float = 0.05, baseline=0.0, *,
                     batch_size: int = 64) -> np.ndarray:
     """The target's own confidence drop ``p_c - p*_c`` at ``fraction`` (the bars of Fig. 6b),
-    with the masking of :func:`relative_drop`. Returns (N,) float64.
+    :math:`p^c - p^c_\\star`, with the masking of :func:`relative_drop`. Returns (N,) float64.
 
     A model whose logits are ``(sum of the pixels, 0)``: on an all-ones 2 x 2 image the target's
     logit is 4; masking the top 25% (one pixel, set to 0) makes it 3, so the drop is
@@ -369,7 +371,9 @@ def deletion_auc(model, images, maps, targets=None, steps: int = 20, baseline=0.
 
     Step ``k = 0..steps`` masks the top ``ceil(k * H * W / steps)`` pixels;
     ``AUC = sum_k (q_k + q_{k+1}) / (2 steps)``, the trapezoid of the target's probability q over
-    the deleted fraction k / steps. Also returns the curve of ``compare_to`` (default: the most
+    the deleted fraction k / steps:
+    :math:`\\mathrm{AUC} = \\sum_{k=0}^{S-1} (q_k + q_{k+1}) / (2S)`, :math:`S` = ``steps``,
+    :math:`q_k = p^c` with :math:`\\lceil k HW / S \\rceil` pixels masked. Also returns the curve of ``compare_to`` (default: the most
     similar class by logit, as in Fig. 5). Costs ``steps + 1`` forwards of the batch, chunked.
 
     >>> import torch; from finercam.metrics import deletion_auc
@@ -439,7 +443,8 @@ def _check_masks(masks, shape) -> np.ndarray:
 
 
 def energy_in_mask(maps, masks) -> np.ndarray:
-    """Energy-based pointing game ("Loc."): ``sum(map inside) / sum(map)`` per map.
+    """Energy-based pointing game ("Loc."): ``sum(map inside) / sum(map)`` per map,
+    :math:`\\sum_{x \\in B} L(x) / \\sum_x L(x)` for a map :math:`L \\ge 0` and a box or mask :math:`B`.
 
     maps (N, H, W) must be non-negative (CAMs after their ReLU); masks are (N, H, W) (nonzero =
     inside) or (N, 4) boxes (see :func:`boxes_to_masks`). An all-zero map gives NaN (it points
@@ -457,7 +462,8 @@ def energy_in_mask(maps, masks) -> np.ndarray:
 
 def pointing_game(maps, masks) -> np.ndarray:
     """Pointing game: whether each map's top-ranked pixel (its first maximum in row-major order,
-    the ranking of the masking) lies in the mask or box. Returns (N,) bool.
+    the ranking of the masking) lies in the mask or box, :math:`[\\arg\\max_x L(x) \\in B]`.
+    Returns (N,) bool.
 
     >>> import numpy as np
     >>> m = np.array([[[0.1, 0.9], [0.2, 0.0]]], np.float32)        # the peak is pixel (0, 1)

@@ -23,7 +23,20 @@ RULES = ("nearest_logit", "top_predicted", "weight_similarity")
 
 def rank_classes(logits: np.ndarray, targets: np.ndarray, rule: str,
                  classifier_weight: np.ndarray | None = None) -> np.ndarray:
-    """(N, C - 1) non-target class ids, most similar first."""
+    """(N, C - 1) non-target class ids, most similar first, by ``rule`` (see the module doc).
+
+    The keys, sorted stably (ties to the lower class id): ``"nearest_logit"``
+    :math:`|y^j - y^c|` ascending; ``"top_predicted"`` :math:`y^j` descending;
+    ``"weight_similarity"`` :math:`S_{cj} = w^c \\cdot w^j / (\\|w^c\\|_2 \\|w^j\\|_2)` descending
+    (Eq. 11, rows of ``classifier_weight``).
+
+    >>> y = np.array([[0.0, 5.0, 4.0, 4.5]])
+    >>> rank_classes(y, np.array([1]), "top_predicted").tolist()
+    [[3, 2, 0]]
+    >>> w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.1]])
+    >>> rank_classes(y, np.array([0]), "weight_similarity", w).tolist()
+    [[3, 2, 1]]
+    """
     y = np.asarray(logits, dtype=np.float64)
     N, C = y.shape
     rows = np.arange(N)
