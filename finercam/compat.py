@@ -59,7 +59,8 @@ def pgc_direction(logits: torch.Tensor, main: torch.Tensor, refs: torch.Tensor,
 
 
 def warn_if_flipped(ref_prob_sum: torch.Tensor) -> None:
-    """A RuntimeWarning naming the samples whose summed reference probability is below 1e-7.
+    """A RuntimeWarning naming the samples whose summed reference probability is below 1e-7,
+    :math:`\\sum_i p_i < 10^{-7}` (there the ``1e-9`` of the pgc objective is no longer small).
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as w:

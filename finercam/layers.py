@@ -57,6 +57,10 @@ def resolve_layers(model: nn.Module, target_layer) -> list[tuple[str, nn.Module]
 def infer_token_grid(num_tokens: int, input_size: Sequence[int]) -> tuple[int, int, int]:
     """``(prefix, h, w)`` for ``num_tokens`` tokens from an input of size (H, W).
 
+    The smallest ``prefix`` r in 0..8, then the smallest patch size p, with
+    :math:`\\lfloor H/p \\rfloor \\cdot \\lfloor W/p \\rfloor = L - r` (``h = H // p``,
+    ``w = W // p``); a ``ValueError`` when none fits.
+
     >>> infer_token_grid(197, (224, 224))   # ViT-B/16: class token + 14 x 14
     (1, 14, 14)
     >>> infer_token_grid(261, (224, 224))   # DINOv2 with 4 registers: 1 + 4 + 16 x 16

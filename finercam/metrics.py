@@ -232,7 +232,8 @@ def _probs(model, x: torch.Tensor) -> np.ndarray:
 
 def nearest_logit_class(logits, targets) -> np.ndarray:
     """Per row, the class whose logit is nearest the target's, the target excluded, ties to the
-    lower class index: the "most similar class" (the first nearest-logit reference).
+    lower class index: the "most similar class" (the first nearest-logit reference),
+    :math:`d = \\arg\\min_{j \\ne c} |y^j - y^c|`.
 
     >>> nearest_logit_class(np.array([[3.0, 1.0, 2.5, 2.5]]), [0]).tolist()
     [2]

@@ -5,6 +5,9 @@ the tutorial notebooks run top to bottom.
   that mkdocstrings cannot render, fails the build), and every public name of every module in the
   API reference has its own entry on the rendered page;
 * every ``>>>`` example in every module of the package runs and prints what it says (doctest);
+* every docstring renders as written: no LaTeX backslash eaten by Python, no role split over a
+  line (``tools/docs_audit.py``), and the docs build turns ``:math:`` into MathJax
+  (``tools/docs_griffe.py``);
 * every notebook in ``notebooks/`` equals what ``tools/make_notebooks.py`` writes from its source
   and runs top to bottom in a fresh kernel of this interpreter (nbclient).
 """
@@ -71,6 +74,30 @@ def test_doctests(module):
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                              verbose=False, report=True)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {module}"
+
+
+def _tool(name: str):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_docstrings_render_as_written():
+    audit = _tool("docs_audit")
+    # the oracle of the checks themselves: one known case of each problem, one clean docstring
+    assert audit.render_problems("Eq. :math:`\frac{1}{Z}`") and audit.render_problems(":math:`a +\n b`")
+    assert audit.render_problems("Eq. :math:`\\frac{1}{Z}` and ``x``\n") == []
+    found = [f"{name}: {p}" for name, doc in audit.all_docstrings() for p in audit.render_problems(doc)]
+    assert len(list(audit.all_docstrings())) > 300
+    assert not found, "\n".join(found)
+
+
+def test_math_roles_become_mathjax():
+    md = _tool("docs_griffe").markdown_docstring(
+        "Weights :math:`\\alpha_k^c` (see :func:`f`):\n\n.. math::\n\n    L = x\n    + y\n\nafter")
+    assert md == ("Weights \\(\\alpha_k^c\\) (see `f`):\n\n\\[\nL = x\n+ y\n\\]\n\nafter")
 
 
 @pytest.mark.parametrize("page", sorted(p.relative_to(ROOT / "docs").as_posix()

@@ -1,10 +1,20 @@
-"""List the public functions and classes whose docstring lacks an example (or is missing).
+"""List the public functions and classes whose docstring lacks an example (or is missing), and
+every docstring that would not render as written.
 
 Public = the names in ``__all__`` (or, without one, the top-level functions and classes whose name
 has no leading underscore) of every module of the package whose dotted path has no part starting
 with an underscore. An object counts as having an example when its own docstring has one, or
 when an example line of its module's docstring names it. Prints one line per gap and a summary; exits 0 (an audit, not
 a gate: the doctests themselves are run by tests/test_docs.py).
+
+Rendering (:func:`render_problems`, checked on every docstring of the package, private modules,
+classes' methods and module docstrings included; tests/test_docs.py makes it a gate):
+
+* a control character, i.e. a LaTeX command whose backslash Python ate in a non-raw docstring
+  (there ``"\\frac"`` is a form feed followed by ``rac``, ``"\\beta"`` a backspace and ``eta``):
+  write ``\\\\frac``;
+* a Sphinx role (``:math:`...```, ``:func:`...```) whose text runs over a line break: the docs
+  build rewrites roles line by line (tools/docs_griffe.py), so it would print literally.
 
     PYTHONPATH=. python tools/docs_audit.py
 """
@@ -13,6 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 
 import finercam
@@ -40,7 +51,42 @@ def public_objects():
                 yield modname, name, obj, None
 
 
+_SPLIT_ROLE = re.compile(r":[a-z]+:`[^`]*\n")
+
+
+def render_problems(doc: str) -> list[str]:
+    """What in one raw docstring (``obj.__doc__``) would not render as written."""
+    problems = []
+    ctrl = sorted({f"\\x{ord(c):02x}" for c in doc if ord(c) < 32 and c not in "\n"})
+    if ctrl:
+        problems.append(f"control character(s) {', '.join(ctrl)} (an eaten LaTeX backslash? write \\\\)")
+    for m in _SPLIT_ROLE.finditer(doc):
+        problems.append(f"role split over a line break: {m.group(0).strip()!r}")
+    return problems
+
+
+def all_docstrings():
+    """``(qualified name, raw docstring)`` of every module, function, class and method defined in
+    the package (private ones too)."""
+    names = ["finercam"] + [m.name for m in pkgutil.walk_packages(finercam.__path__, "finercam.")]
+    for modname in sorted(names):
+        mod = importlib.import_module(modname)
+        yield modname, mod.__doc__ or ""
+        for name, obj in vars(mod).items():
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != modname:
+                continue
+            yield f"{modname}.{name}", obj.__doc__ or ""
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    member = getattr(member, "__func__", member)  # static and class methods
+                    if inspect.isfunction(member) or isinstance(member, property):
+                        yield f"{modname}.{name}.{attr}", member.__doc__ or ""
+
+
 def main() -> int:
+    for qualname, doc in all_docstrings():
+        for problem in render_problems(doc):
+            print(f"{qualname}: {problem}")
     gaps = total = 0
     for modname, name, obj, error in public_objects():
         if error:

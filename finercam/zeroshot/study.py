@@ -71,7 +71,9 @@ def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> np.ndarr
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation per pair of maps (NaN where a map is constant).
+    """Pearson correlation per pair of maps (NaN where a map is constant):
+    :math:`\\sum_x \\bar a(x) \\bar b(x) / \\sqrt{\\sum_x \\bar a(x)^2 \\sum_x \\bar b(x)^2}`,
+    :math:`\\bar a = a - \\mathrm{mean}(a)`, over the pixels x of each map.
 
     >>> a = np.array([[[0.0, 1.0, 2.0]], [[1.0, 1.0, 1.0]]])
     >>> correlation(a, a[:, :, ::-1])
