@@ -152,3 +152,7 @@ def test_notebook_runs(path, kernel_env, monkeypatch):
     client.execute()
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.execution_count for c in code), path.name
+    # a reader sees no warning (e.g. tqdm's "IProgress not found" in a kernel without ipywidgets)
+    warned = [o["text"] for c in code for o in c.get("outputs", [])
+              if o.get("name") == "stderr" and "Warning" in o.get("text", "")]
+    assert not warned, f"{path.name} prints warnings:\n" + "\n".join(warned)
