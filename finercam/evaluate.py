@@ -481,9 +481,20 @@ def evaluate(model, target_layer=None, dataset=None, *,
     A folder's images are resized to ``image_size`` and, with ``normalize`` (default: True, but
     False for our own models, which normalise inside), standardised with the ImageNet statistics.
 
-    >>> import torch, finercam                                   # doctest: +SKIP
-    >>> res = finercam.evaluate("cnn", None, my_dataset, out_dir="runs/cnn")  # doctest: +SKIP
-    >>> print(res.markdown())                                    # doctest: +SKIP
+    Eight images of the bird world with the embedded CNN, Grad-CAM only, a 4-step deletion curve:
+
+    >>> import tempfile
+    >>> from finercam.datasets import SpotTheDifference
+    >>> out = tempfile.mkdtemp()
+    >>> res = evaluate("cnn", None, SpotTheDifference(split="test", n=8), methods=("gradcam",),
+    ...                steps=4, batch_size=8, out_dir=out, progress=False, verbose=False)
+    >>> [r["setting"] for r in res.rows], res.n_images, sorted(os.listdir(out))
+    (['Grad-CAM', 'Grad-CAM + Finer'], 8, ['per_image.jsonl', 'table.csv', 'table.json', 'table.md'])
+    >>> print(res.markdown().splitlines()[0])
+    | Method | Del. ↓ | RD@0.05 ↑ | RD@0.1 ↑ | Drop@0.05 ↑ | Drop@0.1 ↑ | Loc. ↑ | Point. ↑ |
+    >>> all(-1 <= r["rd@0.05"] <= 1 and 0 <= r["deletion"] <= 1 and 0 <= r["pointing"] <= 1
+    ...     for r in res.rows)
+    True
     """
     from .finer import FinerCAM
 

@@ -3,8 +3,9 @@ every docstring that would not render as written.
 
 Public = the names in ``__all__`` (or, without one, the top-level functions and classes whose name
 has no leading underscore) of every module of the package whose dotted path has no part starting
-with an underscore. An object counts as having an example when its own docstring has one, or
-when an example line of its module's docstring names it. Prints one line per gap and a summary; exits 0 (an audit, not
+with an underscore. An object counts as having an example when its own docstring has one that
+doctest runs (a line not marked ``+SKIP``), or when such an example line of its module's
+docstring names it. Prints one line per gap and a summary; exits 0 (an audit, not
 a gate: the doctests themselves are run by tests/test_docs.py).
 
 Rendering (:func:`render_problems`, checked on every docstring of the package, private modules,
@@ -83,6 +84,11 @@ def all_docstrings():
                         yield f"{modname}.{name}.{attr}", member.__doc__ or ""
 
 
+def _runs(doc: str) -> bool:
+    """Whether a docstring has an example line that doctest runs (not marked ``+SKIP``)."""
+    return any(ln.lstrip().startswith(">>>") and "+SKIP" not in ln for ln in doc.splitlines())
+
+
 def main() -> int:
     for qualname, doc in all_docstrings():
         for problem in render_problems(doc):
@@ -98,9 +104,9 @@ def main() -> int:
         problems = []
         if not doc:
             problems.append("no docstring")
-        elif ">>>" not in doc and not any(ln.lstrip().startswith((">>>", "...")) and name in ln
-                                          for ln in moddoc.splitlines()):
-            problems.append("no example")
+        elif not _runs(doc) and not any(ln.lstrip().startswith((">>>", "...")) and name in ln
+                                        and "+SKIP" not in ln for ln in moddoc.splitlines()):
+            problems.append("no example" if ">>>" not in doc else "only skipped examples")
         if problems:
             gaps += 1
             print(f"{modname}.{name}: {', '.join(problems)}")
