@@ -88,8 +88,10 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     >>> out = Path(tempfile.mkdtemp()) / "cnn.pt"
     >>> threads = torch.get_num_threads()
     >>> record = train("cnn", n_train=8, epochs=1, batch=8, n_test=8, out=out, log=lambda msg: None)
-    >>> record["model"], record["n_test"], len(record["history"]), record["train_config"]["lr"]
-    ('cnn', 8, 1, 0.003)
+    >>> record["model"], record["n_test"], len(record["history"]), record["train_config"]["n_train"]
+    ('cnn', 8, 1, 8)
+    >>> record["train_config"]["lr"] == DEFAULTS["cnn"]["lr"]      # not given: the default
+    True
     >>> 0.0 <= record["test_accuracy"] <= 1.0, torch.get_num_threads() == threads
     (True, True)
     >>> models.load("cnn", out).training     # the written weights load like the shipped ones
