@@ -144,21 +144,44 @@ static uint32_t sort_top(const float *map, uint32_t n, uint32_t limit, work_t *w
 
 /* ---------------------------------------------------------------- ranking */
 
+/* The rank of a pixel outside the sorted head: after every count, never masked. */
+#define RANK_NEVER UINT32_MAX
+
+/* Sorting maps[first + j] for the items j, and what is written from each sorted map. */
 typedef struct {
     const float *maps;
-    ptrdiff_t n_pix;
-    int64_t *out;
-    int inverse;
-} rank_job;
+    ptrdiff_t n_pix, first;
+    uint32_t limit;  /* how much of each order is needed (n_pix: all of it) */
+    int64_t *order;  /* argsort_desc: order[j] = the order; or NULL */
+    int64_t *rank;   /* rank_desc: rank[j][p] = the position of p; or NULL */
+    uint32_t *head;  /* mask_top: head[j][p] = the position of p, RANK_NEVER past the head */
+} sort_job;
+
+static void write_sorted(const sort_job *job, ptrdiff_t j, const entry *e, uint32_t m)
+{
+    const ptrdiff_t at = j * job->n_pix;
+    uint32_t r;
+    if (job->order)
+        for (r = 0; r < m; r++)
+            job->order[at + r] = ENTRY_INDEX(e[r]);
+    if (job->rank)
+        for (r = 0; r < m; r++)
+            job->rank[at + ENTRY_INDEX(e[r])] = r;
+    if (job->head) {
+        memset(job->head + at, 0xFF, (size_t)job->n_pix * sizeof(uint32_t)); /* RANK_NEVER */
+        for (r = 0; r < m; r++)
+            job->head[at + ENTRY_INDEX(e[r])] = r;
+    }
+}
 
 /* Items: maps. Each worker sorts the maps it claims with its own scratch. */
-static int rank_worker(void *arg, fc_queue *q)
+static int sort_worker(void *arg, fc_queue *q)
 {
-    const rank_job *job = arg;
+    const sort_job *job = arg;
     work_t w = {NULL, NULL};
     int status = FC_OK, have = 0;
-    ptrdiff_t b, e, m;
-    uint32_t r, n = (uint32_t)job->n_pix;
+    ptrdiff_t b, e, j;
+    uint32_t m;
 
     while (fc_queue_next(q, &b, &e)) {
         /* scratch on the first claim: a thread that finds the queue empty allocates nothing */
@@ -168,15 +191,10 @@ static int rank_worker(void *arg, fc_queue *q)
             if (status)
                 goto exit;
         }
-        for (m = b; m < e; m++) {
-            int64_t *o = job->out + m * job->n_pix;
-            sort_top(job->maps + m * job->n_pix, n, n, &w);
-            if (job->inverse)
-                for (r = 0; r < n; r++)
-                    o[ENTRY_INDEX(w.e[r])] = r;
-            else
-                for (r = 0; r < n; r++)
-                    o[r] = ENTRY_INDEX(w.e[r]);
+        for (j = b; j < e; j++) {
+            m = sort_top(job->maps + (job->first + j) * job->n_pix, (uint32_t)job->n_pix,
+                         job->limit, &w);
+            write_sorted(job, j, w.e, m);
         }
     }
 exit:
@@ -187,7 +205,7 @@ exit:
 static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
                          int inverse, int n_threads)
 {
-    rank_job job;
+    sort_job job = {NULL, 0, 0, 0, NULL, NULL, NULL};
     int status = FC_OK;
 
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
@@ -198,10 +216,13 @@ static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, i
         goto exit;
     job.maps = maps;
     job.n_pix = n_pix;
-    job.out = out;
-    job.inverse = inverse;
+    job.limit = (uint32_t)n_pix;
+    if (inverse)
+        job.rank = out;
+    else
+        job.order = out;
     /* n_maps * n_pix is the size of the caller's output array: it fits */
-    status = fc_parallel(rank_worker, &job, n_maps, n_maps * n_pix, n_threads);
+    status = fc_parallel(sort_worker, &job, n_maps, n_maps * n_pix, n_threads);
 exit:
     return status;
 }
@@ -220,9 +241,6 @@ int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *
 
 /* ---------------------------------------------------------------- masking */
 
-/* The rank of a pixel outside the sorted head: after every count, never masked. */
-#define RANK_NEVER UINT32_MAX
-
 /* Rank arrays of at most this many pixels are kept at once (16 MiB): images are masked in groups
  * that fit, so the scratch does not grow with the batch. */
 #define RANK_BUDGET ((ptrdiff_t)1 << 22)
@@ -233,44 +251,14 @@ int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *
 #define STREAM_BYTES ((ptrdiff_t)8 << 20)
 
 typedef struct {
-    const float *images, *maps, *baseline;
+    const float *images, *baseline;
     const int64_t *counts;
     float *out;
-    uint32_t *rank;       /* (group, n_pix) ranks of the group's images, RANK_NEVER past the head */
+    const uint32_t *rank; /* (group, n_pix) ranks of the group's images, RANK_NEVER past the head */
     ptrdiff_t n_ch, n_pix, n_counts;
     ptrdiff_t first;      /* the group's first image */
-    uint32_t limit;       /* the largest count: how much of each order is needed */
     int stream;
 } mask_job;
-
-/* Items: the group's images. Ranks of the pixels in the head of each order. */
-static int mask_rank_worker(void *arg, fc_queue *q)
-{
-    const mask_job *job = arg;
-    work_t w = {NULL, NULL};
-    int status = FC_OK, have = 0;
-    ptrdiff_t b, e, j;
-    uint32_t r, m, n = (uint32_t)job->n_pix;
-
-    while (fc_queue_next(q, &b, &e)) {
-        if (!have) {
-            have = 1;
-            status = work_alloc(&w, job->n_pix);
-            if (status)
-                goto exit;
-        }
-        for (j = b; j < e; j++) {
-            uint32_t *rank = job->rank + j * job->n_pix;
-            m = sort_top(job->maps + (job->first + j) * job->n_pix, n, job->limit, &w);
-            memset(rank, 0xFF, (size_t)n * sizeof(uint32_t)); /* RANK_NEVER */
-            for (r = 0; r < m; r++)
-                rank[ENTRY_INDEX(w.e[r])] = r;
-        }
-    }
-exit:
-    work_free(&w);
-    return status;
-}
 
 /* o[p] = rank[p] < k ? base[p] : img[p] for one plane of n pixels. Bits are copied, not
  * computed: NaN payloads and -0.0 survive as in the NumPy twin's np.where. */
@@ -332,6 +320,7 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
                 ptrdiff_t n_ch, ptrdiff_t n_pix, const int64_t *counts, ptrdiff_t n_counts,
                 float *out, int n_threads)
 {
+    sort_job sort = {NULL, 0, 0, 0, NULL, NULL, NULL};
     mask_job job;
     uint32_t *rank = NULL;
     int status = FC_OK;
@@ -343,9 +332,9 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
     }
     if (n_img <= 0 || n_ch <= 0 || n_pix <= 0 || n_counts <= 0)
         goto exit;
-    per_img = n_counts * n_ch; /* the caller's output holds n_img * per_img * n_pix floats */
-    if (!fc_mul_ok(&out_bytes, n_img) || !fc_mul_ok(&out_bytes, per_img) ||
-        !fc_mul_ok(&out_bytes, n_pix)) {
+    per_img = n_counts; /* output planes per image */
+    if (!fc_mul_ok(&per_img, n_ch) || !fc_mul_ok(&out_bytes, n_img) ||
+        !fc_mul_ok(&out_bytes, per_img) || !fc_mul_ok(&out_bytes, n_pix)) {
         status = FC_EOVERFLOW;
         goto exit;
     }
@@ -363,8 +352,12 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
         status = FC_ENOMEM;
         goto exit;
     }
+    sort.maps = maps;
+    sort.n_pix = n_pix;
+    sort.head = rank;
+    for (s = 0; s < n_counts; s++) /* counts are in [0, n_pix] (checked by the caller) */
+        sort.limit = (uint32_t)counts[s] > sort.limit ? (uint32_t)counts[s] : sort.limit;
     job.images = images;
-    job.maps = maps;
     job.baseline = baseline;
     job.counts = counts;
     job.out = out;
@@ -372,13 +365,12 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
     job.n_ch = n_ch;
     job.n_pix = n_pix;
     job.n_counts = n_counts;
-    job.limit = 0;
-    for (s = 0; s < n_counts; s++)
-        job.limit = (uint32_t)counts[s] > job.limit ? (uint32_t)counts[s] : job.limit;
     job.stream = out_bytes >= STREAM_BYTES;
     for (job.first = 0; job.first < n_img; job.first += group) {
         const ptrdiff_t g = n_img - job.first < group ? n_img - job.first : group;
-        status = fc_parallel(mask_rank_worker, &job, g, g * n_pix, n_threads);
+        /* rank the group's images, then fill their planes: two rounds of threads per group */
+        sort.first = job.first;
+        status = fc_parallel(sort_worker, &sort, g, g * n_pix, n_threads);
         if (status)
             goto exit;
         status = fc_parallel(mask_fill_worker, &job, g * per_img, g * per_img * n_pix,
