@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.finercam-deps
 CC ?= cc
 KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
-SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -pthread
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: all venv build csan test demo bench docs clean
@@ -28,10 +28,15 @@ build: $(STAMP)
 	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 
 # The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
-C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics
+C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads
 
 csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
 	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@
+
+# The kernels' pthread_create calls go through the test's __wrap_pthread_create, which can fail them.
+csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm \
+		-Wl,--wrap=pthread_create -o $@
 
 csan: $(C_TESTS)
 	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done

@@ -1,6 +1,9 @@
 """Metrics: the C core's ranking and masked-batch construction against NumPy and torch.
 
 Prints times measured in this one run and their ratios (no absolute targets: machines differ).
+The C core runs at its thread setting (``kernels.get_num_threads()``, by default the CPUs
+available, at most 8) and, on a second line, single-threaded; torch at its own setting
+(``OMP_NUM_THREADS``). Ratios are against the C core at its setting.
 
 * ranking: ``kernels.argsort_desc`` (radix sort) vs ``np.argsort(kind="stable")`` and
   ``torch.argsort(stable=True)``, descending;
@@ -14,7 +17,7 @@ Run: ``python benchmarks/bench_metrics.py [--n 16] [--size 224] [--repeat 5]``.
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import time
 
 import numpy as np
@@ -31,6 +34,18 @@ def best_of(fn, repeat):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def single_threaded(fn):
+    """fn run with the C core on one thread (the setting restored after each call)."""
+    def run():
+        before = kernels.get_num_threads()
+        kernels.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            kernels.set_num_threads(before)
+    return run
 
 
 def numpy_mask(images, maps, base, counts, out):
@@ -72,20 +87,26 @@ def main():
     maps = kernels.postprocess(rng.random((n, 7, 7)).astype(np.float32), size)
     base = np.zeros_like(images)
     ti, tm, tb = map(torch.from_numpy, (images, maps, base))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{n} images 3x{size}x{size}")
+    c_threads, t_threads = kernels.get_num_threads(), torch.get_num_threads()
+    print(f"C core {c_threads} threads (and 1), torch {torch.__version__} {t_threads} threads; "
+          f"{n} images 3x{size}x{size}; load average {os.getloadavg()[0]:.1f}")
+    c_name, c1_name, t_name = (f"C ({c_threads} threads)", "C (1 thread)",
+                               f"torch ({t_threads} threads)")
 
     flat = maps.reshape(n, size, size)
-    t_c = best_of(lambda: kernels.argsort_desc(flat), args.repeat)
+    c_sort = lambda: kernels.argsort_desc(flat)  # noqa: E731
+    t_c = best_of(c_sort, args.repeat)
+    t_c1 = best_of(single_threaded(c_sort), args.repeat)
     t_np = best_of(lambda: np.argsort(-flat.reshape(n, -1), axis=1, kind="stable"), args.repeat)
     t_t = best_of(lambda: torch.argsort(tm.reshape(n, -1), dim=1, descending=True, stable=True),
                   args.repeat)
-    assert np.array_equal(kernels.argsort_desc(flat),
-                          np.argsort(-flat.reshape(n, -1), axis=1, kind="stable"))
-    print("\nranking (stable, descending)          time      vs C")
-    print(f"  C radix sort                   {t_c * 1e3:9.2f} ms    1.00x")
-    print(f"  numpy argsort(kind=stable)     {t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
-    print(f"  torch argsort(stable=True)     {t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
+    want = np.argsort(-flat.reshape(n, -1), axis=1, kind="stable")
+    assert np.array_equal(c_sort(), want) and np.array_equal(single_threaded(c_sort)(), want)
+    print("\nranking (stable, descending)                  time      vs C")
+    print(f"  {c_name + ' radix sort':<38} {t_c * 1e3:9.2f} ms    1.00x")
+    print(f"  {c1_name + ' radix sort':<38} {t_c1 * 1e3:9.2f} ms {t_c1 / t_c:7.2f}x")
+    print(f"  {'numpy argsort(kind=stable)':<38} {t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
+    print(f"  {t_name + ' argsort(stable=True)':<38} {t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
 
     hw = size * size
     cases = {
@@ -95,17 +116,23 @@ def main():
     for name, counts in cases.items():
         s = len(counts)
         out_c = np.empty((n * s, 3, size, size), np.float32)
+        out_c1 = np.empty_like(out_c)
         out_n = np.empty_like(out_c)
         out_t = torch.empty(out_c.shape)
-        t_c = best_of(lambda: kernels.mask_top(images, maps, base, counts, out=out_c), args.repeat)
+        c_mask = lambda: kernels.mask_top(images, maps, base, counts, out=out_c)  # noqa: E731
+        t_c = best_of(c_mask, args.repeat)
+        t_c1 = best_of(single_threaded(
+            lambda: kernels.mask_top(images, maps, base, counts, out=out_c1)), args.repeat)
         t_np = best_of(lambda: numpy_mask(images, maps, base, counts, out_n), args.repeat)
         t_t = best_of(lambda: torch_mask(ti, tm, tb, counts, out_t), args.repeat)
         assert np.array_equal(out_c, out_n) and np.array_equal(out_c, out_t.numpy())
+        assert np.array_equal(out_c, out_c1)
         mb = out_c.nbytes / 2**20
         print(f"\nmasked batch, {name}: {s} counts, {n * s} images, {mb:.0f} MiB   time      vs C")
-        print(f"  C mask_top (rank + fill)       {t_c * 1e3:9.2f} ms    1.00x")
-        print(f"  numpy argsort + scatter + where{t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
-        print(f"  torch argsort + scatter + where{t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
+        print(f"  {c_name + ' mask_top (rank + fill)':<38} {t_c * 1e3:9.2f} ms    1.00x")
+        print(f"  {c1_name + ' mask_top':<38} {t_c1 * 1e3:9.2f} ms {t_c1 / t_c:7.2f}x")
+        print(f"  {'numpy argsort + scatter + where':<38} {t_np * 1e3:9.2f} ms {t_np / t_c:7.2f}x")
+        print(f"  {t_name + ' argsort+scatter+where':<38} {t_t * 1e3:9.2f} ms {t_t / t_c:7.2f}x")
 
     calls = []
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 7, stride=4), torch.nn.ReLU(),

@@ -21,6 +21,7 @@
 #include "combine.h"
 #include "measure.h"
 #include "normalize.h"
+#include "parallel.h"
 #include "rank.h"
 #include "resize.h"
 #include "status.h"
@@ -165,6 +166,60 @@ static fc_resize_plan *new_plan(npy_intp h, npy_intp w, Py_ssize_t H, Py_ssize_t
     return plan;
 }
 
+/* ---------------------------------------------------------------- threads */
+
+/* How many threads the threaded kernels (rank.c) may use: set at import to the CPUs available,
+ * changed by set_num_threads. Read once per call with the GIL held and passed to the kernel, so a
+ * change never reaches a call already running. */
+static int num_threads = 1;
+
+#define MAX_THREADS 1024 /* a sanity bound, far above any useful count */
+
+static int thread_setting(void)
+{
+#if defined(Py_GIL_DISABLED)
+    return __atomic_load_n(&num_threads, __ATOMIC_RELAXED);
+#else
+    return num_threads;
+#endif
+}
+
+static void set_thread_setting(int n)
+{
+#if defined(Py_GIL_DISABLED)
+    __atomic_store_n(&num_threads, n, __ATOMIC_RELAXED);
+#else
+    num_threads = n;
+#endif
+}
+
+PyDoc_STRVAR(set_num_threads_doc,
+"set_num_threads(n)\n--\n\n"
+"Threads the ranking and masking kernels may use: an int in [1, 1024]; 1 = single-threaded.");
+
+static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Py_ssize_t n;
+    if (as_size(arg, "n", &n) < 0) {
+        return NULL;
+    }
+    if (n > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "n must be at most %d, got %zd", MAX_THREADS, n);
+        return NULL;
+    }
+    set_thread_setting((int)n);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(get_num_threads_doc,
+"get_num_threads()\n--\n\n"
+"Threads the ranking and masking kernels may use (set_num_threads).");
+
+static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    return PyLong_FromLong(thread_setting());
+}
+
 /* ---------------------------------------------------------------- combine.c */
 
 PyDoc_STRVAR(combine_doc,
@@ -172,26 +227,53 @@ PyDoc_STRVAR(combine_doc,
 "out[n, g] = sum_k weights[n, g, k] * activations[n, k]; activations (N, K, h, w),\n"
 "weights (N, G, K) -> (N, G, h, w) float32, ReLU'd when relu is true.");
 
-static PyObject *py_combine(PyObject *Py_UNUSED(self), PyObject *args)
+/* The kernels behind combine and combine_pixelwise share their signature. */
+typedef int (*combine_kernel)(const float *, const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                              ptrdiff_t, int, float *);
+
+/* Whether weights (N, G, K) -- or (N, G, K, h, w) per pixel -- fit activations (N, K, h, w);
+ * sets the ValueError and returns -1 when they do not. */
+static int check_combine_weights(const npy_intp *ad, const npy_intp *wd, int pixelwise)
 {
-    PyObject *a_obj, *w_obj;
-    int relu, status = FC_OK;
-    PyArrayObject *A = NULL, *Wt = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OOp:combine", &a_obj, &w_obj, &relu)) {
-        goto exit;
-    }
-    if ((A = as_float32(a_obj, "activations", 4, "(N, K, h, w)")) == NULL ||
-        (Wt = as_float32(w_obj, "weights", 3, "(N, G, K)")) == NULL ||
-        check_spatial(A, "activations") < 0) {
-        goto exit;
-    }
-    const npy_intp *ad = PyArray_DIMS(A), *wd = PyArray_DIMS(Wt);
-    if (wd[0] != ad[0] || wd[2] != ad[1]) {
+    if (!pixelwise && (wd[0] != ad[0] || wd[2] != ad[1])) {
         PyErr_Format(PyExc_ValueError,
                      "weights (N, G, K) = (%zd, %zd, %zd) does not match activations "
                      "(N, K, h, w) = (%zd, %zd, %zd, %zd)",
                      (Py_ssize_t)wd[0], (Py_ssize_t)wd[1], (Py_ssize_t)wd[2], (Py_ssize_t)ad[0],
                      (Py_ssize_t)ad[1], (Py_ssize_t)ad[2], (Py_ssize_t)ad[3]);
+        return -1;
+    }
+    if (pixelwise && (wd[0] != ad[0] || wd[2] != ad[1] || wd[3] != ad[2] || wd[4] != ad[3])) {
+        PyErr_Format(PyExc_ValueError,
+                     "weights (N, G, K, h, w) = (%zd, %zd, %zd, %zd, %zd) does not match "
+                     "activations (N, K, h, w) = (%zd, %zd, %zd, %zd)",
+                     (Py_ssize_t)wd[0], (Py_ssize_t)wd[1], (Py_ssize_t)wd[2], (Py_ssize_t)wd[3],
+                     (Py_ssize_t)wd[4], (Py_ssize_t)ad[0], (Py_ssize_t)ad[1], (Py_ssize_t)ad[2],
+                     (Py_ssize_t)ad[3]);
+        return -1;
+    }
+    return 0;
+}
+
+/* combine and combine_pixelwise: the same arguments but for the weights' shape. */
+static PyObject *combine_any(PyObject *args, int pixelwise)
+{
+    PyObject *a_obj, *w_obj;
+    int relu, status = FC_OK;
+    PyArrayObject *A = NULL, *Wt = NULL, *out = NULL;
+    const combine_kernel kernel = pixelwise ? fc_combine_pixelwise : fc_combine;
+    if (!PyArg_ParseTuple(args, pixelwise ? "OOp:combine_pixelwise" : "OOp:combine", &a_obj,
+                          &w_obj, &relu)) {
+        goto exit;
+    }
+    if ((A = as_float32(a_obj, "activations", 4, "(N, K, h, w)")) == NULL ||
+        (Wt = as_float32(w_obj, "weights", pixelwise ? 5 : 3,
+                         pixelwise ? "(N, G, K, h, w)" : "(N, G, K)")) == NULL ||
+        check_spatial(A, "activations") < 0) {
+        goto exit;
+    }
+    const npy_intp *ad = PyArray_DIMS(A), *wd = PyArray_DIMS(Wt);
+    if (check_combine_weights(ad, wd, pixelwise) < 0) {
         goto exit;
     }
     const npy_intp dims[4] = {ad[0], wd[1], ad[2], ad[3]};
@@ -200,8 +282,8 @@ static PyObject *py_combine(PyObject *Py_UNUSED(self), PyObject *args)
         goto exit;
     }
     Py_BEGIN_ALLOW_THREADS
-    status = fc_combine(PyArray_DATA(A), PyArray_DATA(Wt), ad[0], ad[1], wd[1], ad[2] * ad[3],
-                        relu, PyArray_DATA(out));
+    status = kernel(PyArray_DATA(A), PyArray_DATA(Wt), ad[0], ad[1], wd[1], ad[2] * ad[3], relu,
+                    PyArray_DATA(out));
     Py_END_ALLOW_THREADS
     if (raise_status(status) < 0) {
         Py_CLEAR(out);
@@ -212,6 +294,11 @@ exit:
     return (PyObject *)out;
 }
 
+static PyObject *py_combine(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return combine_any(args, 0);
+}
+
 PyDoc_STRVAR(combine_pixelwise_doc,
 "combine_pixelwise(activations, weights, relu)\n--\n\n"
 "out[n, g] = sum_k relu(weights[n, g, k]) * activations[n, k]; activations (N, K, h, w),\n"
@@ -219,43 +306,7 @@ PyDoc_STRVAR(combine_pixelwise_doc,
 
 static PyObject *py_combine_pixelwise(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *a_obj, *w_obj;
-    int relu, status = FC_OK;
-    PyArrayObject *A = NULL, *Pw = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OOp:combine_pixelwise", &a_obj, &w_obj, &relu)) {
-        goto exit;
-    }
-    if ((A = as_float32(a_obj, "activations", 4, "(N, K, h, w)")) == NULL ||
-        (Pw = as_float32(w_obj, "weights", 5, "(N, G, K, h, w)")) == NULL ||
-        check_spatial(A, "activations") < 0) {
-        goto exit;
-    }
-    const npy_intp *ad = PyArray_DIMS(A), *pd = PyArray_DIMS(Pw);
-    if (pd[0] != ad[0] || pd[2] != ad[1] || pd[3] != ad[2] || pd[4] != ad[3]) {
-        PyErr_Format(PyExc_ValueError,
-                     "weights (N, G, K, h, w) = (%zd, %zd, %zd, %zd, %zd) does not match "
-                     "activations (N, K, h, w) = (%zd, %zd, %zd, %zd)",
-                     (Py_ssize_t)pd[0], (Py_ssize_t)pd[1], (Py_ssize_t)pd[2], (Py_ssize_t)pd[3],
-                     (Py_ssize_t)pd[4], (Py_ssize_t)ad[0], (Py_ssize_t)ad[1], (Py_ssize_t)ad[2],
-                     (Py_ssize_t)ad[3]);
-        goto exit;
-    }
-    const npy_intp dims[4] = {ad[0], pd[1], ad[2], ad[3]};
-    if (check_output(dims[0], dims[1], dims[2], dims[3], "weights") < 0 ||
-        (out = new_output(4, dims)) == NULL) {
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_combine_pixelwise(PyArray_DATA(A), PyArray_DATA(Pw), ad[0], ad[1], pd[1],
-                                  ad[2] * ad[3], relu, PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    Py_XDECREF(A);
-    Py_XDECREF(Pw);
-    return (PyObject *)out;
+    return combine_any(args, 1);
 }
 
 /* ---------------------------------------------------------------- resize.c, normalize.c */
@@ -563,11 +614,14 @@ static PyObject *order_or_rank(PyObject *args, int inverse)
                                                   NPY_INT64)) == NULL) {
         goto exit;
     }
+    const int n_threads = thread_setting();
     Py_BEGIN_ALLOW_THREADS
     if (inverse) {
-        status = fc_rank_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out));
+        status = fc_rank_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out),
+                              n_threads);
     } else {
-        status = fc_argsort_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out));
+        status = fc_argsort_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out),
+                                 n_threads);
     }
     Py_END_ALLOW_THREADS
     if (raise_status(status) < 0) {
@@ -675,9 +729,10 @@ static PyObject *py_mask_top(PyObject *Py_UNUSED(self), PyObject *args)
             goto exit;
         }
     }
+    const int n_threads = thread_setting();
     Py_BEGIN_ALLOW_THREADS
     status = fc_mask_top(PyArray_DATA(Im), PyArray_DATA(Mp), PyArray_DATA(Bl), id[0], id[1], n_pix,
-                         counts, S, PyArray_DATA(out));
+                         counts, S, PyArray_DATA(out), n_threads);
     Py_END_ALLOW_THREADS
     if (raise_status(status) < 0) {
         Py_CLEAR(out);
@@ -835,11 +890,14 @@ static PyMethodDef core_methods[] = {
     {"pointing_hit", py_pointing_hit, METH_VARARGS, pointing_hit_doc},
     {"trapezoid", py_trapezoid, METH_VARARGS, trapezoid_doc},
     {"cosine_matrix", py_cosine_matrix, METH_VARARGS, cosine_matrix_doc},
+    {"set_num_threads", py_set_num_threads, METH_O, set_num_threads_doc},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, get_num_threads_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static int core_exec(PyObject *Py_UNUSED(module))
 {
+    set_thread_setting(fc_default_threads());
     return PyArray_ImportNumPyAPI() < 0 ? -1 : 0;
 }
 
@@ -850,7 +908,8 @@ static PyModuleDef_Slot core_slots[] = {
     {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
 #endif
 #ifdef Py_GIL_DISABLED
-    /* No module state and no globals: the kernels only read their own arrays. */
+    /* No module state; one global, the thread setting, read and written atomically. The
+     * kernels only read their own arrays. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

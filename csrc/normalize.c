@@ -20,74 +20,92 @@ static range range_empty(void)
     return r;
 }
 
-/* `v - v` is 0 for finite v and NaN for NaN and +-inf. The compilers do not vectorise an IEEE
- * min/max reduction on their own, hence SSE2 (every x86-64) with a portable scalar tail. */
+/* One value into a running range: the scalar path, and the tail of the SIMD ones. `v - v` is 0
+ * for finite v and NaN for NaN and +-inf. */
+static void range_add(range *r, double v)
+{
+    r->lo = v < r->lo ? v : r->lo;
+    r->hi = v > r->hi ? v : r->hi;
+    r->bad |= !(v - v == 0.0);
+}
+
+#if defined(__SSE2__)
+/* The compilers do not vectorise an IEEE min/max reduction on their own, hence SSE2 (every
+ * x86-64): two double lanes of a running range, shared by the float and the double inputs
+ * (a float converts to double exactly, so the range is the same either way). */
+typedef struct {
+    __m128d lo, hi, bad;
+} lanes;
+
+static lanes lanes_of(const range *r)
+{
+    lanes l = {_mm_set1_pd(r->lo), _mm_set1_pd(r->hi), _mm_setzero_pd()};
+    return l;
+}
+
+static void lanes_add(lanes *l, __m128d v)
+{
+    const __m128d z = _mm_sub_pd(v, v);
+    l->lo = _mm_min_pd(l->lo, v);
+    l->hi = _mm_max_pd(l->hi, v);
+    l->bad = _mm_or_pd(l->bad, _mm_cmpunord_pd(z, z));
+}
+
+/* The lanes merged into r. */
+static void lanes_fold(const lanes *l, range *r)
+{
+    double l2[2], h2[2];
+    _mm_storeu_pd(l2, l->lo);
+    _mm_storeu_pd(h2, l->hi);
+    range_add(r, l2[0]); /* lo and hi are the values of v seen: a NaN among them is in bad */
+    range_add(r, l2[1]);
+    range_add(r, h2[0]);
+    range_add(r, h2[1]);
+    r->bad |= _mm_movemask_pd(l->bad) != 0;
+}
+#endif
+
 static void range_update_d(range *r, const double *x, ptrdiff_t n)
 {
-    double lo = r->lo, hi = r->hi;
-    int bad = r->bad;
     ptrdiff_t i = 0;
 #if defined(__SSE2__)
     if (n >= 2) {
-        __m128d vlo = _mm_set1_pd(lo), vhi = _mm_set1_pd(hi), vbad = _mm_setzero_pd();
+        lanes l = lanes_of(r);
         for (; i + 2 <= n; i += 2) {
-            const __m128d v = _mm_loadu_pd(x + i), z = _mm_sub_pd(v, v);
-            vlo = _mm_min_pd(vlo, v);
-            vhi = _mm_max_pd(vhi, v);
-            vbad = _mm_or_pd(vbad, _mm_cmpunord_pd(z, z));
+            lanes_add(&l, _mm_loadu_pd(x + i));
         }
-        double l2[2], h2[2];
-        _mm_storeu_pd(l2, vlo);
-        _mm_storeu_pd(h2, vhi);
-        lo = l2[0] < l2[1] ? l2[0] : l2[1];
-        hi = h2[0] > h2[1] ? h2[0] : h2[1];
-        bad |= _mm_movemask_pd(vbad) != 0;
+        lanes_fold(&l, r);
     }
 #endif
     for (; i < n; i++) {
-        const double v = x[i];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        bad |= !(v - v == 0.0);
+        range_add(r, x[i]);
     }
-    r->lo = lo;
-    r->hi = hi;
-    r->bad = bad;
 }
 
 static void range_update_f(range *r, const float *x, ptrdiff_t n)
 {
-    float lo = (float)r->lo, hi = (float)r->hi;
-    int bad = r->bad;
     ptrdiff_t i = 0;
 #if defined(__SSE2__)
     if (n >= 4) {
-        __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi), vbad = _mm_setzero_ps();
+        /* four float lanes (twice the double rate), widened exactly into double lanes once */
+        __m128 lo = _mm_set1_ps((float)r->lo), hi = _mm_set1_ps((float)r->hi);
+        __m128 bad = _mm_setzero_ps();
         for (; i + 4 <= n; i += 4) {
             const __m128 v = _mm_loadu_ps(x + i), z = _mm_sub_ps(v, v);
-            vlo = _mm_min_ps(vlo, v);
-            vhi = _mm_max_ps(vhi, v);
-            vbad = _mm_or_ps(vbad, _mm_cmpunord_ps(z, z));
+            lo = _mm_min_ps(lo, v);
+            hi = _mm_max_ps(hi, v);
+            bad = _mm_or_ps(bad, _mm_cmpunord_ps(z, z));
         }
-        float l4[4], h4[4];
-        _mm_storeu_ps(l4, vlo);
-        _mm_storeu_ps(h4, vhi);
-        for (int j = 0; j < 4; j++) {
-            lo = l4[j] < lo ? l4[j] : lo;
-            hi = h4[j] > hi ? h4[j] : hi;
-        }
-        bad |= _mm_movemask_ps(vbad) != 0;
+        lanes l = {_mm_min_pd(_mm_cvtps_pd(lo), _mm_cvtps_pd(_mm_movehl_ps(lo, lo))),
+                   _mm_max_pd(_mm_cvtps_pd(hi), _mm_cvtps_pd(_mm_movehl_ps(hi, hi))),
+                   _mm_setzero_pd()};
+        lanes_fold(&l, r);
+        r->bad |= _mm_movemask_ps(bad) != 0;
     }
 #endif
     for (; i < n; i++) {
-        const float v = x[i];
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        bad |= !(v - v == 0.0f);
+        range_add(r, x[i]);
     }
-    r->lo = lo;
-    r->hi = hi;
-    r->bad = bad;
 }
 
 /* What the policy does with a map of range r: NaN fill, zeros, or (x - lo) * inv. */

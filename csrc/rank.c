@@ -6,47 +6,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "parallel.h"
+
 #define DIGIT_BITS 11
 #define N_BUCKETS (1u << DIGIT_BITS)
 #define N_PASSES 3 /* 11 + 11 + 10 bits */
 
+/* A pixel in the sort: its key in the high 32 bits, its flat index in the low ones. One 8-byte
+ * store per pixel and pass, into one stream per bucket, instead of two stores into two. */
+typedef uint64_t entry;
+
+#define ENTRY_INDEX(e) ((uint32_t)(e))
+#define ENTRY_KEY(e) ((uint32_t)((e) >> 32))
+
 typedef struct {
-    uint32_t *key, *key_tmp, *idx, *idx_tmp;
+    entry *e, *tmp; /* e: the entries in their current order */
 } work_t;
 
-/* An unsigned key whose ascending order is the descending order of the floats. */
+/* An unsigned key whose ascending order is the descending order of the floats. Branch-free so
+ * that the key loop vectorises: adding +0.0 turns -0.0 into +0.0 (round to nearest) and leaves
+ * every other value as it is, so the zeros tie; a negative float's bits are all flipped, a
+ * positive one's sign bit is set (ascending order), and the result is flipped (descending). */
 static uint32_t desc_key(float v)
 {
-    uint32_t u;
-    if (v != v)
-        return UINT32_MAX; /* NaN after everything; no number maps to UINT32_MAX */
-    if (v == 0.0f)
-        v = 0.0f; /* -0.0 ties with +0.0 */
+    uint32_t u, neg;
+    v += 0.0f;
     memcpy(&u, &v, sizeof u);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* ascending */
-    return ~u;
+    neg = (uint32_t)0 - (u >> 31);
+    u = ~(u ^ (neg | 0x80000000u));
+    return v != v ? UINT32_MAX : u; /* NaN after everything; no number maps to UINT32_MAX */
 }
 
 static int work_alloc(work_t *w, ptrdiff_t n_pix)
 {
     size_t n = (size_t)(n_pix > 0 ? n_pix : 1);
-    w->key = malloc(n * sizeof(uint32_t));
-    w->key_tmp = malloc(n * sizeof(uint32_t));
-    w->idx = malloc(n * sizeof(uint32_t));
-    w->idx_tmp = malloc(n * sizeof(uint32_t));
-    return (w->key && w->key_tmp && w->idx && w->idx_tmp) ? 0 : FC_ENOMEM;
+    w->e = malloc(n * sizeof(entry));
+    w->tmp = malloc(n * sizeof(entry));
+    return (w->e && w->tmp) ? 0 : FC_ENOMEM;
 }
 
 static void work_free(work_t *w)
 {
-    free(w->key);
-    free(w->key_tmp);
-    free(w->idx);
-    free(w->idx_tmp);
+    free(w->e);
+    free(w->tmp);
 }
 
-/* LSD passes over the m keys in w->key / w->idx with histograms already counted; leaves the
- * sorted keys and indices in w->key / w->idx. */
+/* LSD passes over the m entries in w->e with histograms already counted; leaves them sorted in
+ * w->e. The arrays are read through local pointers: with -fno-strict-aliasing a store through
+ * w->tmp could change w itself, and the compiler would reload the pointers after every store. */
 static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t *w)
 {
     uint32_t i;
@@ -54,12 +65,14 @@ static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t 
 
     for (pass = 0; pass < N_PASSES; pass++) {
         uint32_t *h = hist[pass];
-        unsigned shift = (unsigned)pass * DIGIT_BITS;
-        uint32_t sum = 0, *t;
+        const entry *src = w->e;
+        entry *dst = w->tmp;
+        const unsigned shift = 32 + (unsigned)pass * DIGIT_BITS;
+        uint32_t sum = 0;
         unsigned b;
         /* A digit shared by every key leaves the order unchanged: skip the pass. Min-max
          * normalised maps share their top bits, so this often saves a pass. */
-        if (m == 0 || h[(w->key[0] >> shift) & (N_BUCKETS - 1)] == m)
+        if (m == 0 || h[(src[0] >> shift) & (N_BUCKETS - 1)] == m)
             continue;
         for (b = 0; b < N_BUCKETS; b++) {
             uint32_t c = h[b];
@@ -67,18 +80,16 @@ static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t 
             sum += c;
         }
         for (i = 0; i < m; i++) {
-            uint32_t k = w->key[i];
-            uint32_t dst = h[(k >> shift) & (N_BUCKETS - 1)]++;
-            w->key_tmp[dst] = k;
-            w->idx_tmp[dst] = w->idx[i];
+            const entry e = src[i];
+            dst[h[(e >> shift) & (N_BUCKETS - 1)]++] = e;
         }
-        t = w->key; w->key = w->key_tmp; w->key_tmp = t;
-        t = w->idx; w->idx = w->idx_tmp; w->idx_tmp = t;
+        w->tmp = w->e;
+        w->e = dst;
     }
 }
 
 /* Sorts the pixels of one map that can be among its `limit` largest and leaves their order in
- * w->idx[0, m); returns m (limit <= m <= n; m = n when limit = n).
+ * w->e[0, m) (ENTRY_INDEX); returns m (limit <= m <= n; m = n when limit = n).
  *
  * Masking the top 5 or 10 % needs only those pixels ranked: a histogram of the top key digit
  * finds the digit the limit falls in, the pixels up to that digit are compacted in index order
@@ -87,46 +98,115 @@ static uint32_t sort_top(const float *map, uint32_t n, uint32_t limit, work_t *w
 {
     uint32_t hist[N_PASSES][N_BUCKETS];
     uint32_t i, m = 0, cut = N_BUCKETS - 1;
-    const unsigned top = 2 * DIGIT_BITS;
+    const unsigned top = 32 + 2 * DIGIT_BITS;
+    entry *all = w->e, *kept = w->e;
 
     memset(hist, 0, sizeof hist);
-    for (i = 0; i < n; i++) {
-        uint32_t k = desc_key(map[i]);
-        w->key_tmp[i] = k;
-        hist[2][k >> top]++;
-    }
+    if (limit < n)
+        all = w->tmp; /* compacted from tmp into e */
+    for (i = 0; i < n; i++)
+        all[i] = (entry)desc_key(map[i]) << 32 | i;
     if (limit < n) {
-        uint32_t sum = 0;
+        /* Neighbouring pixels of a smooth map share their top digit: counting into one array
+         * would make each increment wait for the previous one. Two arrays, even and odd pixels,
+         * halve that chain. */
+        uint32_t odd[N_BUCKETS], sum = 0;
+        memset(odd, 0, sizeof odd);
+        for (i = 0; i + 1 < n; i += 2) {
+            hist[2][all[i] >> top]++;
+            odd[all[i + 1] >> top]++;
+        }
+        if (i < n)
+            hist[2][all[i] >> top]++;
         for (cut = 0; cut < N_BUCKETS; cut++) {
-            sum += hist[2][cut];
+            sum += hist[2][cut] + odd[cut];
             if (sum >= limit)
                 break;
         }
         memset(hist[2], 0, sizeof hist[2]);
+        for (i = 0; i < n; i++) {
+            const entry e = all[i];
+            kept[m] = e;
+            m += (e >> top) <= cut; /* branch-free: the next pixel overwrites a skipped one */
+        }
+    } else {
+        m = n;
     }
-    for (i = 0; i < n; i++) {
-        uint32_t k = w->key_tmp[i];
-        if (limit < n && (k >> top) > cut)
-            continue;
-        w->key[m] = k;
-        w->idx[m] = i;
-        m++;
+    for (i = 0; i < m; i++) {
+        const uint32_t k = ENTRY_KEY(kept[i]);
         hist[0][k & (N_BUCKETS - 1)]++;
         hist[1][(k >> DIGIT_BITS) & (N_BUCKETS - 1)]++;
-        if (limit < n)
-            hist[2][k >> top]++;
+        hist[2][k >> (2 * DIGIT_BITS)]++;
     }
     radix_passes(m, hist, w);
     return m;
 }
 
-static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
-                         int inverse)
+/* ---------------------------------------------------------------- ranking */
+
+/* The rank of a pixel outside the sorted head: after every count, never masked. */
+#define RANK_NEVER UINT32_MAX
+
+/* Sorting maps[first + j] for the items j, and what is written from each sorted map. */
+typedef struct {
+    const float *maps;
+    ptrdiff_t n_pix, first;
+    uint32_t limit;  /* how much of each order is needed (n_pix: all of it) */
+    int64_t *order;  /* argsort_desc: order[j] = the order; or NULL */
+    int64_t *rank;   /* rank_desc: rank[j][p] = the position of p; or NULL */
+    uint32_t *head;  /* mask_top: head[j][p] = the position of p, RANK_NEVER past the head */
+} sort_job;
+
+static void write_sorted(const sort_job *job, ptrdiff_t j, const entry *e, uint32_t m)
 {
-    work_t w = {NULL, NULL, NULL, NULL};
+    const ptrdiff_t at = j * job->n_pix;
+    uint32_t r;
+    if (job->order)
+        for (r = 0; r < m; r++)
+            job->order[at + r] = ENTRY_INDEX(e[r]);
+    if (job->rank)
+        for (r = 0; r < m; r++)
+            job->rank[at + ENTRY_INDEX(e[r])] = r;
+    if (job->head) {
+        memset(job->head + at, 0xFF, (size_t)job->n_pix * sizeof(uint32_t)); /* RANK_NEVER */
+        for (r = 0; r < m; r++)
+            job->head[at + ENTRY_INDEX(e[r])] = r;
+    }
+}
+
+/* Items: maps. Each worker sorts the maps it claims with its own scratch. */
+static int sort_worker(void *arg, fc_queue *q)
+{
+    const sort_job *job = arg;
+    work_t w = {NULL, NULL};
+    int status = FC_OK, have = 0;
+    ptrdiff_t b, e, j;
+    uint32_t m;
+
+    while (fc_queue_next(q, &b, &e)) {
+        /* scratch on the first claim: a thread that finds the queue empty allocates nothing */
+        if (!have) {
+            have = 1;
+            status = work_alloc(&w, job->n_pix);
+            if (status)
+                goto exit;
+        }
+        for (j = b; j < e; j++) {
+            m = sort_top(job->maps + (job->first + j) * job->n_pix, (uint32_t)job->n_pix,
+                         job->limit, &w);
+            write_sorted(job, j, w.e, m);
+        }
+    }
+exit:
+    work_free(&w);
+    return status;
+}
+
+static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
+                         int inverse, int n_threads)
+{
+    sort_job job = {NULL, 0, 0, 0, NULL, NULL, NULL};
     int status = FC_OK;
-    ptrdiff_t m;
-    uint32_t r, n = (uint32_t)n_pix;
 
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
         status = FC_EOVERFLOW;
@@ -134,43 +214,117 @@ static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, i
     }
     if (n_maps <= 0 || n_pix <= 0)
         goto exit;
-    status = work_alloc(&w, n_pix);
-    if (status)
-        goto exit;
-    for (m = 0; m < n_maps; m++) {
-        int64_t *o = out + m * n_pix;
-        sort_top(maps + m * n_pix, n, n, &w);
-        if (inverse)
-            for (r = 0; r < n; r++)
-                o[w.idx[r]] = r;
-        else
-            for (r = 0; r < n; r++)
-                o[r] = w.idx[r];
-    }
+    job.maps = maps;
+    job.n_pix = n_pix;
+    job.limit = (uint32_t)n_pix;
+    if (inverse)
+        job.rank = out;
+    else
+        job.order = out;
+    /* n_maps * n_pix is the size of the caller's output array: it fits */
+    status = fc_parallel(sort_worker, &job, n_maps, n_maps * n_pix, n_threads);
 exit:
-    work_free(&w);
     return status;
 }
 
-int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *order)
+int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *order,
+                    int n_threads)
 {
-    return rank_or_order(maps, n_maps, n_pix, order, 0);
+    return rank_or_order(maps, n_maps, n_pix, order, 0, n_threads);
 }
 
-int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank)
+int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank,
+                 int n_threads)
 {
-    return rank_or_order(maps, n_maps, n_pix, rank, 1);
+    return rank_or_order(maps, n_maps, n_pix, rank, 1, n_threads);
+}
+
+/* ---------------------------------------------------------------- masking */
+
+/* Rank arrays of at most this many pixels are kept at once (16 MiB): images are masked in groups
+ * that fit, so the scratch does not grow with the batch. */
+#define RANK_BUDGET ((ptrdiff_t)1 << 22)
+
+/* Outputs of at least this many bytes are written with non-temporal stores: far larger than the
+ * caches, they would only evict the inputs, and a streaming store skips reading each destination
+ * line before writing it (half the memory traffic of a write-bound fill). */
+#define STREAM_BYTES ((ptrdiff_t)8 << 20)
+
+typedef struct {
+    const float *images, *baseline;
+    const int64_t *counts;
+    float *out;
+    const uint32_t *rank; /* (group, n_pix) ranks of the group's images, RANK_NEVER past the head */
+    ptrdiff_t n_ch, n_pix, n_counts;
+    ptrdiff_t first;      /* the group's first image */
+    int stream;
+} mask_job;
+
+/* o[p] = rank[p] < k ? base[p] : img[p] for one plane of n pixels. Bits are copied, not
+ * computed: NaN payloads and -0.0 survive as in the NumPy twin's np.where. */
+static void fill_plane(float *o, const float *img, const float *base, const uint32_t *rank,
+                       uint32_t k, uint32_t n, int stream)
+{
+    uint32_t p = 0;
+#if defined(__SSE2__)
+    if (((uintptr_t)o & 3) == 0) {
+        /* unsigned rank < k as a signed compare: flip the sign bit of both sides */
+        const __m128i bias = _mm_set1_epi32(INT32_MIN);
+        const __m128i kv = _mm_xor_si128(_mm_set1_epi32((int32_t)k), bias);
+        for (; p < n && ((uintptr_t)(o + p) & 15) != 0; p++)
+            o[p] = rank[p] < k ? base[p] : img[p];
+        for (; p + 4 <= n; p += 4) {
+            const __m128i r = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rank + p)), bias);
+            const __m128 sel = _mm_castsi128_ps(_mm_cmplt_epi32(r, kv));
+            const __m128 v = _mm_or_ps(_mm_and_ps(sel, _mm_loadu_ps(base + p)),
+                                       _mm_andnot_ps(sel, _mm_loadu_ps(img + p)));
+            if (stream)
+                _mm_stream_ps(o + p, v);
+            else
+                _mm_store_ps(o + p, v);
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (; p < n; p++)
+        o[p] = rank[p] < k ? base[p] : img[p];
+}
+
+/* Items: the group's output planes (image, count, channel), in the output's order. */
+static int mask_fill_worker(void *arg, fc_queue *q)
+{
+    const mask_job *job = arg;
+    const ptrdiff_t n_ch = job->n_ch, n_pix = job->n_pix, per_img = job->n_counts * n_ch;
+    ptrdiff_t b, e, t;
+
+    while (fc_queue_next(q, &b, &e)) {
+        for (t = b; t < e; t++) {
+            const ptrdiff_t j = t / per_img, s = (t / n_ch) % job->n_counts, c = t % n_ch;
+            const ptrdiff_t plane = ((job->first + j) * n_ch + c) * n_pix;
+            /* counts are in [0, n_pix] <= UINT32_MAX, so the comparison is exact */
+            fill_plane(job->out + (job->first * per_img + t) * n_pix, job->images + plane,
+                       job->baseline + plane, job->rank + j * n_pix, (uint32_t)job->counts[s],
+                       (uint32_t)n_pix, job->stream);
+        }
+    }
+#if defined(__SSE2__)
+    /* streaming stores are weakly ordered: make them visible before the thread is joined */
+    if (job->stream)
+        _mm_sfence();
+#endif
+    return FC_OK;
 }
 
 int fc_mask_top(const float *images, const float *maps, const float *baseline, ptrdiff_t n_img,
                 ptrdiff_t n_ch, ptrdiff_t n_pix, const int64_t *counts, ptrdiff_t n_counts,
-                float *out)
+                float *out, int n_threads)
 {
-    work_t w = {NULL, NULL, NULL, NULL};
+    sort_job sort = {NULL, 0, 0, 0, NULL, NULL, NULL};
+    mask_job job;
     uint32_t *rank = NULL;
     int status = FC_OK;
-    ptrdiff_t i, s, c;
-    uint32_t r, p, n = (uint32_t)n_pix, limit = 0;
+    ptrdiff_t s, group, per_img, out_bytes = (ptrdiff_t)sizeof(float);
 
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
         status = FC_EOVERFLOW;
@@ -178,36 +332,53 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
     }
     if (n_img <= 0 || n_ch <= 0 || n_pix <= 0 || n_counts <= 0)
         goto exit;
-    status = work_alloc(&w, n_pix);
-    if (status)
+    per_img = n_counts; /* output planes per image */
+    if (!fc_mul_ok(&per_img, n_ch) || !fc_mul_ok(&out_bytes, n_img) ||
+        !fc_mul_ok(&out_bytes, per_img) || !fc_mul_ok(&out_bytes, n_pix)) {
+        status = FC_EOVERFLOW;
         goto exit;
-    rank = malloc((size_t)n_pix * sizeof(uint32_t));
+    }
+    /* images per group: as many rank arrays as the budget holds, and one per thread (up to the
+     * default cap) so that the ranking of a group keeps every thread busy */
+    group = RANK_BUDGET / n_pix;
+    if (group < n_threads)
+        group = n_threads < FC_DEFAULT_MAX_THREADS ? n_threads : FC_DEFAULT_MAX_THREADS;
+    if (group < 1)
+        group = 1;
+    if (group > n_img)
+        group = n_img;
+    rank = malloc((size_t)group * (size_t)n_pix * sizeof(uint32_t));
     if (!rank) {
         status = FC_ENOMEM;
         goto exit;
     }
-    for (s = 0; s < n_counts; s++)
-        limit = (uint32_t)counts[s] > limit ? (uint32_t)counts[s] : limit;
-    for (i = 0; i < n_img; i++) {
-        uint32_t m = sort_top(maps + i * n_pix, n, limit, &w);
-        /* pixels outside the sorted head rank after every count: never masked */
-        memset(rank, 0xFF, (size_t)n_pix * sizeof(uint32_t));
-        for (r = 0; r < m; r++)
-            rank[w.idx[r]] = r;
-        for (s = 0; s < n_counts; s++) {
-            /* counts are in [0, n_pix] <= UINT32_MAX, so the comparison below is exact */
-            uint32_t k = (uint32_t)counts[s];
-            for (c = 0; c < n_ch; c++) {
-                ptrdiff_t plane = (i * n_ch + c) * n_pix;
-                const float *img = images + plane, *base = baseline + plane;
-                float *o = out + ((i * n_counts + s) * n_ch + c) * n_pix;
-                for (p = 0; p < n; p++)
-                    o[p] = rank[p] < k ? base[p] : img[p];
-            }
-        }
+    sort.maps = maps;
+    sort.n_pix = n_pix;
+    sort.head = rank;
+    for (s = 0; s < n_counts; s++) /* counts are in [0, n_pix] (checked by the caller) */
+        sort.limit = (uint32_t)counts[s] > sort.limit ? (uint32_t)counts[s] : sort.limit;
+    job.images = images;
+    job.baseline = baseline;
+    job.counts = counts;
+    job.out = out;
+    job.rank = rank;
+    job.n_ch = n_ch;
+    job.n_pix = n_pix;
+    job.n_counts = n_counts;
+    job.stream = out_bytes >= STREAM_BYTES;
+    for (job.first = 0; job.first < n_img; job.first += group) {
+        const ptrdiff_t g = n_img - job.first < group ? n_img - job.first : group;
+        /* rank the group's images, then fill their planes: two rounds of threads per group */
+        sort.first = job.first;
+        status = fc_parallel(sort_worker, &sort, g, g * n_pix, n_threads);
+        if (status)
+            goto exit;
+        status = fc_parallel(mask_fill_worker, &job, g * per_img, g * per_img * n_pix,
+                             n_threads);
+        if (status)
+            goto exit;
     }
 exit:
     free(rank);
-    work_free(&w);
     return status;
 }

@@ -12,6 +12,10 @@ Conventions shared by all kernels (their NumPy twins live in ``finercam._referen
 * Min-max normalisation maps each map to ``(x - min) / (max - min + eps)``; an all-equal map
   becomes all zeros; a map holding NaN or +-inf becomes all NaN (the non-finite policy), so that a
   broken input is visible rather than silently rescaled.
+* Threads: the ranking and masking kernels (:func:`argsort_desc`, :func:`rank_desc`,
+  :func:`mask_top`) split their work over up to :func:`get_num_threads` threads of their own
+  (see :func:`set_num_threads`); their results do not depend on the count. The other kernels run
+  on the calling thread.
 """
 from __future__ import annotations
 
@@ -192,7 +196,40 @@ def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e
 # ---------------------------------------------------------------------------------------------
 
 __all__ += ["argsort_desc", "rank_desc", "mask_top", "energy_in_mask", "pointing_hit",
-            "trapezoid", "cosine_matrix"]
+            "trapezoid", "cosine_matrix", "set_num_threads", "get_num_threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Let the ranking and masking kernels use up to ``n`` threads (``n = 1``: the calling thread
+    only); the setting is process-wide and applies from the next call.
+
+    :func:`argsort_desc` and :func:`rank_desc` give each thread whole maps; :func:`mask_top`
+    ranks the images that way, then gives each thread whole output planes (one image, one count,
+    one channel), so two threads help even for a single image. A call uses at most as many
+    threads as it has items, and one thread below 65,536 pixels of work (a thread's start-up
+    costs about as much as that). Each map is sorted by one thread and each plane written by one,
+    so the results are bit-identical for every ``n``. The default is the number of CPUs this
+    process may run on (its affinity mask), at most 8. Independent of torch's and OpenMP's
+    thread settings.
+
+    :param n: an int in [1, 1024]; anything else is a ``TypeError`` (not an int) or a
+        ``ValueError`` (out of range), naming ``n``.
+
+    >>> old = get_num_threads()
+    >>> set_num_threads(2); get_num_threads()
+    2
+    >>> set_num_threads(old)
+    """
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the ranking and masking kernels may use (see :func:`set_num_threads`).
+
+    >>> 1 <= get_num_threads() <= 1024
+    True
+    """
+    return _core.get_num_threads()
 
 
 def argsort_desc(maps) -> np.ndarray:

@@ -1,5 +1,6 @@
 /* The metrics kernels (rank.c, measure.c) called directly from C, against hand-computed values
- * and a brute-force O(n^2) ranking; built and run under ASan/UBSan by `make csan`.
+ * and a brute-force O(n^2) ranking; built and run under ASan/UBSan by `make csan`. The inputs
+ * are below the threads' work threshold: test_threads.c runs the kernels on several threads.
  * Prints one line per failure and closes with "N passed, N failed". */
 #include <math.h>
 #include <stdint.h>
@@ -59,11 +60,11 @@ static void test_argsort_hand(void)
     int64_t order[6], rank[6];
     int i, ok = 1;
 
-    CHECK(fc_argsort_desc(x, 1, 6, order) == 0);
+    CHECK(fc_argsort_desc(x, 1, 6, order, 2) == 0);
     for (i = 0; i < 6; i++)
         ok &= order[i] == want[i];
     CHECK(ok);
-    CHECK(fc_rank_desc(x, 1, 6, rank) == 0);
+    CHECK(fc_rank_desc(x, 1, 6, rank, 2) == 0);
     ok = 1;
     for (i = 0; i < 6; i++)
         ok &= rank[want[i]] == i;
@@ -75,7 +76,7 @@ static void test_argsort_nan_last(void)
     float x[4];
     int64_t order[4];
     x[0] = NAN; x[1] = -1.0f; x[2] = NAN; x[3] = 2.0f;
-    CHECK(fc_argsort_desc(x, 1, 4, order) == 0);
+    CHECK(fc_argsort_desc(x, 1, 4, order, 2) == 0);
     CHECK(order[0] == 3 && order[1] == 1 && order[2] == 0 && order[3] == 2);
 }
 
@@ -93,8 +94,8 @@ static void test_rank_against_brute(void)
     }
     for (p = 0; p < M * N; p++) /* few distinct values: many ties, both signs, a NaN or two */
         x[p] = (rng() % 97 == 0) ? NAN : (float)((int)(rng() % 9) - 4) * 0.25f;
-    CHECK(fc_rank_desc(x, M, N, rank) == 0);
-    CHECK(fc_argsort_desc(x, M, N, order) == 0);
+    CHECK(fc_rank_desc(x, M, N, rank, 2) == 0);
+    CHECK(fc_argsort_desc(x, M, N, order, 2) == 0);
     for (m = 0; m < M; m++)
         for (p = 0; p < N; p++) {
             ok &= rank[m * N + p] == brute_rank(x + m * N, N, p);
@@ -127,7 +128,7 @@ static void test_mask_top(const int64_t *counts)
     }
     for (p = 0; p < NI * NP; p++)
         maps[p] = (float)(rng() % 7) * (p % 3 ? 1.0f : 1e-3f); /* ties, several exponents */
-    CHECK(fc_mask_top(img, maps, base, NI, NC, NP, counts, NS, out) == 0);
+    CHECK(fc_mask_top(img, maps, base, NI, NC, NP, counts, NS, out, 2) == 0);
     for (i = 0; i < NI; i++)
         for (s = 0; s < NS; s++)
             for (c = 0; c < NC; c++)
@@ -150,14 +151,14 @@ static void test_degenerate_sizes(void)
     float one = 3.0f, img = 1.0f, base = 0.0f, out[2] = {9.0f, 9.0f};
     int64_t order = -1, counts[2] = {0, 1};
 
-    CHECK(fc_argsort_desc(&one, 1, 1, &order) == 0 && order == 0);
-    CHECK(fc_argsort_desc(NULL, 0, 5, NULL) == 0);
-    CHECK(fc_mask_top(NULL, NULL, NULL, 0, 3, 5, counts, 2, NULL) == 0);
-    CHECK(fc_mask_top(&img, &one, &base, 1, 1, 1, counts, 2, out) == 0);
+    CHECK(fc_argsort_desc(&one, 1, 1, &order, 2) == 0 && order == 0);
+    CHECK(fc_argsort_desc(NULL, 0, 5, NULL, 2) == 0);
+    CHECK(fc_mask_top(NULL, NULL, NULL, 0, 3, 5, counts, 2, NULL, 2) == 0);
+    CHECK(fc_mask_top(&img, &one, &base, 1, 1, 1, counts, 2, out, 2) == 0);
     CHECK(out[0] == 1.0f && out[1] == 0.0f);
     /* checked before any memory is touched */
-    CHECK(fc_argsort_desc(NULL, 0, (ptrdiff_t)UINT32_MAX + 1, NULL) == FC_EOVERFLOW);
-    CHECK(fc_mask_top(NULL, NULL, NULL, 1, 1, (ptrdiff_t)UINT32_MAX + 1, counts, 1, NULL)
+    CHECK(fc_argsort_desc(NULL, 0, (ptrdiff_t)UINT32_MAX + 1, NULL, 2) == FC_EOVERFLOW);
+    CHECK(fc_mask_top(NULL, NULL, NULL, 1, 1, (ptrdiff_t)UINT32_MAX + 1, counts, 1, NULL, 2)
           == FC_EOVERFLOW);
 }
 
