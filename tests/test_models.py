@@ -107,3 +107,55 @@ def test_bad_model_names_raise():
         models.build(3)
     with pytest.raises(SystemExit):
         train_mod.main(["--model", "cnn", "--epochs", "0"])
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_shipped_weights_reach_the_required_accuracy(name, fresh):
+    model = models.load(name)
+    acc = train_mod.accuracy(model, fresh.images, fresh.labels)
+    assert acc >= REQUIRED[name], f"{name}: {acc:.3f} < {REQUIRED[name]}"
+    assert models.checkpoint(name)["test_accuracy"] >= REQUIRED[name]
+    # per class too: no species is given up
+    with torch.no_grad():
+        pred = model(torch.from_numpy(fresh.images)).argmax(1).numpy()
+    per_class = [(pred[fresh.labels == c] == c).mean() for c in range(16)]
+    assert min(per_class) >= 0.7, per_class
+
+
+def test_checkpoints_without_the_newer_vit_options_load_with_their_old_architecture(tmp_path):
+    # written before `stem` and `patch_kernel` existed: two stem convs, disjoint 2 x 2 patches
+    old = models.build("vit", stem=(16, 32), patch_kernel=2)
+    config = {k: v for k, v in old.config.items() if k not in ("stem", "patch_kernel")}
+    torch.save({"state_dict": old.state_dict(), "config": config}, tmp_path / "old.pt")
+    model = models.load("vit", tmp_path / "old.pt")
+    assert model.patch.kernel_size == (2, 2) and model.stem[0].out_channels == 16
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), old.eval()(x))
+
+
+def test_bad_vit_options_raise():
+    with pytest.raises(ValueError, match="stem"):
+        models.build("vit", stem=(16,))
+    with pytest.raises(ValueError, match="patch_kernel"):
+        models.build("vit", patch_kernel=4)
+
+
+def test_fine_tuning_starts_from_the_checkpoint_with_its_architecture(tmp_path):
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    quiet = dict(n_train=32, epochs=1, batch=32, n_test=16, threads=1, log=lambda msg: None)
+    torch.manual_seed(0)
+    small = models.build("vit", stem=(8, 16), patch_kernel=2, dim=16, depth=1, heads=2)
+    torch.save({"state_dict": small.state_dict(), "config": small.config}, first)
+    train_mod.train("vit", out=second, init=first, lr=0.0, **quiet)   # lr 0: the weights stay
+    tuned = models.load("vit", second)
+    assert tuned.config == small.config
+    for key, value in small.state_dict().items():
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(tuned.state_dict()[key], value.half().float())
+
+
+def test_too_few_training_images_for_one_batch_raise_before_training(tmp_path):
+    with pytest.raises(ValueError, match="n_train"):
+        train_mod.train("cnn", n_train=16, batch=32, out=tmp_path / "x.pt", log=lambda msg: None)
+    assert not (tmp_path / "x.pt").exists()

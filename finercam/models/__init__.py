@@ -26,6 +26,9 @@ from .vit import SmallViT
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("cnn", "vit")
 _CLASSES = {"cnn": SmallCNN, "vit": SmallViT}
+#: Architecture options that later versions added, with the values that checkpoints written
+#: before them were trained with (a checkpoint's config lacks the key, not the layer).
+_LEGACY_CONFIG = {"cnn": {}, "vit": {"stem": [16, 32], "patch_kernel": 2}}
 
 
 def _check_name(name: object) -> str:
@@ -69,7 +72,7 @@ def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
     torch.Size([1, 16])
     """
     ckpt = checkpoint(name, path)
-    model = build(name, **ckpt["config"])
+    model = build(name, **{**_LEGACY_CONFIG[name], **ckpt["config"]})
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     return model.eval()
 

@@ -3,8 +3,10 @@
     python -m finercam.models.train --model cnn
     python -m finercam.models.train --model vit
 
-The training set is generated once into memory (uint8), then the model is trained with AdamW, a
-one-cycle learning-rate schedule and label smoothing, on ``--threads`` CPU threads (default 2).
+The training set is generated once into memory (uint8), then the model is trained with AdamW and a
+one-cycle learning-rate schedule, without label smoothing (it would erase the similarity order of
+the non-target logits that Finer-CAM's references come from), on ``--threads`` CPU threads
+(default 2).
 The weights are written in float16 with their architecture config, test accuracy and training
 record to ``finercam/models/weights/<model>.pt`` (or ``--out``).
 """
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import datasets
-from . import WEIGHTS_DIR, build
+from . import WEIGHTS_DIR, build, load
 
 #: Per-model defaults of one run (about 5-6 idle 2-core minutes each); the shipped weights took
 #: several chained runs, see docs/dataset.md, and still miss the required accuracies.
@@ -105,6 +107,9 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
                        ("weight_decay", weight_decay), ("label_smoothing", label_smoothing)):
         if value is not None:
             cfg[key] = value
+    if int(cfg["n_train"]) < int(cfg["batch"]):  # OneCycleLR would fail later with zero steps
+        raise ValueError(f"n_train must be at least batch ({int(cfg['batch'])}) so that an epoch has a "
+                         f"step, got {int(cfg['n_train'])}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -135,11 +140,11 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     t_data = time.perf_counter() - t0
     log(f"generated {len(train_set.labels)} train + {n_test} test images in {t_data:.1f} s")
 
-    model = build(model_name)
     if init is not None:  # continue from an earlier run's weights (a new learning-rate cycle)
-        state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        model = load(model_name, init).float()  # with the architecture that checkpoint was trained with
         log(f"initialised from {init}")
+    else:
+        model = build(model_name)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
