@@ -25,6 +25,8 @@ torch.Size([2, 16])
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,12 +78,21 @@ class SmallViT(nn.Module):
     """Conv stem, 8 x 8-pixel patch tokens, class token, ``depth`` transformer blocks."""
 
     def __init__(self, num_classes: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
-                 mlp_ratio: float = 2.0, image_size: int = 96) -> None:
+                 mlp_ratio: float = 2.0, image_size: int = 96, stem: Sequence[int] = (24, 32, 48), patch_kernel: int = 3) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
-        self.patch = nn.Conv2d(32, dim, 2, 2)
+        if len(stem) < 2:
+            raise ValueError(f"stem must list at least 2 conv widths (two stride-2 convs), got {stem!r}")
+        layers, cin = [], 3
+        for i, cout in enumerate(stem):  # the first two convs halve the size: 96 -> 48 -> 24
+            layers += [nn.Conv2d(cin, int(cout), 3, 2 if i < 2 else 1, 1, bias=False),
+                       nn.BatchNorm2d(int(cout)), nn.ReLU()]
+            cin = int(cout)
+        self.stem = nn.Sequential(*layers)
+        if patch_kernel not in (2, 3):
+            raise ValueError(f"patch_kernel must be 2 (disjoint patches) or 3 (overlapping), got {patch_kernel!r}")
+        # stride 2 either way (24 x 24 -> 12 x 12 tokens); a 3 x 3 kernel lets each token see its
+        # neighbours' edges, which the thin shape differences (tail, beak) straddle
+        self.patch = nn.Conv2d(cin, dim, patch_kernel, 2, (patch_kernel - 1) // 2)
         grid = image_size // 8
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, dim) * 0.02)
@@ -90,7 +101,7 @@ class SmallViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
         self.default_target_layer = f"blocks.{depth - 1}.norm1"
         self.config = {"num_classes": num_classes, "dim": dim, "depth": depth, "heads": heads,
-                       "mlp_ratio": mlp_ratio, "image_size": image_size}
+                       "mlp_ratio": mlp_ratio, "image_size": image_size, "stem": [int(c) for c in stem], "patch_kernel": int(patch_kernel)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch(self.stem((x - 0.5) / 0.25)).flatten(2).transpose(1, 2)
