@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ['SmallCNN', 'DEFAULT_TARGET_LAYER']
+
 #: Dotted name of the layer to explain: the last conv block, a 12 x 12 grid for 96 x 96 input.
 DEFAULT_TARGET_LAYER = "block3"
 

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from .. import datasets
 from . import WEIGHTS_DIR, build, load
 
+__all__ = ['DEFAULTS', 'accuracy', 'train', 'add_arguments', 'run', 'main']
+
 #: Per-model defaults of one run (about 5-6 idle 2-core minutes each); the shipped weights took
 #: several chained runs, see docs/dataset.md, and still miss the required accuracies.
 DEFAULTS: Dict[str, Dict[str, float]] = {

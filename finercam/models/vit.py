@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 
+__all__ = ['Attention', 'Block', 'SmallViT', 'DEFAULT_TARGET_LAYER']
+
 class Attention(nn.Module):
     """Multi-head self-attention over tokens (B, N, D):
     :math:`\\mathrm{softmax}(Q K^\\top / \\sqrt{D / h})\\, V` per head, heads joined and projected.
