@@ -3,15 +3,19 @@
 ::
 
     input (3, 96, 96) in [0, 1] -> (x - 0.5) / 0.25
-    conv stem: conv3x3/2 3 -> 16, conv3x3/2 16 -> 32 (BN, ReLU)      24 x 24
-    patch embedding: conv2x2/2 32 -> D                               12 x 12 = 144 patch tokens
+    conv stem: conv3x3/2 3 -> 24, conv3x3/2 24 -> 32,
+               conv3x3 32 -> 48 (each BN, ReLU)                      24 x 24
+    patch embedding: conv3x3/2 48 -> D (overlapping)                 12 x 12 = 144 patch tokens
     [CLS] + 144 tokens + learned position embedding                  (145, D)
     depth x pre-norm block: x + attn(norm1(x)); x + mlp(norm2(x))
     final norm, linear head on the class token
 
 A convolutional stem in front of the patch embedding (Xiao et al., 2021, "Early convolutions help
-transformers see better") lets a ViT this small learn from a few thousand images in minutes; the
-tokens are still 8 x 8-pixel patches on a 12 x 12 grid.
+transformers see better") lets a ViT this small learn from a few thousand images in minutes; each
+token stands for an 8 x 8-pixel cell of a 12 x 12 grid, and the overlapping 3 x 3 embedding lets
+it see the edges of its neighbours, which thin shape differences (a tail's length, a beak's hook)
+straddle.  ``stem`` (conv widths; the first two halve the size) and ``patch_kernel`` (2: disjoint
+patches, 3: overlapping) select the architecture; checkpoints record them in their config.
 
 The default target layer is ``blocks.<depth-1>.norm1``: the last block's normalised input, shape
 (B, 1 + 144, D), class token first.  Only there do the patch tokens still reach the logit (through
@@ -77,7 +81,11 @@ class Block(nn.Module):
 
 
 class SmallViT(nn.Module):
-    """Conv stem, 8 x 8-pixel patch tokens, class token, ``depth`` transformer blocks."""
+    """Conv stem, 12 x 12 patch tokens (8 x 8-pixel cells), class token, ``depth`` transformer blocks.
+
+    >>> SmallViT(stem=(16, 32), patch_kernel=2).patch.kernel_size   # the first shipped architecture
+    (2, 2)
+    """
 
     def __init__(self, num_classes: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
                  mlp_ratio: float = 2.0, image_size: int = 96, stem: Sequence[int] = (24, 32, 48), patch_kernel: int = 3) -> None:
