@@ -275,7 +275,7 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
     exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
     refs = [int(r) for r in exp.references[i]]
     row1 = [img, viz.overlay(img, exp.baseline().maps[i])]
-    t1 = [_name(c), "None (Grad-CAM)"]
+    t1 = [_name(c), "no reference (Grad-CAM)"]  # the paper's Fig. 7 heads this column "None"
     row2 = [None, viz.overlay(img, exp.maps[i])]
     t2 = [None, f"all {len(refs)} (aggregated)"]
     row3 = [None, None]
