@@ -30,11 +30,11 @@ build: $(STAMP)
 # The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
 C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads
 
-csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h csrc/tests/*.h)
 	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@
 
 # The kernels' pthread_create calls go through the test's __wrap_pthread_create, which can fail them.
-csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csrc/*.h)
+csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csrc/*.h csrc/tests/*.h)
 	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm \
 		-Wl,--wrap=pthread_create -o $@
 

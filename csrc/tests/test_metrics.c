@@ -11,17 +11,7 @@
 #include "measure.h"
 #include "rank.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                    \
-    } while (0)
+#include "check.h"
 
 /* The rule spelled out: p ranks after q when q is larger, or equal and earlier; NaN last. */
 static int64_t brute_rank(const float *x, int64_t n, int64_t p)
@@ -229,6 +219,5 @@ int main(void)
     test_pointing();
     test_trapezoid();
     test_cosine();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return check_report();
 }

@@ -16,17 +16,7 @@
 #include "parallel.h"
 #include "rank.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-        }                                                                    \
-    } while (0)
+#include "check.h"
 
 /* ---------------------------------------------------------------- pthread_create under test */
 
@@ -331,6 +321,5 @@ int main(void)
     test_parallel();
     test_kernels();
     test_spawn_failures();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return check_report();
 }
