@@ -33,16 +33,6 @@ static int64_t brute_rank(const float *x, int64_t n, int64_t p)
     return r;
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
 static void test_argsort_hand(void)
 {
     const float x[6] = {0.5f, -0.0f, 1.0f, 0.0f, 0.5f, -INFINITY};

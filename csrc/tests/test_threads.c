@@ -69,16 +69,6 @@ static void oracle_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, i
     }
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint32_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-
 /* Maps of few distinct values (ties), both zero signs, NaN now and then; or continuous ones. */
 static void fill_maps(float *x, ptrdiff_t n, int tied)
 {
