@@ -141,8 +141,15 @@ def test_checkpoints_without_the_newer_vit_options_load_with_their_old_architect
 def test_bad_vit_options_raise():
     with pytest.raises(ValueError, match="stem"):
         models.build("vit", stem=(16,))
-    with pytest.raises(ValueError, match="patch_kernel"):
-        models.build("vit", patch_kernel=4)
+    for bad in ((0, 32), (16.5, 32), (True, 32), (16, -1)):
+        with pytest.raises(ValueError, match="stem"):
+            models.build("vit", stem=bad)
+    for bad in ("ab", None, 16):
+        with pytest.raises(TypeError, match="stem"):
+            models.build("vit", stem=bad)
+    for bad in (4, 1, True):
+        with pytest.raises(ValueError, match="patch_kernel"):
+            models.build("vit", patch_kernel=bad)
 
 
 def test_fine_tuning_starts_from_the_checkpoint_with_its_architecture(tmp_path):

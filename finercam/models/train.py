@@ -27,7 +27,7 @@ from . import WEIGHTS_DIR, build, load
 __all__ = ['DEFAULTS', 'accuracy', 'train', 'add_arguments', 'run', 'main']
 
 #: Per-model defaults of one run from scratch. CNN: the shipped weights are exactly this run
-#: (about 9 idle 2-core minutes). ViT: this run (about 15 idle minutes) reached 89.5 %; the shipped
+#: (about 9 idle 2-core minutes). ViT: this run (about 14 idle minutes) reached 89.5 %; the shipped
 #: weights add a second run ``--init <first> --epochs 4 --lr 5e-4`` (about 5 minutes), see
 #: docs/dataset.md. No label smoothing: it would flatten the non-target logits, whose order gives
 #: Finer-CAM its references.

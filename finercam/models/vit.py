@@ -90,15 +90,19 @@ class SmallViT(nn.Module):
     def __init__(self, num_classes: int = 16, dim: int = 64, depth: int = 4, heads: int = 4,
                  mlp_ratio: float = 2.0, image_size: int = 96, stem: Sequence[int] = (24, 32, 48), patch_kernel: int = 3) -> None:
         super().__init__()
+        if isinstance(stem, (str, bytes)) or not hasattr(stem, "__len__"):
+            raise TypeError(f"stem must be a sequence of conv widths, got {type(stem).__name__}")
         if len(stem) < 2:
             raise ValueError(f"stem must list at least 2 conv widths (two stride-2 convs), got {stem!r}")
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in stem):
+            raise ValueError(f"stem widths must be positive ints, got {stem!r}")
         layers, cin = [], 3
         for i, cout in enumerate(stem):  # the first two convs halve the size: 96 -> 48 -> 24
             layers += [nn.Conv2d(cin, int(cout), 3, 2 if i < 2 else 1, 1, bias=False),
                        nn.BatchNorm2d(int(cout)), nn.ReLU()]
             cin = int(cout)
         self.stem = nn.Sequential(*layers)
-        if patch_kernel not in (2, 3):
+        if isinstance(patch_kernel, bool) or patch_kernel not in (2, 3):
             raise ValueError(f"patch_kernel must be 2 (disjoint patches) or 3 (overlapping), got {patch_kernel!r}")
         # stride 2 either way (24 x 24 -> 12 x 12 tokens); a 3 x 3 kernel lets each token see its
         # neighbours' edges, which the thin shape differences (tail, beak) straddle

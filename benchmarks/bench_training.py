@@ -1,0 +1,49 @@
+"""Cost of one training image for each of our models: forward, backward and an AdamW step on a
+batch of 64 random images, at torch's thread count (``--threads``, default 2), best of 20 steps
+after 3 warm-up steps. Multiply by the images of a run (``finercam.models.train.DEFAULTS``:
+25,600 x 12 epochs) for its idle wall time.
+
+Run: ``python benchmarks/bench_training.py [--threads 2] [--batch 64]``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from finercam.models import MODELS, build
+from finercam.models.train import DEFAULTS
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    for name in MODELS:
+        model = build(name).train()
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        x, y = torch.rand(args.batch, 3, 96, 96), torch.randint(0, 16, (args.batch,))
+        times = []
+        for step in range(23):
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step >= 3:
+                times.append(time.perf_counter() - t0)
+        per_image = min(times) / args.batch
+        cfg = DEFAULTS[name]
+        run = per_image * cfg["n_train"] * cfg["epochs"]
+        print(f"{name}: {per_image * 1e3:.2f} ms per training image ({args.threads} threads); "
+              f"the default run ({int(cfg['n_train'])} images x {int(cfg['epochs'])} epochs) "
+              f"about {run / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
