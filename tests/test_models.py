@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from finercam import datasets, models
 from finercam.models import train as train_mod
@@ -170,3 +171,75 @@ def test_too_few_training_images_for_one_batch_raise_before_training(tmp_path):
     with pytest.raises(ValueError, match="n_train"):
         train_mod.train("cnn", n_train=16, batch=32, out=tmp_path / "x.pt", log=lambda msg: None)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_distillation_loss_matches_the_formula_written_out():
+    torch.manual_seed(1)
+    z_s = torch.randn(5, 16, requires_grad=True)
+    z_t, y = torch.randn(5, 16) * 3, torch.randint(0, 16, (5,))
+    hard = F.cross_entropy(z_s, y)
+    for weight, tau in ((0.5, 2.0), (0.9, 4.0), (0.0, 1.0), (1.0, 1.0)):
+        got = train_mod.distillation_loss(z_s, z_t, hard, weight, tau)
+        # KL(p_t || p_s) per image, averaged over the batch, written with plain softmax/log
+        p_t, p_s = torch.softmax(z_t / tau, 1), torch.softmax(z_s / tau, 1)
+        kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean()
+        want = (1 - weight) * hard + weight * tau ** 2 * kl
+        torch.testing.assert_close(got, want)
+        g_got, = torch.autograd.grad(got, z_s, retain_graph=True)
+        g_want, = torch.autograd.grad(want, z_s, retain_graph=True)
+        torch.testing.assert_close(g_got, g_want)
+    # the soft term vanishes when the student already matches the teacher
+    assert float(train_mod.distillation_loss(z_t, z_t, torch.tensor(0.0), 1.0, 2.0)) == pytest.approx(0, abs=1e-6)
+
+
+def test_transferred_stem_computes_what_the_cnn_computes():
+    cnn, vit = models.load("cnn"), models.build("vit").eval()
+    assert train_mod.transfer_stem(cnn, vit) == 18
+    x = (torch.rand(3, 3, 96, 96) - 0.5) / 0.25
+    with torch.no_grad():
+        want = cnn.block2[:3](cnn.block1(cnn.stem(x)))  # stem, block1, block2's first conv+BN+ReLU
+        torch.testing.assert_close(vit.stem(x), want)
+    with pytest.raises(ValueError, match="stem"):
+        train_mod.transfer_stem(cnn, models.build("vit", stem=(16, 32, 48)))
+    with pytest.raises(ValueError, match="stem"):
+        train_mod.transfer_stem(cnn, models.build("vit", stem=(24, 32)))
+    with pytest.raises(TypeError, match="stem_from"):
+        train_mod.transfer_stem(vit, models.build("vit"))
+
+
+def test_teacher_and_stem_options_shape_the_training(tmp_path):
+    quiet = dict(n_train=32, epochs=1, batch=16, n_test=16, threads=1, log=lambda msg: None)
+
+    def run(name, **extra):
+        torch.manual_seed(0)
+        train_mod.train("vit", out=tmp_path / name, **quiet, **extra)
+        return models.checkpoint("vit", tmp_path / name)
+
+    plain = run("plain.pt")
+    zero = run("zero.pt", teacher="cnn", distill_weight=0.0)   # lambda 0: the labels alone
+    soft = run("soft.pt", teacher="cnn", distill_weight=1.0)
+    key = "head.weight"
+    torch.testing.assert_close(zero["state_dict"][key], plain["state_dict"][key], rtol=0, atol=0)
+    assert not torch.equal(soft["state_dict"][key], plain["state_dict"][key])
+    assert soft["train_config"]["teacher"] == "cnn" and plain["train_config"]["teacher"] is None
+    # lr 0: the stem stays the CNN's (to float16), the rest stays freshly initialised
+    stem = run("stem.pt", stem_from="cnn", lr=0.0)
+    cnn = models.checkpoint("cnn")["state_dict"]
+    torch.testing.assert_close(stem["state_dict"]["stem.3.weight"], cnn["block1.0.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(stem["state_dict"]["stem.7.weight"], cnn["block2.1.weight"], rtol=0, atol=0)
+
+
+def test_bad_teacher_or_stem_source_raises_before_any_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "generate", lambda *a, **k: pytest.fail("data was generated"))
+    quiet = dict(n_train=32, epochs=1, batch=16, out=tmp_path / "x.pt", log=lambda msg: None)
+    with pytest.raises(ValueError, match="teacher"):
+        train_mod.train("vit", teacher="resnet", **quiet)
+    with pytest.raises(ValueError, match="stem_from"):
+        train_mod.train("vit", stem_from=str(tmp_path / "missing.pt"), **quiet)
+    with pytest.raises(TypeError, match="teacher"):
+        train_mod.train("vit", teacher=3, **quiet)
+    with pytest.raises(TypeError, match="stem_from"):
+        train_mod.train("vit", stem_from="vit", **quiet)   # a ViT has no CNN stem to give
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(ValueError, match="stem_from"):
+        train_mod.train("cnn", stem_from="cnn", **quiet)
