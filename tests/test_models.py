@@ -227,6 +227,12 @@ def test_teacher_and_stem_options_shape_the_training(tmp_path):
     cnn = models.checkpoint("cnn")["state_dict"]
     torch.testing.assert_close(stem["state_dict"]["stem.3.weight"], cnn["block1.0.weight"], rtol=0, atol=0)
     torch.testing.assert_close(stem["state_dict"]["stem.7.weight"], cnn["block2.1.weight"], rtol=0, atol=0)
+    # frozen: the stem, its batch-norm statistics included, is the CNN's after training; the rest learns
+    frozen = run("frozen.pt", stem_from="cnn", freeze_stem=True)
+    for ours, theirs in (("stem.0.weight", "stem.0.weight"), ("stem.4.running_var", "block1.1.running_var"),
+                         ("stem.7.running_mean", "block2.1.running_mean"), ("stem.7.bias", "block2.1.bias")):
+        torch.testing.assert_close(frozen["state_dict"][ours], cnn[theirs], rtol=0, atol=0)
+    assert not torch.equal(frozen["state_dict"]["patch.weight"], stem["state_dict"]["patch.weight"])
 
 
 def test_bad_teacher_or_stem_source_raises_before_any_data(tmp_path, monkeypatch):
@@ -243,3 +249,7 @@ def test_bad_teacher_or_stem_source_raises_before_any_data(tmp_path, monkeypatch
     assert not (tmp_path / "x.pt").exists()
     with pytest.raises(ValueError, match="stem_from"):
         train_mod.train("cnn", stem_from="cnn", **quiet)
+    with pytest.raises(ValueError, match="freeze_stem"):
+        train_mod.train("vit", freeze_stem=True, **quiet)   # nothing trained to keep
+    with pytest.raises(ValueError, match="freeze_stem"):
+        train_mod.train("cnn", freeze_stem=True, init=str(tmp_path / "x.pt"), **quiet)

@@ -33,9 +33,9 @@ __all__ = ['DEFAULTS', 'accuracy', 'train', 'add_arguments', 'run', 'main']
 #: Finer-CAM its references.
 DEFAULTS: Dict[str, Dict[str, float]] = {
     "cnn": {"n_train": 25600, "epochs": 12, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4, "label_smoothing": 0.0,
-            "teacher": None, "distill_weight": 0.5, "distill_temperature": 2.0, "stem_from": None},
+            "teacher": None, "distill_weight": 0.5, "distill_temperature": 2.0, "stem_from": None, "freeze_stem": False},
     "vit": {"n_train": 25600, "epochs": 12, "lr": 2e-3, "batch": 64, "weight_decay": 0.05, "label_smoothing": 0.0,
-            "teacher": None, "distill_weight": 0.5, "distill_temperature": 2.0, "stem_from": None},
+            "teacher": None, "distill_weight": 0.5, "distill_temperature": 2.0, "stem_from": None, "freeze_stem": False},
 }
 
 
@@ -70,7 +70,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
           data_cache: Optional[Path] = None, init: Optional[Path] = None,
           label_smoothing: Optional[float] = None, teacher: Optional[str] = None,
           distill_weight: Optional[float] = None, distill_temperature: Optional[float] = None,
-          stem_from: Optional[str] = None) -> Dict[str, object]:
+          stem_from: Optional[str] = None, freeze_stem: Optional[bool] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights.
 
     Minimises the label-smoothed cross-entropy over ``n_train`` generated images (:math:`K = 16`
@@ -115,7 +115,8 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     for key, value in (("n_train", n_train), ("epochs", epochs), ("lr", lr), ("batch", batch),
                        ("weight_decay", weight_decay), ("label_smoothing", label_smoothing),
                        ("teacher", teacher), ("distill_weight", distill_weight),
-                       ("distill_temperature", distill_temperature), ("stem_from", stem_from)):
+                       ("distill_temperature", distill_temperature), ("stem_from", stem_from),
+                       ("freeze_stem", freeze_stem)):
         if value is not None:
             cfg[key] = value
     if int(cfg["n_train"]) < int(cfg["batch"]):  # OneCycleLR would fail later with zero steps
@@ -209,6 +210,12 @@ def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, hard: torch.T
     return (1 - weight) * hard + weight * temperature ** 2 * kl
 
 
+def _train_mode(model: torch.nn.Module, frozen_stem: bool) -> None:
+    model.train()
+    if frozen_stem:
+        model.stem.eval()
+
+
 def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.Batch:
     """Generate a split as uint8, or load it from ``folder`` where an earlier run saved it."""
     if folder is None:
@@ -229,6 +236,8 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     teacher = _trained(cfg["teacher"], "teacher") if cfg.get("teacher") else None
     if stem_source is not None and model_name != "vit":
         raise ValueError(f"stem_from initialises a ViT's conv stem; the {model_name} has none")
+    if cfg.get("freeze_stem") and (model_name != "vit" or (stem_source is None and init is None)):
+        raise ValueError("freeze_stem keeps a trained ViT stem fixed: it needs --model vit and stem_from or init")
     if stem_source is not None and not isinstance(stem_source, SmallCNN):
         raise TypeError(f"stem_from must be a trained SmallCNN, got a {type(stem_source).__name__}")
     torch.manual_seed(seed)
@@ -253,8 +262,12 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
         log(f"teacher {cfg['teacher']}: logits of {len(soft)} training images in {time.perf_counter() - t2:.1f} s")
     # channels-last convolutions are about 7 % faster on this CPU; the weights are saved contiguous
     model = model.to(memory_format=torch.channels_last).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+    frozen = bool(cfg.get("freeze_stem"))
+    if frozen:  # a fixed feature extractor: no gradients, batch norm on its stored statistics
+        model.stem.requires_grad_(False)
+    _train_mode(model, frozen)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or "pos_embed" in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"])
     bs, n = int(cfg["batch"]), len(train_set.labels)
@@ -283,6 +296,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
             sched.step()
             running += float(loss.detach())
         acc = accuracy(model, test_set.images[:512], test_set.labels[:512])
+        _train_mode(model, frozen)
         history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch, "test_acc_512": acc,
                         "seconds": time.perf_counter() - t1})
         if checkpoint_each_epoch is not None:  # a fallback while a long run goes on
@@ -340,6 +354,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-temperature", type=float, default=None, help="tau of the soft term")
     parser.add_argument("--stem-from", default=None,
                         help="vit only: initialise the conv stem from this trained CNN (name or path)")
+    parser.add_argument("--freeze-stem", action=argparse.BooleanOptionalAction, default=None,
+                        help="vit only: keep the (transferred) conv stem fixed")
     parser.add_argument("--data-cache", type=Path, default=None,
                         help="folder to save the generated images to, or load them from on a rerun")
 
@@ -369,7 +385,7 @@ def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = No
           checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
           init=args.init, label_smoothing=args.label_smoothing, teacher=args.teacher,
           distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-          stem_from=args.stem_from)
+          stem_from=args.stem_from, freeze_stem=args.freeze_stem)
     return 0
 
 
