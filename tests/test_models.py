@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from finercam import datasets, models
 from finercam.models import train as train_mod
@@ -10,10 +9,10 @@ from finercam.models import train as train_mod
 # Fresh test images: a seed the training command never uses (it evaluates on seed 0).
 FRESH_SEED, N_FRESH = 2024, 384
 REQUIRED = {"cnn": 0.95, "vit": 0.90}
-# No species given up. The ViT tells the green from the hook-billed kingfisher (long vs hooked
-# beak) only about half the time (0.38 / 0.56 on 1024 fresh images; docs/dataset.md), so its floor
-# only checks that it is not collapsed onto one of the two.
-PER_CLASS_FLOOR = {"cnn": 0.7, "vit": 0.25}
+# No species given up: the hardest pairs are the shape differences (olive vs long-tailed warbler,
+# green vs hook-billed kingfisher), at 0.75-0.79 for the weakest class of each model on these 384
+# images (0.81-0.83 on 1024 fresh ones; docs/dataset.md).
+PER_CLASS_FLOOR = {"cnn": 0.7, "vit": 0.7}
 
 
 @pytest.fixture(scope="module")
@@ -173,25 +172,6 @@ def test_too_few_training_images_for_one_batch_raise_before_training(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_distillation_loss_matches_the_formula_written_out():
-    torch.manual_seed(1)
-    z_s = torch.randn(5, 16, requires_grad=True)
-    z_t, y = torch.randn(5, 16) * 3, torch.randint(0, 16, (5,))
-    hard = F.cross_entropy(z_s, y)
-    for weight, tau in ((0.5, 2.0), (0.9, 4.0), (0.0, 1.0), (1.0, 1.0)):
-        got = train_mod.distillation_loss(z_s, z_t, hard, weight, tau)
-        # KL(p_t || p_s) per image, averaged over the batch, written with plain softmax/log
-        p_t, p_s = torch.softmax(z_t / tau, 1), torch.softmax(z_s / tau, 1)
-        kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean()
-        want = (1 - weight) * hard + weight * tau ** 2 * kl
-        torch.testing.assert_close(got, want)
-        g_got, = torch.autograd.grad(got, z_s, retain_graph=True)
-        g_want, = torch.autograd.grad(want, z_s, retain_graph=True)
-        torch.testing.assert_close(g_got, g_want)
-    # the soft term vanishes when the student already matches the teacher
-    assert float(train_mod.distillation_loss(z_t, z_t, torch.tensor(0.0), 1.0, 2.0)) == pytest.approx(0, abs=1e-6)
-
-
 def test_transferred_stem_computes_what_the_cnn_computes():
     cnn, vit = models.load("cnn"), models.build("vit").eval()
     assert train_mod.transfer_stem(cnn, vit) == 18
@@ -207,7 +187,7 @@ def test_transferred_stem_computes_what_the_cnn_computes():
         train_mod.transfer_stem(vit, models.build("vit"))
 
 
-def test_teacher_and_stem_options_shape_the_training(tmp_path):
+def test_stem_options_shape_the_training(tmp_path):
     quiet = dict(n_train=32, epochs=1, batch=16, n_test=16, threads=1, log=lambda msg: None)
 
     def run(name, **extra):
@@ -215,41 +195,43 @@ def test_teacher_and_stem_options_shape_the_training(tmp_path):
         train_mod.train("vit", out=tmp_path / name, **quiet, **extra)
         return models.checkpoint("vit", tmp_path / name)
 
-    plain = run("plain.pt")
-    zero = run("zero.pt", teacher="cnn", distill_weight=0.0)   # lambda 0: the labels alone
-    soft = run("soft.pt", teacher="cnn", distill_weight=1.0)
-    key = "head.weight"
-    torch.testing.assert_close(zero["state_dict"][key], plain["state_dict"][key], rtol=0, atol=0)
-    assert not torch.equal(soft["state_dict"][key], plain["state_dict"][key])
-    assert soft["train_config"]["teacher"] == "cnn" and plain["train_config"]["teacher"] is None
-    # lr 0: the stem stays the CNN's (to float16), the rest stays freshly initialised
-    stem = run("stem.pt", stem_from="cnn", lr=0.0)
     cnn = models.checkpoint("cnn")["state_dict"]
-    torch.testing.assert_close(stem["state_dict"]["stem.3.weight"], cnn["block1.0.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(stem["state_dict"]["stem.7.weight"], cnn["block2.1.weight"], rtol=0, atol=0)
-    # frozen: the stem, its batch-norm statistics included, is the CNN's after training; the rest learns
-    frozen = run("frozen.pt", stem_from="cnn", freeze_stem=True)
+    # the default: the CNN's stem, kept fixed with its batch-norm statistics; the rest learns
+    default = run("default.pt")
+    assert default["train_config"]["stem_from"] == "cnn" and default["train_config"]["freeze_stem"] is True
     for ours, theirs in (("stem.0.weight", "stem.0.weight"), ("stem.4.running_var", "block1.1.running_var"),
                          ("stem.7.running_mean", "block2.1.running_mean"), ("stem.7.bias", "block2.1.bias")):
-        torch.testing.assert_close(frozen["state_dict"][ours], cnn[theirs], rtol=0, atol=0)
-    assert not torch.equal(frozen["state_dict"]["patch.weight"], stem["state_dict"]["patch.weight"])
+        torch.testing.assert_close(default["state_dict"][ours], cnn[theirs], rtol=0, atol=0)
+    # not frozen, lr 0: the stem starts as the CNN's and the batch-norm statistics move
+    moving = run("moving.pt", freeze_stem=False, lr=0.0)
+    torch.testing.assert_close(moving["state_dict"]["stem.3.weight"], cnn["block1.0.weight"], rtol=0, atol=0)
+    assert not torch.equal(moving["state_dict"]["stem.7.running_mean"], cnn["block2.1.running_mean"])
+    assert not torch.equal(default["state_dict"]["patch.weight"], moving["state_dict"]["patch.weight"])
+    # from scratch: no transfer, nothing frozen
+    scratch = run("scratch.pt", stem_from="none")
+    assert scratch["train_config"]["stem_from"] is None and scratch["train_config"]["freeze_stem"] is False
+    assert not torch.equal(scratch["state_dict"]["stem.0.weight"], cnn["stem.0.weight"])
+    # fine-tuning a checkpoint keeps its own stem (no transfer, not frozen unless asked)
+    tuned = run("tuned.pt", init=tmp_path / "scratch.pt", lr=0.0)
+    assert tuned["train_config"]["stem_from"] is None and tuned["train_config"]["freeze_stem"] is False
+    torch.testing.assert_close(tuned["state_dict"]["stem.0.weight"], scratch["state_dict"]["stem.0.weight"])
 
 
-def test_bad_teacher_or_stem_source_raises_before_any_data(tmp_path, monkeypatch):
+def test_bad_stem_source_raises_before_any_data(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "generate", lambda *a, **k: pytest.fail("data was generated"))
     quiet = dict(n_train=32, epochs=1, batch=16, out=tmp_path / "x.pt", log=lambda msg: None)
-    with pytest.raises(ValueError, match="teacher"):
-        train_mod.train("vit", teacher="resnet", **quiet)
+    with pytest.raises(ValueError, match="stem_from"):
+        train_mod.train("vit", stem_from="resnet", **quiet)
     with pytest.raises(ValueError, match="stem_from"):
         train_mod.train("vit", stem_from=str(tmp_path / "missing.pt"), **quiet)
-    with pytest.raises(TypeError, match="teacher"):
-        train_mod.train("vit", teacher=3, **quiet)
+    with pytest.raises(TypeError, match="stem_from"):
+        train_mod.train("vit", stem_from=3, **quiet)
     with pytest.raises(TypeError, match="stem_from"):
         train_mod.train("vit", stem_from="vit", **quiet)   # a ViT has no CNN stem to give
-    assert not (tmp_path / "x.pt").exists()
     with pytest.raises(ValueError, match="stem_from"):
         train_mod.train("cnn", stem_from="cnn", **quiet)
     with pytest.raises(ValueError, match="freeze_stem"):
-        train_mod.train("vit", freeze_stem=True, **quiet)   # nothing trained to keep
+        train_mod.train("vit", stem_from="none", freeze_stem=True, **quiet)   # nothing trained to keep
     with pytest.raises(ValueError, match="freeze_stem"):
         train_mod.train("cnn", freeze_stem=True, init=str(tmp_path / "x.pt"), **quiet)
+    assert not (tmp_path / "x.pt").exists()

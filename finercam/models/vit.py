@@ -15,7 +15,12 @@ transformers see better") lets a ViT this small learn from a few thousand images
 token stands for an 8 x 8-pixel cell of a 12 x 12 grid, and the overlapping 3 x 3 embedding lets
 it see the edges of its neighbours, which thin shape differences (a tail's length, a beak's hook)
 straddle.  ``stem`` (conv widths; the first two halve the size) and ``patch_kernel`` (2: disjoint
-patches, 3: overlapping) select the architecture; checkpoints record them in their config.
+patches, 3: overlapping) select the architecture; checkpoints record them in their config.  The
+default stem has exactly the shapes of :class:`~finercam.models.cnn.SmallCNN`'s first three conv
+layers: the shipped ViT takes them from the trained CNN and keeps them fixed
+(:func:`finercam.models.train.transfer_stem`), a hybrid in the manner of the original ViT's
+ResNet-stem variant (Dosovitskiy et al., 2021); only the patch embedding, the tokens and the
+transformer are trained as a ViT.
 
 The default target layer is ``blocks.<depth-1>.norm1``: the last block's normalised input, shape
 (B, 1 + 144, D), class token first.  Only there do the patch tokens still reach the logit (through
