@@ -75,7 +75,9 @@ def test_accuracy_and_part_shares_against_direct_computation(quick):
                     for col in ("loc", "energy", "pointing"):
                         assert 0.0 <= row[col] <= 1.0
                     for col in ("rd@0.05", "rd@0.1"):
-                        assert -1.0 <= row[col] <= 1.0
+                        # a drop of p_c minus a drop of p_d, each in [-1, 1]: the target can lose
+                        # almost all its probability while the reference gains, so RD exceeds 1
+                        assert -2.0 <= row[col] <= 2.0
 
 
 def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
