@@ -7,8 +7,10 @@ The training set is generated once into memory (uint8), then the model is traine
 one-cycle learning-rate schedule, without label smoothing (it would erase the similarity order of
 the non-target logits that Finer-CAM's references come from), on ``--threads`` CPU threads
 (default 2).
-The weights are written in float16 with their architecture config, test accuracy and training
-record to ``finercam/models/weights/<model>.pt`` (or ``--out``).
+The ViT's conv stem is, by default, the trained CNN's first three layers, kept fixed
+(``--stem-from cnn --freeze-stem``): train the CNN first. The weights are written in float16
+with their architecture config, test accuracy and training record to
+``finercam/models/weights/<model>.pt`` (or ``--out``).
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
           seed: int = 0, n_test: int = 1024, threads: int = 2, out: Optional[Path] = None,
           log=None, checkpoint_each_epoch: Optional[Path] = None,
           data_cache: Optional[Path] = None, init: Optional[Path] = None,
-          label_smoothing: Optional[float] = None, stem_from: Optional[str] = None, freeze_stem: Optional[bool] = None) -> Dict[str, object]:
+          label_smoothing: Optional[float] = None, stem_from: Optional[str] = None,
+          freeze_stem: Optional[bool] = None) -> Dict[str, object]:
     """Train ``model_name`` ("cnn" or "vit"); returns the record saved with the weights.
 
     Minimises the label-smoothed cross-entropy over ``n_train`` generated images (:math:`K = 16`
@@ -87,10 +90,14 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     follows a cosine down to ``lr / 2.5e5``. ``None`` arguments take the model's
     :data:`DEFAULTS`.
 
-    ``stem_from`` (ViT only; a shipped model's name or a checkpoint path) copies a trained CNN's first
-    three conv + batch-norm layers into the ViT's conv stem (:func:`transfer_stem`), and
-    ``freeze_stem`` keeps that stem fixed: no gradients, batch norm on the stored statistics. The weights are written in float16 to ``out`` (default: the package's
-    weights folder) and the test accuracy is measured on ``n_test`` images after the float16
+    ``stem_from`` (ViT only; a shipped model's name or a checkpoint path; the ViT's default is
+    ``"cnn"``, ``"none"`` trains from scratch) copies a trained CNN's first three conv +
+    batch-norm layers into the ViT's conv stem (:func:`transfer_stem`); ``freeze_stem`` (by
+    default: whenever the stem was transferred) keeps that stem fixed, without gradients and with
+    batch norm on the stored statistics. With ``init`` the checkpoint's own stem is kept unless
+    ``stem_from`` is given.
+
+    The weights are written in float16 to ``out`` (default: the package's weights folder) and the test accuracy is measured on ``n_test`` images after the float16
     round trip, i.e. on the model as :func:`finercam.models.load` will return it. ``log``
     receives the progress lines (default: print). torch's thread count is set to ``threads``
     for the run and restored afterwards.
@@ -118,8 +125,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     cfg = dict(DEFAULTS[model_name])
     for key, value in (("n_train", n_train), ("epochs", epochs), ("lr", lr), ("batch", batch),
                        ("weight_decay", weight_decay), ("label_smoothing", label_smoothing),
-                       ("stem_from", stem_from),
-                       ("freeze_stem", freeze_stem)):
+                       ("stem_from", stem_from), ("freeze_stem", freeze_stem)):
         if value is not None:
             cfg[key] = value
     if stem_from is None and init is not None:  # the checkpoint brings its own stem
@@ -212,7 +218,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     if stem_source is not None and model_name != "vit":
         raise ValueError(f"stem_from initialises a ViT's conv stem; the {model_name} has none")
     if cfg.get("freeze_stem") and (model_name != "vit" or (stem_source is None and init is None)):
-        raise ValueError("freeze_stem keeps a trained ViT stem fixed: it needs --model vit and stem_from or init")
+        raise ValueError("freeze_stem keeps a trained ViT stem fixed: it needs the vit and stem_from or init")
     if stem_source is not None and not isinstance(stem_source, SmallCNN):
         raise TypeError(f"stem_from must be a trained SmallCNN, got a {type(stem_source).__name__}")
     torch.manual_seed(seed)
@@ -236,8 +242,9 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
     if frozen:  # a fixed feature extractor: no gradients, batch norm on its stored statistics
         model.stem.requires_grad_(False)
     _train_mode(model, frozen)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and "pos_embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or "pos_embed" in n)]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in trained if p.ndim <= 1 or "pos_embed" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"])
     bs, n = int(cfg["batch"]), len(train_set.labels)
