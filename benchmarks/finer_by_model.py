@@ -46,8 +46,7 @@ def main() -> None:
     print(f"{'model':12} {'acc':>5} {'sibling':>7} {'method':9} {'box base':>8} {'Finer':>6} "
           f"{'box diff':>16} {'disc base':>9} {'Finer':>6} {'disc diff':>16}")
     for name, path in pairs:
-        kind = "cnn" if "width" in torch.load(path, weights_only=True)["config"] else "vit"
-        net = models.load(kind, path)
+        net = models.load(torch.load(path, weights_only=True)["model"], path)
         for method in ("gradcam", "layercam"):
             exp = finercam.FinerCAM(net, net.default_target_layer, method=method, gamma=0.6,
                                     num_references=1)(x, targets=labels)

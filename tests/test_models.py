@@ -235,3 +235,27 @@ def test_bad_stem_source_raises_before_any_data(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="freeze_stem"):
         train_mod.train("cnn", freeze_stem=True, init=str(tmp_path / "x.pt"), **quiet)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_stem_source_that_is_not_our_checkpoint_raises_naming_the_argument(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "generate", lambda *a, **k: pytest.fail("data was generated"))
+    quiet = dict(n_train=32, epochs=1, batch=16, out=tmp_path / "x.pt", log=lambda msg: None)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="stem_from.*not a checkpoint"):
+        train_mod.train("vit", stem_from=str(text), **quiet)
+    bare = tmp_path / "bare.pt"   # a torch file without the record finercam train writes
+    torch.save({"state_dict": models.build("cnn").state_dict()}, bare)
+    with pytest.raises(ValueError, match="stem_from.*'model'"):
+        train_mod.train("vit", stem_from=str(bare), **quiet)
+    for bad in ("yes", 1, 0.0):
+        with pytest.raises(TypeError, match="freeze_stem"):
+            train_mod.train("vit", freeze_stem=bad, **quiet)
+    with pytest.raises(TypeError, match="vit"):
+        train_mod.transfer_stem(models.load("cnn"), models.build("cnn"))
+    # a checkpoint written by the command is accepted by path as well as by name
+    path = tmp_path / "cnn.pt"
+    torch.save(models.checkpoint("cnn"), path)
+    cnn_by_path = train_mod._trained(str(path), "stem_from")
+    for key, value in models.load("cnn").state_dict().items():
+        torch.testing.assert_close(cnn_by_path.state_dict()[key], value, rtol=0, atol=0)

@@ -132,6 +132,8 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
         cfg["stem_from"] = None
     if isinstance(cfg["stem_from"], str) and cfg["stem_from"].lower() in ("", "none"):
         cfg["stem_from"] = None  # from scratch: ``--stem-from none``
+    if freeze_stem is not None and not isinstance(freeze_stem, bool):
+        raise TypeError(f"freeze_stem must be True, False or None, got {type(freeze_stem).__name__}")
     if freeze_stem is None:  # by default only a stem transferred from the CNN stays fixed
         cfg["freeze_stem"] = bool(cfg["freeze_stem"]) and cfg["stem_from"] is not None
     if int(cfg["n_train"]) < int(cfg["batch"]):  # OneCycleLR would fail later with zero steps
@@ -154,9 +156,14 @@ def _trained(spec: object, argument: str) -> torch.nn.Module:
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"{argument} must be one of {MODELS} or a checkpoint file, got {str(spec)!r}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    name = ckpt.get("model", "cnn" if "width" in ckpt.get("config", {}) else "vit")
-    return load(str(name), path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or one holding arbitrary objects
+        raise ValueError(f"{argument}: {str(spec)!r} is not a checkpoint written by finercam train ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("model") not in MODELS:
+        raise ValueError(f"{argument}: {str(spec)!r} is not a checkpoint written by finercam train "
+                         f"(no 'model' entry naming one of {MODELS})")
+    return load(ckpt["model"], path)
 
 
 def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
@@ -173,9 +180,9 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
     18
     """
     if not isinstance(cnn, SmallCNN):
-        raise TypeError(f"stem_from must be a trained SmallCNN, got {type(cnn).__name__}")
+        raise TypeError(f"cnn (the stem_from model) must be a trained SmallCNN, got {type(cnn).__name__}")
     if not isinstance(vit, SmallViT):
-        raise TypeError(f"only a SmallViT takes a CNN's stem, got {type(vit).__name__}")
+        raise TypeError(f"vit must be a SmallViT, got {type(vit).__name__}")
     sources = [cnn.stem[0], cnn.stem[1], cnn.block1[0], cnn.block1[1], cnn.block2[0], cnn.block2[1]]
     targets = [m for m in vit.stem if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d))]
     if len(targets) != len(sources):
