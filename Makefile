@@ -19,7 +19,7 @@ $(VPY):
 $(STAMP): pyproject.toml setup.py | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(VPY) -m pip install -q torch==2.13.0
-	$(VPY) -m pip install -q -e '.[test,viz,docs]'
+	$(VPY) -m pip install -q -e '.[test,viz,docs,imagenet]'
 	touch $@
 
 venv: $(STAMP)

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from finercam import datasets
-from finercam.datasets import render
+from finercam.world import datasets
+from finercam.world.datasets import render
 
 
 def best(fn, repeat, clock=time.perf_counter):

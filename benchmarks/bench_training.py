@@ -1,6 +1,6 @@
 """Cost of one training image for each of our models: forward, backward and an AdamW step on a
 batch of 64 random images, at torch's thread count (``--threads``, default 2), best of 20 steps
-after 3 warm-up steps. Multiply by the images of a run (``finercam.models.train.DEFAULTS``:
+after 3 warm-up steps. Multiply by the images of a run (``finercam.world.models.train.DEFAULTS``:
 25,600 images x 12 epochs for the CNN, x 8 for the ViT, whose stem stays fixed) for its idle
 wall time.
 
@@ -15,8 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from finercam.models import MODELS, build
-from finercam.models.train import DEFAULTS
+from finercam.world.models import MODELS, build
+from finercam.world.models.train import DEFAULTS
 
 
 def main() -> None:

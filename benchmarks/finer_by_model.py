@@ -11,7 +11,7 @@ any checkpoints written by ``finercam train`` (CNN or ViT), so that training run
 * the share of map energy inside the ground-truth discriminative region (target vs reference);
 * how often the nearest reference is a sibling, and the model's accuracy on these images.
 
-    python benchmarks/finer_by_model.py vit=finercam/models/weights/vit.pt other=path/to/vit.pt
+    python benchmarks/finer_by_model.py vit=finercam/world/models/weights/vit.pt other=path/to/vit.pt
 
 Without arguments: the two shipped models.
 """
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 import finercam
-from finercam import datasets, metrics, models
+from finercam import metrics
+from finercam.world import datasets, models
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> str:

@@ -12,8 +12,8 @@ import argparse
 import numpy as np
 import torch
 
-from finercam import datasets, models
-from finercam.datasets import world
+from finercam.world import datasets, models
+from finercam.world.datasets import birds
 
 
 def report(name: str, path, n: int, seed: int) -> None:
@@ -22,14 +22,14 @@ def report(name: str, path, n: int, seed: int) -> None:
     with torch.no_grad():
         logits = torch.cat([net(torch.from_numpy(batch.images[i:i + 256])) for i in range(0, n, 256)])
     pred = logits.argmax(1).numpy()
-    per_class = [(pred[batch.labels == c] == c).mean() for c in range(len(world.CLASS_NAMES))]
+    per_class = [(pred[batch.labels == c] == c).mean() for c in range(len(birds.CLASS_NAMES))]
     print(f"{name}: accuracy {(pred == batch.labels).mean():.4f} on {n} fresh images (seed {seed}); "
           f"recorded at training {models.checkpoint(name, path)['test_accuracy']:.4f}")
     for c, acc in enumerate(per_class):
-        print(f"  {world.CLASS_NAMES[c]:<26} {acc:.2f}")
+        print(f"  {birds.CLASS_NAMES[c]:<26} {acc:.2f}")
     # references as Finer-CAM picks them for the predicted class: the next highest logits
     order = logits.argsort(1, descending=True).numpy()
-    sibling = np.array([[int(r) in world.siblings(int(p)) for r in order[i][order[i] != p][:3]]
+    sibling = np.array([[int(r) in birds.siblings(int(p)) for r in order[i][order[i] != p][:3]]
                         for i, p in enumerate(pred)])
     shares = " / ".join(f"{s:.0%}" for s in sibling.mean(0))
     print(f"  1st / 2nd / 3rd reference a sibling: {shares}; all three {sibling.all(1).mean():.0%}")

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 import finercam
-from finercam import datasets, metrics, models
+from finercam import metrics
+from finercam.world import datasets, models
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,9 +8,8 @@ __version__ = "0.1.0"
 
 from . import kernels  # noqa: F401
 from . import metrics  # noqa: F401
-from .evaluate import evaluate  # the function shadows the module's attribute
 from .explanation import Explanation
 from .finer import FinerCAM
 from .zeroshot import ZeroShotFinerCAM
 
-__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "evaluate", "kernels", "metrics"]
+__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "kernels", "metrics"]

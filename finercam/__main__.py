@@ -1,7 +1,7 @@
-"""``python -m finercam``: the command line (see :mod:`finercam.cli`)."""
+"""``python -m finercam``: the command line (see :mod:`finercam.apps.cli`)."""
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -47,7 +47,7 @@ def cli_child(argv: list, env: dict) -> None:
     import os
     import sys
 
-    from finercam.cli import main
+    from finercam.apps.cli import main
 
     os.environ.update(env)
     sys.exit(main(argv))
@@ -56,7 +56,7 @@ def cli_child(argv: list, env: dict) -> None:
 if __name__ == "__main__":  # `torchrun --run-path tests/evalkit.py evaluate ...`
     import sys
 
-    from finercam.cli import main
+    from finercam.apps.cli import main
 
     status = main()
     if status:  # a clean return hands the launcher its value; only a failure exits

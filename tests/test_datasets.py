@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from finercam import datasets
-from finercam.datasets import render, world
+from finercam.world import datasets
+from finercam.world.datasets import birds, render
 
 N = 48  # images per fixture batch: three of each class
 
@@ -20,7 +20,7 @@ def batch():
 def layers():
     """The renderer's intermediate layers for the same images as ``batch``."""
     rng = np.random.default_rng(np.random.SeedSequence([3, datasets.SPLITS.index("test"), 0]))
-    labels = np.arange(datasets.CHUNK) % world.NUM_CLASSES
+    labels = np.arange(datasets.CHUNK) % birds.NUM_CLASSES
     params = render.sample_params(labels, rng)
     return params, render.render(params)
 
@@ -68,12 +68,12 @@ def test_part_pixels_take_the_part_colour(batch, layers):
     np.testing.assert_array_equal(out["masks"][:N], batch.parts)
     albedo, colours = out["albedo"], out["colours"]
     # the expected colour of every part: the class colour from the attribute table, plus jitter
-    table = np.array([[world.COLOURS[world.CLASS_PARTS[c][p][0]] for p in world.PARTS]
+    table = np.array([[birds.COLOURS[birds.CLASS_PARTS[c][p][0]] for p in birds.PARTS]
                       for c in params["labels"]], dtype=np.float32)
     np.testing.assert_allclose(colours, np.clip(table + params["colour_jitter"], 0, 1), atol=1e-6)
     seen = 0
     for n in range(N):
-        for i, part in enumerate(world.PARTS):
+        for i, part in enumerate(birds.PARTS):
             m = batch.parts[n, i]
             if m.any():
                 seen += 1
@@ -96,20 +96,20 @@ def test_masks_are_disjoint_inside_the_box_and_cover_the_bird(batch):
         assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     # a large bird: the body is always there, and head, tail and beak almost always
     visible = batch.parts.any(axis=(2, 3)).mean(axis=0)
-    assert visible[world.PARTS.index("body")] == 1.0
+    assert visible[birds.PARTS.index("body")] == 1.0
     for part in ("head", "tail", "beak", "breast"):
-        assert visible[world.PARTS.index(part)] > 0.9
+        assert visible[birds.PARTS.index(part)] > 0.9
 
 
 def test_attribute_matrix_matches_the_class_table():
-    a = world.ATTRIBUTES
-    assert a.shape == (16, len(world.ATTRIBUTE_NAMES))
-    assert (a.sum(axis=1) == 2 * len(world.PARTS)).all()  # one colour and one shape per part
+    a = birds.ATTRIBUTES
+    assert a.shape == (16, len(birds.ATTRIBUTE_NAMES))
+    assert (a.sum(axis=1) == 2 * len(birds.PARTS)).all()  # one colour and one shape per part
     assert len({tuple(row) for row in a}) == 16  # every class distinct
     for c in range(16):
-        for part, (colour, shape) in world.CLASS_PARTS[c].items():
-            assert a[c, world.ATTRIBUTE_NAMES.index(f"{part}:colour:{colour}")] == 1
-            assert a[c, world.ATTRIBUTE_NAMES.index(f"{part}:shape:{shape}")] == 1
+        for part, (colour, shape) in birds.CLASS_PARTS[c].items():
+            assert a[c, birds.ATTRIBUTE_NAMES.index(f"{part}:colour:{colour}")] == 1
+            assert a[c, birds.ATTRIBUTE_NAMES.index(f"{part}:shape:{shape}")] == 1
 
 
 # The design: per family, S1 and S2 change one part of S0, S3 two parts, all different.
@@ -125,34 +125,34 @@ DESIGN = {
 def test_siblings_differ_exactly_in_the_designed_parts(base):
     changed = [set(p) for p in DESIGN[base]]
     family = [base, base + 1, base + 2, base + 3]
-    assert {world.CLASS_FAMILY[c] for c in family} == {base // 4}
-    assert set(world.siblings(base)) == set(family[1:])
+    assert {birds.CLASS_FAMILY[c] for c in family} == {base // 4}
+    assert set(birds.siblings(base)) == set(family[1:])
     for k in range(3):
-        assert set(world.differing_parts(base, base + 1 + k)) == changed[k]
+        assert set(birds.differing_parts(base, base + 1 + k)) == changed[k]
     for i in range(1, 4):
         for j in range(i + 1, 4):
             expected = changed[i - 1] | changed[j - 1]
-            assert set(world.differing_parts(base + i, base + j)) == expected
-            assert world.differing_parts(base + j, base + i) == world.differing_parts(base + i, base + j)
+            assert set(birds.differing_parts(base + i, base + j)) == expected
+            assert birds.differing_parts(base + j, base + i) == birds.differing_parts(base + i, base + j)
     # every pair of a family is told apart by a different set of parts
-    pairs = [frozenset(world.differing_parts(a, b)) for a in family for b in family if a < b]
+    pairs = [frozenset(birds.differing_parts(a, b)) for a in family for b in family if a < b]
     assert len(set(pairs)) == 6
     # the attribute vectors differ exactly in the columns of those parts
     for b in family[1:]:
-        diff = world.ATTRIBUTES[base] != world.ATTRIBUTES[b]
-        parts = {world.ATTRIBUTE_NAMES[i].split(":")[0] for i in np.nonzero(diff)[0]}
-        assert parts == set(world.differing_parts(base, b))
+        diff = birds.ATTRIBUTES[base] != birds.ATTRIBUTES[b]
+        parts = {birds.ATTRIBUTE_NAMES[i].split(":")[0] for i in np.nonzero(diff)[0]}
+        assert parts == set(birds.differing_parts(base, b))
 
 
 def test_other_families_differ_in_more_parts_than_siblings():
     for c in range(16):
-        sib = max(len(world.differing_parts(c, d)) for d in world.siblings(c))
-        other = min(len(world.differing_parts(c, d)) for d in range(16) if world.CLASS_FAMILY[d] != world.CLASS_FAMILY[c])
+        sib = max(len(birds.differing_parts(c, d)) for d in birds.siblings(c))
+        other = min(len(birds.differing_parts(c, d)) for d in range(16) if birds.CLASS_FAMILY[d] != birds.CLASS_FAMILY[c])
         assert sib <= 3 and other >= 5
         # attribute (Hamming) nearest classes are the siblings
-        ham = (world.ATTRIBUTES[c] != world.ATTRIBUTES).sum(axis=1)
+        ham = (birds.ATTRIBUTES[c] != birds.ATTRIBUTES).sum(axis=1)
         ham[c] = 10 ** 6
-        assert set(np.argsort(ham, kind="stable")[:3]) == set(world.siblings(c))
+        assert set(np.argsort(ham, kind="stable")[:3]) == set(birds.siblings(c))
 
 
 def test_discriminative_region_is_the_union_of_differing_part_masks(batch):
@@ -161,10 +161,10 @@ def test_discriminative_region_is_the_union_of_differing_part_masks(batch):
         c = int(batch.labels[n])
         refs = [int(d) for d in rng.choice([d for d in range(16) if d != c], size=3, replace=False)]
         for d in (refs[0], refs):
-            parts = world.differing_parts(c, d)
+            parts = birds.differing_parts(c, d)
             expected = np.zeros(batch.parts.shape[2:], bool)
             for p in parts:
-                expected |= batch.parts[n, world.PARTS.index(p)]
+                expected |= batch.parts[n, birds.PARTS.index(p)]
             got = datasets.discriminative_mask(batch.parts[n], c, d)
             np.testing.assert_array_equal(got, expected)
             got_t = datasets.discriminative_mask(torch.from_numpy(batch.parts[n]), c, d)
@@ -177,13 +177,13 @@ def test_discriminative_region_is_the_union_of_differing_part_masks(batch):
 
 
 def test_caption_names_every_attribute():
-    assert world.caption(8) == ("a long bird with a blue body, a white breast, a large blue head, a tall blue "
+    assert birds.caption(8) == ("a long bird with a blue body, a white breast, a large blue head, a tall blue "
                                 "crest, a black eye, a conical black beak, a rounded blue wing and a long blue tail")
     for c in range(16):
-        text = world.caption(c)
-        for part, (colour, _) in world.CLASS_PARTS[c].items():
+        text = birds.caption(c)
+        for part, (colour, _) in birds.CLASS_PARTS[c].items():
             assert f"{colour} {part}" in text
-    assert world.caption(1, parts=["wing"]) == "a plump bird with a rounded black wing"
+    assert birds.caption(1, parts=["wing"]) == "a plump bird with a rounded black wing"
 
 
 def test_bad_arguments_raise_with_the_argument_name():
@@ -194,9 +194,9 @@ def test_bad_arguments_raise_with_the_argument_name():
     with pytest.raises(ValueError, match="n must"):
         datasets.generate(-1)
     with pytest.raises(ValueError, match="c must"):
-        world.differing_parts(16, 0)
+        birds.differing_parts(16, 0)
     with pytest.raises(TypeError, match="d must"):
-        world.differing_parts(0, [1.0])
+        birds.differing_parts(0, [1.0])
     with pytest.raises(ValueError, match="sample_parts"):
         datasets.discriminative_mask(np.zeros((3, 8, 8), bool), 0, 1)
     with pytest.raises(TypeError, match="sample_parts"):

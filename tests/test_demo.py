@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from finercam import _reference, datasets, models
+from finercam import _reference
+from finercam.world import datasets, models
 
 ROOT = Path(__file__).parent.parent
 FIGURES = ([f"{m}-fig{k}" for m in ("cnn", "vit") for k in (4, 5, 7, 8)] + ["fig1-similarity"]

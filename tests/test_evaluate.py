@@ -12,8 +12,8 @@ import torch
 
 import finercam
 from finercam import metrics
-from finercam.cli import main as cli_main
-from finercam.evaluate import ImageFolder, evaluate
+from finercam.apps.cli import main as cli_main
+from finercam.apps.evaluate import ImageFolder, evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 import evalkit  # noqa: E402
@@ -84,7 +84,7 @@ def _forkserver():
     import multiprocessing.forkserver
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "finercam.cli"])
+    ctx.set_forkserver_preload(["torch", "finercam.apps.cli"])
     multiprocessing.forkserver.ensure_running()  # returns at once; the server imports meanwhile
     return ctx
 
@@ -215,7 +215,7 @@ def test_predicted_targets_and_nearest_logit_compare_to(tmp_path):
 
 
 class _DictInfo(torch.utils.data.Dataset):
-    """Items shaped like finercam.datasets.SpotTheDifference: (image, label, {"box": ...})."""
+    """Items shaped like finercam.world.datasets.SpotTheDifference: (image, label, {"box": ...})."""
 
     def __init__(self):
         self.base = evalkit.BoxDataset(n=4)
@@ -229,7 +229,7 @@ class _DictInfo(torch.utils.data.Dataset):
 
 
 def test_dict_info_items_and_dataset_classes_by_import_string():
-    from finercam.evaluate import _resolve_dataset
+    from finercam.apps.evaluate import _resolve_dataset
 
     assert isinstance(_resolve_dataset("evalkit:BoxDataset", None, 16, True), evalkit.BoxDataset)
     plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
@@ -300,7 +300,7 @@ def test_progress_bars_emit_no_tqdm_warning_in_a_kernel_without_ipywidgets(kerne
 
     from tqdm import TqdmWarning
 
-    from finercam._progress import progress_bar
+    from finercam.apps.progress import progress_bar
 
     # the oracle: the condition is real, tqdm.auto warns in it
     with pytest.warns(TqdmWarning, match="IProgress"):

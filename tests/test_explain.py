@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from finercam import _reference
-from finercam.explain_files import main, read_image
+from finercam.apps.explain import main, read_image
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

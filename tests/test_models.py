@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from finercam import datasets, models
-from finercam.models import train as train_mod
+from finercam.world import datasets, models
+from finercam.world.models import train as train_mod
 
 # Fresh test images: a seed the training command never uses (it evaluates on seed 0).
 FRESH_SEED, N_FRESH = 2024, 384
@@ -88,7 +88,7 @@ def test_training_command_writes_loadable_weights(tmp_path, capsys):
 
 
 def test_cli_train_subcommand_runs_the_same_training(tmp_path, capsys):
-    from finercam.cli import main as cli_main
+    from finercam.apps.cli import main as cli_main
 
     out = tmp_path / "cnn.pt"
     rc = cli_main(["train", "--model", "cnn", "--n-train", "64", "--epochs", "1", "--batch", "32",

@@ -1,4 +1,4 @@
-"""finercam.viz: overlays, grids and curves checked against hand computations and NumPy twins."""
+"""finercam.apps.viz: overlays, grids and curves checked against hand computations and NumPy twins."""
 import io
 import os
 import subprocess
@@ -13,7 +13,8 @@ from matplotlib import colormaps
 from matplotlib.collections import PolyCollection
 from PIL import Image
 
-from finercam import _reference, viz
+from finercam import _reference
+from finercam.apps import viz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +33,7 @@ def test_import_finercam_does_not_import_matplotlib():
 
 def test_viz_without_matplotlib_says_how_to_install():
     r = _run("import sys; sys.modules['matplotlib'] = None\n"
-             "try:\n    import finercam.viz\nexcept ImportError as e:\n    print(e)")
+             "try:\n    import finercam.apps.viz\nexcept ImportError as e:\n    print(e)")
     assert r.returncode == 0, r.stderr
     assert "pip install finercam[viz]" in r.stdout
 

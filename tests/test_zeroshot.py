@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import finercam
-from finercam.zeroshot import WordTokenizer, ZeroShotFinerCAM, ZeroShotHead
+from finercam.world.zeroshot import WordTokenizer
+from finercam.zeroshot import ZeroShotFinerCAM, ZeroShotHead
 
 PROMPTS = ["a red wing", "a bird", "a black tail", "a blue head"]
 

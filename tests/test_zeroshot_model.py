@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from finercam.datasets import generate, world
-from finercam.zeroshot import ZeroShotFinerCAM, from_open_clip, load_dual_encoder
-from finercam.zeroshot.captions import class_prompts, vocabulary
-from finercam.zeroshot.dual_encoder import WEIGHTS
-from finercam.zeroshot.train import zero_shot_accuracy
+from finercam.world.datasets import birds, generate
+from finercam.world.zeroshot import load_dual_encoder
+from finercam.zeroshot import ZeroShotFinerCAM, from_open_clip
+from finercam.world.zeroshot.captions import class_prompts, vocabulary
+from finercam.world.zeroshot.dual_encoder import WEIGHTS
+from finercam.world.zeroshot.train import zero_shot_accuracy
 
 #: Measured: 0.749 on 1024 fresh test images, 0.754 on the 256 below (docs/zeroshot.md); the test
 #: asks for a margin below it on 256 images.
@@ -59,14 +60,14 @@ def test_open_clip_adapter_serves_the_tiny_model(model):
     ea = a.explain(x, target="a black wing", references=["a bird"])
     eb = b.explain(x, target="a black wing", references=["a bird"])
     np.testing.assert_allclose(ea.maps, eb.maps, rtol=1e-5, atol=1e-6)
-    assert ea.maps.shape == (2, 96, 96) and world.NUM_CLASSES == len(class_prompts())
+    assert ea.maps.shape == (2, 96, 96) and birds.NUM_CLASSES == len(class_prompts())
 
 
 def test_cli_zeroshot_writes_the_study(tmp_path, capsys):
     import json
 
-    from finercam.cli import main
-    from finercam.zeroshot.study import prompt_localisation
+    from finercam.apps.cli import main
+    from finercam.world.zeroshot.study import prompt_localisation
 
     out = tmp_path / "z.json"
     assert main(["zeroshot", "--n", "8", "--seed", "2", "--out", str(out)]) == 0
@@ -78,7 +79,7 @@ def test_cli_zeroshot_writes_the_study(tmp_path, capsys):
 
 
 def test_cli_zeroshot_bad_arguments(capsys):
-    from finercam.cli import main
+    from finercam.apps.cli import main
 
     assert main(["zeroshot", "--n", "0"]) == 2
     assert "--n must be >= 1" in capsys.readouterr().err
@@ -90,11 +91,11 @@ def test_faithfulness_study_uses_the_classifiers_nearest_class():
     import finercam
     from torch import nn
 
-    from finercam.zeroshot.study import faithfulness_study
+    from finercam.world.zeroshot.study import faithfulness_study
 
     torch.manual_seed(0)
     clf = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(8, world.NUM_CLASSES)).eval()
+                        nn.Flatten(), nn.Linear(8, birds.NUM_CLASSES)).eval()
     res = faithfulness_study(clf, "1", n=8, seed=4, batch=8)
     b = generate(8, seed=4, split="test")
     x = torch.from_numpy(b.images)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from finercam.zeroshot import ZeroShotFinerCAM
-from finercam.zeroshot.study import correlation, energy_share, examine_faithfulness, top_overlap
+from finercam.world.zeroshot.study import correlation, energy_share, examine_faithfulness, top_overlap
 
 
 def _maps(n=4, h=6, w=5, seed=0):

@@ -4,14 +4,16 @@
   encoder with cached text embeddings; every option of :class:`finercam.FinerCAM` applies.
 * :func:`from_open_clip`, :func:`from_huggingface`: duck-typed adapters (neither library is
   imported).
-* :func:`load_dual_encoder`: the tiny dual encoder trained on the bird world, shipped with the
-  package (``python -m finercam.zeroshot.train`` retrains it).
-* :mod:`finercam.zeroshot.study`: the prompt-localisation study and the faithfulness examination.
+
+The bird world's tiny dual encoder (a model to try this on, shipped with the package) and the
+prompt-localisation study live in :mod:`finercam.world.zeroshot`; this package is the engine part
+and imports nothing from the world.
 
 Example
 -------
 >>> import torch
->>> from finercam.zeroshot import ZeroShotFinerCAM, load_dual_encoder
+>>> from finercam.zeroshot import ZeroShotFinerCAM
+>>> from finercam.world.zeroshot import load_dual_encoder
 >>> model = load_dual_encoder()
 >>> zs = ZeroShotFinerCAM(model.image_encoder, model.target_layer,
 ...                       prompts=["a black wing", "a bird"], text_encoder=model.encode_text,
@@ -21,10 +23,7 @@ Example
 (2, 96, 96)
 """
 from .adapters import HFImageEncoder, OpenCLIPImageEncoder, from_huggingface, from_open_clip
-from .dual_encoder import DualEncoder, load_dual_encoder
 from .head import ZeroShotFinerCAM, ZeroShotHead
-from .tokenizer import WordTokenizer
 
 __all__ = ["ZeroShotFinerCAM", "ZeroShotHead", "from_open_clip", "from_huggingface",
-           "OpenCLIPImageEncoder", "HFImageEncoder", "DualEncoder", "load_dual_encoder",
-           "WordTokenizer"]
+           "OpenCLIPImageEncoder", "HFImageEncoder"]

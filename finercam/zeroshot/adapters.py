@@ -119,7 +119,7 @@ def from_open_clip(model: nn.Module, tokenizer: Callable, target_layer: Any, pro
     The tiny dual encoder has open_clip's interface:
 
     >>> import torch
-    >>> from finercam.zeroshot import load_dual_encoder
+    >>> from finercam.world.zeroshot import load_dual_encoder
     >>> tiny = load_dual_encoder()
     >>> zs = from_open_clip(tiny, tiny.tokenizer, "image_encoder.layer3", ["a black wing", "a bird"])
     >>> zs.explain(torch.rand(1, 3, 96, 96), target="a black wing", references=["a bird"]).maps.shape
@@ -153,7 +153,7 @@ def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, p
 
     The tiny dual encoder, dressed in the ``CLIPModel`` interface, stands in here:
 
-    >>> from finercam.zeroshot import load_dual_encoder
+    >>> from finercam.world.zeroshot import load_dual_encoder
     >>> class TinyHF(nn.Module):
     ...     def __init__(self, tiny):
     ...         super().__init__()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..finer import FinerCAM
+
 __all__ = ["ZeroShotHead", "ZeroShotFinerCAM", "embeddings_from_output", "check_prompts"]
 
 PromptList = Sequence[str]
@@ -255,7 +257,7 @@ class ZeroShotFinerCAM:
 
     Example
     -------
-    >>> from finercam.zeroshot import load_dual_encoder
+    >>> from finercam.world.zeroshot import load_dual_encoder
     >>> model = load_dual_encoder()
     >>> zs = ZeroShotFinerCAM(model.image_encoder, model.target_layer, prompts=["a red wing", "a bird"],
     ...                       text_encoder=model.text_encoder, tokenizer=model.tokenizer,
@@ -288,12 +290,10 @@ class ZeroShotFinerCAM:
         self.head = ZeroShotHead(image_encoder, emb, scale=scale, bias=bias)
         if num_references is None:
             num_references = min(3, len(self.prompts) - 1)
-        import finercam  # the engine; imported here because finercam/__init__ imports this module
-
         # The prompts' "classifier weights" (reference_rule="weight_similarity") are the scaled
         # text embeddings: their cosine similarity ranks the prompts.
         options.setdefault("classifier", self.head.classifier)
-        self.cam = finercam.FinerCAM(self.head, layers, method=method, gamma=gamma,
+        self.cam = FinerCAM(self.head, layers, method=method, gamma=gamma,
                                      num_references=num_references, reference_rule=reference_rule,
                                      aggregate=aggregate, objective=objective, **options)
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import finercam
-from finercam import viz
-from finercam.datasets import SpotTheDifference, differing_parts, discriminative_mask
-from finercam.models import load
+from finercam.apps import viz
+from finercam.world.datasets import SpotTheDifference, differing_parts, discriminative_mask
+from finercam.world.models import load
 
 model = load("cnn")                         # eval mode, float32, shipped weights
 data = SpotTheDifference(split="test", n=16, seed=0)

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 import finercam
-from finercam import viz
-from finercam.datasets import SpotTheDifference, world
-from finercam.zeroshot import load_dual_encoder
-from finercam.zeroshot.captions import attribute_prompt, discriminative_attributes
-from finercam.zeroshot.study import energy_share
+from finercam.apps import viz
+from finercam.world.datasets import SpotTheDifference, birds
+from finercam.world.zeroshot import load_dual_encoder
+from finercam.world.zeroshot.captions import attribute_prompt, discriminative_attributes
+from finercam.world.zeroshot.study import energy_share
 
 dual = load_dual_encoder()
 data = SpotTheDifference(split="test", n=16, seed=0)
@@ -38,8 +38,8 @@ parts = torch.stack([data[i][2]["parts"] for i in range(8)]).numpy()     # (N, P
 # both from the same call.
 
 # %%
-wing = world.PARTS.index("wing")
-prompts_per_image = [attribute_prompt("wing", "colour", world.CLASS_PARTS[c]["wing"][0]) for c in labels]
+wing = birds.PARTS.index("wing")
+prompts_per_image = [attribute_prompt("wing", "colour", birds.CLASS_PARTS[c]["wing"][0]) for c in labels]
 prompts = sorted(set(prompts_per_image)) + ["a bird"]
 zs = finercam.ZeroShotFinerCAM(dual.image_encoder, dual.target_layer, prompts=prompts,
                                text_encoder=dual.encode_text, tokenizer=dual.tokenizer,
@@ -83,8 +83,8 @@ viz.gamma_sweep(images[n], [exp.recombine(gamma=g).maps[n] for g in (0.0, 0.3, 0
 # classifier is the embedded CNN.
 
 # %%
-from finercam.models import load
-from finercam.zeroshot.study import examine_faithfulness, zero_shot_cam
+from finercam.world.models import load
+from finercam.world.zeroshot.study import examine_faithfulness, zero_shot_cam
 
 clf = load("cnn")
 cam = finercam.FinerCAM(clf, clf.default_target_layer, num_references=1)
@@ -93,7 +93,7 @@ most_similar = clf_exp.references[:, 0]
 attribute_prompts = [[attribute_prompt(*fact) for fact in discriminative_attributes(c, int(d))]
                      for c, d in zip(labels, most_similar)]
 for c, d, a in list(zip(labels, most_similar, attribute_prompts))[:3]:
-    print(f"{world.CLASS_NAMES[c]} vs {world.CLASS_NAMES[d]}: {a}")
+    print(f"{birds.CLASS_NAMES[c]} vs {birds.CLASS_NAMES[d]}: {a}")
 
 # %%
 zs_world = zero_shot_cam(dual)          # the dual encoder over every attribute prompt of the world

@@ -88,37 +88,37 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_explain(p: argparse.ArgumentParser) -> None:
-    from .explain_files import add_arguments
+    from .explain import add_arguments
 
     add_arguments(p)
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from .explain_files import run
+    from .explain import run
 
     return run(args)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .models.train import add_arguments
+    from ..world.models.train import add_arguments
 
     add_arguments(p)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .models.train import run
+    from ..world.models.train import run
 
     return run(args)
 
 
 def _add_zeroshot(p: argparse.ArgumentParser) -> None:
-    from .zeroshot.command import add_options
+    from .zeroshot_command import add_options
 
     add_options(p)
 
 
 def _run_zeroshot(args: argparse.Namespace) -> int:
-    from .zeroshot.command import run
+    from .zeroshot_command import run
 
     return run(args)
 

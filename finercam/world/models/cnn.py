@@ -14,7 +14,7 @@ activation ``A`` that Grad-CAM-style methods weight.  Because the head is a glob
 one linear layer, CAM with the classifier weights is exact at ``block3``.
 
 >>> import torch
->>> from finercam.models.cnn import SmallCNN
+>>> from finercam.world.models.cnn import SmallCNN
 >>> SmallCNN()(torch.zeros(2, 3, 96, 96)).shape
 torch.Size([2, 16])
 """

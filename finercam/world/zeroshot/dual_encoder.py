@@ -3,7 +3,7 @@
 An image encoder (a small residual CNN; its ``layer3`` gives a 12 x 12 grid at 96 x 96 input, the
 CAM target layer) and a text encoder (two word convolutions over a closed vocabulary) map
 images and captions into one 64-d space; ``logits = exp(logit_scale) * cos(image, text)``.
-Trained contrastively by :mod:`finercam.zeroshot.train` on generated images and captions built
+Trained contrastively by :mod:`finercam.world.zeroshot.train` on generated images and captions built
 from their attributes ("a bird with a black wing and a grey beak").
 
 The model mirrors open_clip's interface (``encode_image``, ``encode_text``, ``logit_scale``) so
@@ -11,7 +11,7 @@ The model mirrors open_clip's interface (``encode_image``, ``encode_text``, ``lo
 
 Example
 -------
->>> from finercam.zeroshot import load_dual_encoder
+>>> from finercam.world.zeroshot import load_dual_encoder
 >>> model = load_dual_encoder()
 >>> model.tokenizer(["a bird with a black wing"]).shape
 torch.Size([1, 6])
@@ -106,7 +106,7 @@ class DualEncoder(nn.Module):
     ``forward(images, tokens)`` returns the (N_images, N_texts) logits
     ``exp(logit_scale) * cos(encode_image(images), encode_text(tokens))``.
 
-    >>> from finercam.zeroshot.captions import vocabulary
+    >>> from finercam.world.zeroshot.captions import vocabulary
     >>> model = DualEncoder(vocabulary())
     >>> model(torch.rand(2, 3, 32, 32), model.tokenizer(["a bird", "a red crest"])).shape
     torch.Size([2, 2])
@@ -157,7 +157,7 @@ def load_dual_encoder(path: Optional[Any] = None) -> DualEncoder:
     path = WEIGHTS if path is None else Path(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"no dual-encoder weights at {path}; train them with "
-                                f"`python -m finercam.zeroshot.train`")
+                                f"`python -m finercam.world.zeroshot.train`")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = blob["config"]
     model = DualEncoder(cfg["words"], cfg["embed_dim"], cfg["context_length"])

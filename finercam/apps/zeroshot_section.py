@@ -11,22 +11,22 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
                 target_layer: Optional[str] = None, classifier_label: str = "CNN",
                 gamma: float = 0.6) -> Dict[str, Any]:
     """Compute the zero-shot numbers on ``n`` test images and add them to ``report`` (a
-    :class:`finercam.report.Report`): a table of energy shares per part, a panel figure, and the
+    :class:`finercam.apps.report.Report`): a table of energy shares per part, a panel figure, and the
     faithfulness aggregate of ``classifier`` (default: the embedded CNN). Returns the numbers.
 
     The energy share of a map :math:`L` inside a mask :math:`M` is
     :math:`\\sum_{x \\in M} L(x) / \\sum_x L(x)` (a uniform map scores the mask's area). A part's
     prompt is explained alone (the base method on :math:`y_\\text{prompt}`) and against "a bird"
     (Finer: :math:`y_\\text{prompt} - \\gamma\\, y_\\text{a bird}`), see
-    :func:`finercam.zeroshot.study.prompt_localisation`. The faithfulness aggregate
-    (:func:`finercam.zeroshot.study.faithfulness_study`) compares the classifier's Finer map of
+    :func:`finercam.world.zeroshot.study.prompt_localisation`. The faithfulness aggregate
+    (:func:`finercam.world.zeroshot.study.faithfulness_study`) compares the classifier's Finer map of
     class c against its nearest-logit class d with the zero-shot maps of the attributes c has and
     d lacks: Pearson correlation and IoU of the top-10% pixels. When the classifier's weights are
     missing, the faithfulness part is replaced by a sentence saying so and left out of the
     returned numbers.
 
     >>> import tempfile
-    >>> from finercam.report import Report
+    >>> from finercam.apps.report import Report
     >>> report = Report(tempfile.mkdtemp(), "zero-shot")
     >>> numbers = add_section(report, n=4)
     >>> sorted(numbers), numbers["prompt_localisation"]["n"], numbers["faithfulness"]["images"]
@@ -36,9 +36,9 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
     True
     >>> path = report.write()               # index.html with the tables and the panel figure
     """
-    from .. import viz
-    from .dual_encoder import load_dual_encoder
-    from .study import faithfulness_study, prompt_localisation
+    from . import viz
+    from ..world.zeroshot.dual_encoder import load_dual_encoder
+    from ..world.zeroshot.study import faithfulness_study, prompt_localisation
 
     model = load_dual_encoder()
     loc = prompt_localisation(model, n=n, seed=seed, gamma=gamma, examples=4)

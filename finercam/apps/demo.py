@@ -1,8 +1,8 @@
 """``finercam demo``: the spot-the-difference benchmark end to end, as a self-contained HTML report.
 
-For both embedded models (the small CNN and the small ViT of :mod:`finercam.models`) and the base
+For both embedded models (the small CNN and the small ViT of :mod:`finercam.world.models`) and the base
 methods Grad-CAM, Layer-CAM and Score-CAM, the demo explains a seeded test set of the bird world
-(:mod:`finercam.datasets`) once per method (one model call; every other setting is an
+(:mod:`finercam.world.datasets`) once per method (one model call; every other setting is an
 ``Explanation.recombine``) and writes:
 
 * the paper's figures: Fig. 4 panels, Fig. 7 (one image against each of its top-3 references),
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.quick, args.out, args.images, args.seed
     (True, 'report', None, 0)
     """
-    from .explain_files import one_line_errors
+    from .explain import one_line_errors
 
     one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
@@ -104,7 +104,7 @@ def _classifier_weights(net) -> np.ndarray:
 def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
     import torch
 
-    from .finer import FinerCAM
+    from ..finer import FinerCAM
 
     cam = FinerCAM(model.net, model.layer, method=method, gamma=GAMMA,
                    num_references=NUM_REFERENCES)
@@ -126,14 +126,14 @@ def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
 
 def _head(batch, k: int):
     """The first k images of a Batch."""
-    from .datasets import Batch
+    from ..world.datasets import Batch
 
     return Batch(batch.images[:k], batch.labels[:k], batch.boxes[:k], batch.parts[:k])
 
 
 def _regions(parts: np.ndarray, labels: np.ndarray, refs: np.ndarray) -> np.ndarray:
     """(N, H, W) ground-truth discriminative region of each image against its references."""
-    from .datasets import discriminative_mask
+    from ..world.datasets import discriminative_mask
 
     return np.stack([discriminative_mask(parts[i], int(labels[i]), [int(r) for r in refs[i]])
                      for i in range(len(labels))])
@@ -146,7 +146,7 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
     RD, Loc., energy and pointing use every image; the deletion curve (``steps`` forwards per
     image and map) the first ``n_del``.
     """
-    from . import metrics
+    from .. import metrics
 
     labels, refs = batch.labels, run.references
     boxes = metrics.boxes_to_masks(batch.boxes, x.shape[-2:])
@@ -201,7 +201,7 @@ def _mean_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def _part_energy(maps: np.ndarray, parts: np.ndarray) -> dict:
     """Mean share of map energy on each part's visible pixels and on the background."""
-    from .datasets import PARTS
+    from ..world.datasets import PARTS
 
     total = maps.sum(axis=(1, 2), dtype=np.float64)
     ok = total > 0
@@ -225,7 +225,7 @@ def _example_of(batch, cls: int, avoid: int = -1) -> np.ndarray:
 
 def _pick(batch, run: _Run, n: int, limit: int) -> list[int]:
     """Correctly classified images among the first ``limit``, one per family first."""
-    from .datasets import CLASS_FAMILY
+    from ..world.datasets import CLASS_FAMILY
 
     pred = run.logits.argmax(1)
     chunk = min(len(run.exp0.targets), limit)
@@ -242,7 +242,7 @@ def _pick(batch, run: _Run, n: int, limit: int) -> list[int]:
 
 
 def _name(c: int) -> str:
-    from .datasets import CLASS_NAMES
+    from ..world.datasets import CLASS_NAMES
 
     return CLASS_NAMES[int(c)]
 
@@ -270,7 +270,7 @@ def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
 
 def _fig7(model: _Model, run: _Run, batch, i: int):
     from . import viz
-    from .datasets import differing_parts
+    from ..world.datasets import differing_parts
 
     exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
     refs = [int(r) for r in exp.references[i]]
@@ -322,7 +322,8 @@ def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
 def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
     from matplotlib.figure import Figure
 
-    from . import metrics, viz
+    from .. import metrics
+    from . import viz
 
     idx = np.array(rows)
     exp = run.exp0
@@ -424,7 +425,7 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
 
 
 def _load_models() -> list[_Model]:
-    from . import models
+    from ..world import models
 
     out = []
     for key, label in MODELS:
@@ -449,8 +450,10 @@ def run(args) -> int:
     """
     import torch
 
-    from . import __version__, datasets, viz
-    from ._progress import progress_bar
+    from .. import __version__
+    from ..world import datasets
+    from . import viz
+    from .progress import progress_bar
     from .report import Report
 
     t0 = time.perf_counter()
@@ -509,7 +512,7 @@ def run(args) -> int:
             "through the 16 classes); every other column covers all images.")
         meta["accuracy"] = {}
         meta["same_family_references"] = {}
-        from .datasets import CLASS_FAMILY
+        from ..world.datasets import CLASS_FAMILY
 
         for model in models:
             run0 = runs[model.key, "gradcam"]
@@ -565,7 +568,7 @@ def run(args) -> int:
             "Mean over classes of the sorted similarity to the other classes, with its std "
             "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
         bar.update(1)
-        from .zeroshot.section import add_section  # the tiny dual encoder's section (issue 6)
+        from .zeroshot_section import add_section  # the tiny dual encoder's section (issue 6)
 
         meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
                                        classifier=models[0].net, target_layer=models[0].layer,

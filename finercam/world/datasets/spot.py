@@ -12,7 +12,7 @@ from typing import Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
-from . import render, world
+from . import birds, render
 
 CHUNK = 64
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
@@ -24,7 +24,7 @@ class Batch:
 
     ``images`` float32 (N, 3, S, S) in [0, 1] (or uint8 with ``dtype=np.uint8``), ``labels`` int64
     (N,), ``boxes`` int64 (N, 4) ``(x0, y0, x1, y1)`` with exclusive ends, ``parts`` bool
-    (N, P, S, S): the visible pixels of each of :data:`world.PARTS`.
+    (N, P, S, S): the visible pixels of each of :data:`birds.PARTS`.
 
     >>> b = generate(2, seed=0, split="test", size=32)
     >>> type(b).__name__, b.images.shape, b.images.dtype, b.boxes.shape, b.parts.shape
@@ -54,7 +54,7 @@ def _check_args(split: object, seed: object, size: object) -> Tuple[int, int, in
 
 def _chunk(split_code: int, seed: int, k: int, size: int) -> Dict[str, np.ndarray]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, split_code, k]))
-    labels = np.arange(k * CHUNK, (k + 1) * CHUNK) % world.NUM_CLASSES
+    labels = np.arange(k * CHUNK, (k + 1) * CHUNK) % birds.NUM_CLASSES
     return render.render(render.sample_params(labels, rng, size))
 
 
@@ -75,9 +75,9 @@ def generate(n: int, seed: int = 0, split: str = "train", size: int = 96, start:
     if dtype not in (np.float32, np.uint8):
         raise ValueError(f"dtype must be numpy.float32 or numpy.uint8, got {dtype!r}")
     images = np.empty((n, 3, size, size), dtype=dtype)
-    labels = np.arange(start, start + n, dtype=np.int64) % world.NUM_CLASSES
+    labels = np.arange(start, start + n, dtype=np.int64) % birds.NUM_CLASSES
     boxes = np.empty((n, 4), dtype=np.int64)
-    parts = np.empty((n, len(world.PARTS), size, size), dtype=bool)
+    parts = np.empty((n, len(birds.PARTS), size, size), dtype=bool)
     for k in range(start // CHUNK, -(-(start + n) // CHUNK)):
         lo, hi = max(start, k * CHUNK), min(start + n, (k + 1) * CHUNK)
         out = _chunk(code, seed, k, size)
@@ -116,16 +116,16 @@ def discriminative_mask(sample_parts, c: int, d: Union[int, Iterable[int]]):
 
     >>> b = generate(2, split="test")
     >>> m = discriminative_mask(b.parts[1], 1, 0)   # black-winged vs rosy finch: the wing
-    >>> bool((m == b.parts[1][world.PARTS.index("wing")]).all())
+    >>> bool((m == b.parts[1][birds.PARTS.index("wing")]).all())
     True
     """
     arr, is_torch = _as_bool_parts(sample_parts)
     shape = tuple(arr.shape)  # type: ignore[attr-defined]
-    if len(shape) not in (3, 4) or shape[-3] != len(world.PARTS):
+    if len(shape) not in (3, 4) or shape[-3] != len(birds.PARTS):
         raise ValueError(f"sample_parts must have shape (P, H, W) or (N, P, H, W) with P = "
-                         f"{len(world.PARTS)}, got {shape}")
-    parts = world.differing_parts(c, d)
-    idx = [world.PARTS.index(p) for p in parts]
+                         f"{len(birds.PARTS)}, got {shape}")
+    parts = birds.differing_parts(c, d)
+    idx = [birds.PARTS.index(p) for p in parts]
     if is_torch:
         sel = arr[..., idx, :, :].bool()  # type: ignore[index]
         return sel.any(dim=-3)
@@ -147,13 +147,13 @@ class SpotTheDifference:
     ((3, 96, 96), 5, 'orange-breasted warbler', (8, 96, 96))
     """
 
-    parts = world.PARTS
-    class_names = world.CLASS_NAMES
-    families = world.FAMILIES
-    class_family = world.CLASS_FAMILY
-    attributes = world.ATTRIBUTES
-    attribute_names = world.ATTRIBUTE_NAMES
-    num_classes = world.NUM_CLASSES
+    parts = birds.PARTS
+    class_names = birds.CLASS_NAMES
+    families = birds.FAMILIES
+    class_family = birds.CLASS_FAMILY
+    attributes = birds.ATTRIBUTES
+    attribute_names = birds.ATTRIBUTE_NAMES
+    num_classes = birds.NUM_CLASSES
 
     def __init__(self, split: str = "test", n: int = 1024, seed: int = 0, size: int = 96,
                  cache_chunks: int = 4) -> None:
@@ -189,7 +189,7 @@ class SpotTheDifference:
         j = i % CHUNK
         info = {"box": torch.from_numpy(out["boxes"][j].copy()),
                 "parts": torch.from_numpy(out["masks"][j].copy())}
-        return torch.from_numpy(out["images"][j].copy()), int(i % world.NUM_CLASSES), info
+        return torch.from_numpy(out["images"][j].copy()), int(i % birds.NUM_CLASSES), info
 
     def batch(self, start: int = 0, stop: Optional[int] = None, dtype: type = np.float32) -> Batch:
         """Images ``start .. stop - 1`` as one NumPy :class:`Batch` (faster than indexing)."""

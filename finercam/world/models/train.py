@@ -1,7 +1,7 @@
 """Train one of our models on the bird world and write its shipped weights.
 
-    python -m finercam.models.train --model cnn
-    python -m finercam.models.train --model vit
+    python -m finercam.world.models.train --model cnn
+    python -m finercam.world.models.train --model vit
 
 The training set is generated once into memory (uint8), then the model is trained with AdamW and a
 one-cycle learning-rate schedule, without label smoothing (it would erase the similarity order of
@@ -10,7 +10,7 @@ the non-target logits that Finer-CAM's references come from), on ``--threads`` C
 The ViT's conv stem is, by default, the trained CNN's first three layers, kept fixed
 (``--stem-from cnn --freeze-stem``): train the CNN first. The weights are written in float16
 with their architecture config, test accuracy and training record to
-``finercam/models/weights/<model>.pt`` (or ``--out``).
+``finercam/world/models/weights/<model>.pt`` (or ``--out``).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, bat
     :math:`\\frac{1}{N} \\sum_i [\\arg\\max_k f_k(x_i) = y_i]`, in eval mode; the model's
     train/eval mode is restored afterwards.
 
-    >>> from finercam import datasets, models
+    >>> from finercam.world import datasets, models
     >>> b = datasets.generate(16, split="test")
     >>> acc = accuracy(models.load("cnn"), b.images, b.labels)
     >>> 0.5 < acc <= 1.0
@@ -98,7 +98,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
     ``stem_from`` is given.
 
     The weights are written in float16 to ``out`` (default: the package's weights folder) and the test accuracy is measured on ``n_test`` images after the float16
-    round trip, i.e. on the model as :func:`finercam.models.load` will return it. ``log``
+    round trip, i.e. on the model as :func:`finercam.world.models.load` will return it. ``log``
     receives the progress lines (default: print). torch's thread count is set to ``threads``
     for the run and restored afterwards.
 
@@ -106,7 +106,7 @@ def train(model_name: str, n_train: Optional[int] = None, epochs: Optional[int] 
 
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from finercam import models
+    >>> from finercam.world import models
     >>> out = Path(tempfile.mkdtemp()) / "cnn.pt"
     >>> threads = torch.get_num_threads()
     >>> record = train("cnn", n_train=8, epochs=1, batch=8, n_test=8, out=out, log=lambda msg: None)
@@ -171,11 +171,11 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
 
     The default architectures share them exactly: ``stem`` (3 -> 24, stride 2), ``block1``
     (24 -> 32, stride 2) and the first conv of ``block2`` (32 -> 48) of
-    :class:`~finercam.models.cnn.SmallCNN` are the three convs of
-    :class:`~finercam.models.vit.SmallViT`'s ``stem``.  Returns the number of tensors copied;
+    :class:`~finercam.world.models.cnn.SmallCNN` are the three convs of
+    :class:`~finercam.world.models.vit.SmallViT`'s ``stem``.  Returns the number of tensors copied;
     a ``ValueError`` names the first layer whose shape differs.
 
-    >>> from finercam import models
+    >>> from finercam.world import models
     >>> transfer_stem(models.load("cnn"), models.build("vit"))   # 3 conv weights + 3 x 5 batch-norm tensors
     18
     """
@@ -305,7 +305,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options, shared by ``python -m finercam.models.train`` and ``finercam train``.
+    """The training options, shared by ``python -m finercam.world.models.train`` and ``finercam train``.
 
     >>> p = argparse.ArgumentParser(prog="finercam train")
     >>> add_arguments(p)
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = No
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m finercam.models.train --model cnn|vit [options]``; returns the exit status.
+    """``python -m finercam.world.models.train --model cnn|vit [options]``; returns the exit status.
 
     A usage error exits with status 2 before any training (argparse prints it on stderr):
 
@@ -375,7 +375,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ...
     SystemExit: 2
     """
-    parser = argparse.ArgumentParser(prog="python -m finercam.models.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m finercam.world.models.train", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv), parser)
 

@@ -27,8 +27,8 @@ configured gamma, references and aggregation), then the ablations: ``"... gamma=
 ``"... ref=2"`` (compared with the 2nd most similar class only, Table 2) and ``"... agg=max"``
 (Table 3). Targets are the data set labels (``target="label"``) or the predictions.
 
-``finercam.evaluate`` is the function; the module's other names import as
-``from finercam.evaluate import ImageFolder``.
+``finercam.apps.evaluate.evaluate`` is the function; the module's other names import as
+``from finercam.apps.evaluate import ImageFolder``.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from . import metrics
-from ._checks import check_int
-from ._progress import progress_bar
-from .explanation import check_aggregate, check_gamma
+from .. import metrics
+from .._checks import check_int
+from .progress import progress_bar
+from ..explanation import check_aggregate, check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
 
@@ -314,10 +314,10 @@ def _resolve_model(model):
             m = obj if isinstance(obj, torch.nn.Module) else obj()
         else:
             try:
-                from . import models  # our own models, loaded offline
+                from ..world import models  # our own models, loaded offline
             except ImportError:
                 raise ValueError(f"model {model!r} is not an import string 'package.module:factory' "
-                                 "and finercam.models is not available") from None
+                                 "and finercam.world.models is not available") from None
             m = models.load(model)
         if not isinstance(m, torch.nn.Module):
             raise TypeError(f"model {model!r} did not give a torch.nn.Module, got {type(m).__name__}")
@@ -484,7 +484,7 @@ def evaluate(model, target_layer=None, dataset=None, *,
     Eight images of the bird world with the embedded CNN, Grad-CAM only, a 4-step deletion curve:
 
     >>> import tempfile
-    >>> from finercam.datasets import SpotTheDifference
+    >>> from finercam.world.datasets import SpotTheDifference
     >>> out = tempfile.mkdtemp()
     >>> res = evaluate("cnn", None, SpotTheDifference(split="test", n=8), methods=("gradcam",),
     ...                steps=4, batch_size=8, out_dir=out, progress=False, verbose=False)
@@ -496,7 +496,7 @@ def evaluate(model, target_layer=None, dataset=None, *,
     ...     for r in res.rows)
     True
     """
-    from .finer import FinerCAM
+    from ..finer import FinerCAM
 
     net, default_layer = _resolve_model(model)
     layer = target_layer if target_layer is not None else default_layer

@@ -22,10 +22,10 @@ from typing import Dict
 
 import numpy as np
 
-from . import world
+from . import birds
 
-_P = {p: i for i, p in enumerate(world.PARTS)}
-_COLOUR_RGB = np.array([world.COLOURS[c] for c in world.COLOUR_NAMES], dtype=np.float32)
+_P = {p: i for i, p in enumerate(birds.PARTS)}
+_COLOUR_RGB = np.array([birds.COLOURS[c] for c in birds.COLOUR_NAMES], dtype=np.float32)
 
 # Per-shape geometry tables.
 _BODY_AXES = {"plump": (15.0, 11.0), "slender": (16.0, 7.5), "long": (19.0, 8.5), "stocky": (13.5, 10.0)}
@@ -56,7 +56,7 @@ _GRID = 4  # low-frequency background field: GRID x GRID colour cells, bilinear
 
 
 def _class_table(fn) -> np.ndarray:
-    return np.array([fn(world.CLASS_PARTS[c]) for c in range(world.NUM_CLASSES)], dtype=np.float32)
+    return np.array([fn(birds.CLASS_PARTS[c]) for c in range(birds.NUM_CLASSES)], dtype=np.float32)
 
 
 _T_BODY = _class_table(lambda a: _BODY_AXES[a["body"][1]])
@@ -66,8 +66,8 @@ _T_CREST = _class_table(lambda a: _CREST_TIP[a["crest"][1]])
 _T_WING = _class_table(lambda a: sum(_WING[a["wing"][1]], ()))
 _T_TAIL = _class_table(lambda a: _TAIL[a["tail"][1]])
 _T_FAN = _class_table(lambda a: a["tail"][1] == "fan")
-_T_COLOUR = np.array([[_COLOUR_RGB[world.COLOUR_NAMES.index(world.CLASS_PARTS[c][p][0])]
-                       for p in world.PARTS] for c in range(world.NUM_CLASSES)], dtype=np.float32)
+_T_COLOUR = np.array([[_COLOUR_RGB[birds.COLOUR_NAMES.index(birds.CLASS_PARTS[c][p][0])]
+                       for p in birds.PARTS] for c in range(birds.NUM_CLASSES)], dtype=np.float32)
 
 
 def sample_params(labels: np.ndarray, rng: np.random.Generator, size: int = 96) -> Dict[str, np.ndarray]:
@@ -96,7 +96,7 @@ def sample_params(labels: np.ndarray, rng: np.random.Generator, size: int = 96) 
     p["head_tilt"] = u(-0.35, 0.35)
     p["wing_angle"] = u(-0.35, 0.1)
     p["tail_angle"] = u(0.0, 0.5)
-    p["colour_jitter"] = rng.normal(0.0, 0.035, (n, len(world.PARTS), 3)).astype(np.float32)
+    p["colour_jitter"] = rng.normal(0.0, 0.035, (n, len(birds.PARTS), 3)).astype(np.float32)
     # background
     p["scene"] = rng.integers(0, len(_SCENES), n)
     p["field_light"] = rng.normal(0.0, 0.12, (n, 1, _GRID, _GRID)).astype(np.float32)
@@ -253,7 +253,7 @@ def render(p: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """Draw a batch from :func:`sample_params` output.
 
     Returns ``images`` float32 (N, 3, S, S) in [0, 1]; ``masks`` bool (N, P, S, S), the visible
-    pixels of each part in :data:`world.PARTS` order; ``boxes`` int64 (N, 4) as
+    pixels of each part in :data:`birds.PARTS` order; ``boxes`` int64 (N, 4) as
     ``(x0, y0, x1, y1)`` with exclusive ends (the bounding box of all visible bird pixels); and
     the layers ``albedo`` (N, 3, S, S), ``shade`` (N, S, S) and per-part ``colours`` (N, P, 3).
 
@@ -277,9 +277,9 @@ def render(p: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     ang = p["branch_angle"]
     dist = gx * _col(np.sin(ang)) - gy * _col(np.cos(ang)) - _col(p["branch_offset"])
     ids[(np.abs(dist) <= _col(p["branch_width"])) & _col(p["branch"])] = N_LEAVES
-    masks = np.zeros((n, len(world.PARTS), size, size), dtype=bool)
+    masks = np.zeros((n, len(birds.PARTS), size, size), dtype=bool)
     cover = np.zeros((n, size, size), dtype=bool)
-    for part in reversed(world.PARTS):  # front to back: what is already covered stays hidden
+    for part in reversed(birds.PARTS):  # front to back: what is already covered stays hidden
         i = _P[part]
         masks[:, i] = shapes[part] & ~cover
         cover |= shapes[part]

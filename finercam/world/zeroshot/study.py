@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..datasets import generate, world
+from ..datasets import birds, generate
 from .captions import BIRD, attribute_prompt, discriminative_attributes
 from .dual_encoder import DualEncoder, load_dual_encoder
-from .head import ZeroShotFinerCAM
+from ...zeroshot import ZeroShotFinerCAM
 
 __all__ = ["energy_share", "top_overlap", "correlation", "world_prompts", "zero_shot_cam",
            "prompt_localisation", "Faithfulness", "examine_faithfulness", "faithfulness_study"]
@@ -96,10 +96,10 @@ def world_prompts() -> List[str]:
     (56, ['a bird', 'a brown tail', 'a forked tail'])
     """
     prompts = [BIRD]
-    for attrs in world.CLASS_PARTS:
+    for attrs in birds.CLASS_PARTS:
         for part, (colour, shape) in attrs.items():
             prompts.append(attribute_prompt(part, "colour", colour))
-            if len(world.SHAPES[part]) > 1:
+            if len(birds.SHAPES[part]) > 1:
                 prompts.append(attribute_prompt(part, "shape", shape))
     return list(dict.fromkeys(prompts))
 
@@ -151,13 +151,13 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
         b = generate(min(batch, n - start), seed=seed, split=split, start=start)
         x = torch.from_numpy(b.images)
         for p in parts:
-            pi = world.PARTS.index(p)
+            pi = birds.PARTS.index(p)
             masks = b.parts[:, pi]
             visible = masks.any(axis=(1, 2))
             if not visible.any():
                 continue
             idx = np.flatnonzero(visible)
-            prompts = [attribute_prompt(p, "colour", world.CLASS_PARTS[int(b.labels[i])][p][0]) for i in idx]
+            prompts = [attribute_prompt(p, "colour", birds.CLASS_PARTS[int(b.labels[i])][p][0]) for i in idx]
             exp = zs.explain(x[idx], target=prompts, references=[BIRD])
             alone, versus = exp.baseline().maps, exp.maps
             s_alone, s_vs = energy_share(alone, masks[idx]), energy_share(versus, masks[idx])
@@ -242,7 +242,7 @@ def examine_faithfulness(classifier_maps: np.ndarray, zeroshot: ZeroShotFinerCAM
     each is explained against ``reference`` ("a bird"), the paper's "ground truth" difference.
     :func:`faithfulness_study` runs it on the bird world; any classifier and zero-shot model work.
 
-    >>> from finercam.datasets import generate
+    >>> from finercam.world.datasets import generate
     >>> images = torch.from_numpy(generate(2, split="test").images)
     >>> zs = zero_shot_cam(prompts=["a red crest", "a black wing", "a bird"])
     >>> maps = np.random.default_rng(0).random((2, 96, 96))
@@ -293,7 +293,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
     scores against the zero-shot map of the body-colour prompt, a trait siblings share. Also the
     energy share of both kinds of map inside the ground-truth discriminative region.
 
-    ``classifier``/``target_layer`` default to the embedded CNN (``finercam.models.load("cnn")``).
+    ``classifier``/``target_layer`` default to the embedded CNN (``finercam.world.models.load("cnn")``).
 
     >>> r = faithfulness_study(n=4, batch=4)
     >>> r["images"], sorted(r)[:3]
@@ -325,7 +325,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
             continue
         res = examine_faithfulness(exp.maps[keep], zs, x[keep], [prompts[i] for i in keep],
                                    top_fraction=top_fraction)
-        body = [[attribute_prompt("body", "colour", world.CLASS_PARTS[labels[i]]["body"][0])] for i in keep]
+        body = [[attribute_prompt("body", "colour", birds.CLASS_PARTS[labels[i]]["body"][0])] for i in keep]
         ctrl = examine_faithfulness(exp.maps[keep], zs, x[keep], body, top_fraction=top_fraction)
         region = np.stack([discriminative_mask(b.parts[i], labels[i], similar[i]) for i in keep])
         gt_cls += energy_share(exp.maps[keep], region).tolist()
@@ -336,7 +336,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
     cat = lambda key, rs: np.concatenate([getattr(r, key) for r in rs])  # noqa: E731
     out = {
         "images": len(pairs),
-        "sibling_share": float(np.mean([world.CLASS_FAMILY[c] == world.CLASS_FAMILY[d] for c, d in pairs])),
+        "sibling_share": float(np.mean([birds.CLASS_FAMILY[c] == birds.CLASS_FAMILY[d] for c, d in pairs])),
         "attributes": {"combined_correlation": float(np.nanmean(cat("combined_correlation", results))),
                        "combined_overlap": float(np.nanmean(cat("combined_overlap", results))),
                        "best_correlation": float(np.nanmean(np.concatenate([r.best_correlation for r in results]))),

@@ -33,7 +33,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _classifier(spec: str):
-    from .. import models
+    from ..world import models
 
     if ":" not in spec:
         model = models.load(spec)
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     ...
     ValueError: --n must be >= 1, got 0
     """
-    from .dual_encoder import load_dual_encoder
-    from .study import faithfulness_study, prompt_localisation
+    from ..world.zeroshot.dual_encoder import load_dual_encoder
+    from ..world.zeroshot.study import faithfulness_study, prompt_localisation
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")

@@ -16,9 +16,9 @@ token stands for an 8 x 8-pixel cell of a 12 x 12 grid, and the overlapping 3 x 
 it see the edges of its neighbours, which thin shape differences (a tail's length, a beak's hook)
 straddle.  ``stem`` (conv widths; the first two halve the size) and ``patch_kernel`` (2: disjoint
 patches, 3: overlapping) select the architecture; checkpoints record them in their config.  The
-default stem has exactly the shapes of :class:`~finercam.models.cnn.SmallCNN`'s first three conv
+default stem has exactly the shapes of :class:`~finercam.world.models.cnn.SmallCNN`'s first three conv
 layers: the shipped ViT takes them from the trained CNN and keeps them fixed
-(:func:`finercam.models.train.transfer_stem`), a hybrid in the manner of the original ViT's
+(:func:`finercam.world.models.train.transfer_stem`), a hybrid in the manner of the original ViT's
 ResNet-stem variant (Dosovitskiy et al., 2021); only the patch embedding, the tokens and the
 transformer are trained as a ViT.
 
@@ -28,7 +28,7 @@ the last attention); after the last block the head reads the class token alone, 
 the patch tokens would vanish.
 
 >>> import torch
->>> from finercam.models.vit import SmallViT
+>>> from finercam.world.models.vit import SmallViT
 >>> SmallViT()(torch.zeros(2, 3, 96, 96)).shape
 torch.Size([2, 16])
 """

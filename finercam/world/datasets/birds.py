@@ -19,12 +19,12 @@ classes of any species inside its family.
 
 Example
 -------
->>> from finercam.datasets import world
->>> world.CLASS_NAMES[1]
+>>> from finercam.world.datasets import birds
+>>> birds.CLASS_NAMES[1]
 'black-winged finch'
->>> world.differing_parts(0, 1)
+>>> birds.differing_parts(0, 1)
 ('wing',)
->>> world.caption(1)
+>>> birds.caption(1)
 'a plump bird with a brown body, a tan breast, a small red head, a short red crest, a black eye, a conical yellow beak, a rounded black wing and a forked brown tail'
 """
 from __future__ import annotations

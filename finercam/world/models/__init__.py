@@ -1,12 +1,12 @@
 """Our own small models for the bird world, with shipped weights that load offline.
 
 ``load("cnn")`` / ``load("vit")`` return an eval-mode model (float32) with the trained weights
-from ``finercam/models/weights``; each model names the layer to explain in
+from ``finercam/world/models/weights``; each model names the layer to explain in
 ``model.default_target_layer`` (also :func:`default_target_layer`).  Both take float images
 (B, 3, 96, 96) in [0, 1] (normalisation is inside the model) and return 16 logits, one per
-:data:`finercam.datasets.CLASS_NAMES`.
+:data:`finercam.world.datasets.CLASS_NAMES`.
 
->>> from finercam.models import build, default_target_layer
+>>> from finercam.world.models import build, default_target_layer
 >>> default_target_layer("cnn"), default_target_layer("vit")
 ('block3', 'blocks.3.norm1')
 >>> build("cnn").fc.out_features
@@ -56,14 +56,14 @@ def checkpoint(name: str, path: Optional[Union[str, Path]] = None) -> Dict[str, 
     path = WEIGHTS_DIR / f"{_check_name(name)}.pt" if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no shipped weights for {name!r} at {path}; train them with "
-                                f"`python -m finercam.models.train --model {name}`")
+                                f"`python -m finercam.world.models.train --model {name}`")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
     """The trained model ``"cnn"`` or ``"vit"``, float32, in eval mode, loaded offline.
 
-    ``path`` loads another checkpoint written by ``python -m finercam.models.train``.
+    ``path`` loads another checkpoint written by ``python -m finercam.world.models.train``.
 
     >>> model = load("cnn")
     >>> type(model).__name__, model.training, model.default_target_layer

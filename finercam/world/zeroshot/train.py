@@ -1,7 +1,7 @@
-"""Train the tiny dual encoder: ``python -m finercam.zeroshot.train [--epochs E] [--out PATH]``.
+"""Train the tiny dual encoder: ``python -m finercam.world.zeroshot.train [--epochs E] [--out PATH]``.
 
 Contrastive (CLIP) training on generated bird images with random captions of their attributes
-(:func:`finercam.zeroshot.captions.random_caption`). Because many captions in a batch are true of
+(:func:`finercam.world.zeroshot.captions.random_caption`). Because many captions in a batch are true of
 many images ("a bird", "a black eye"), the targets are soft: image i's target over the batch's
 captions is uniform over the captions consistent with its class, and symmetrically for captions.
 A second term classifies each image among the 16 full class captions, the zero-shot task itself.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..datasets import generate, world
+from ..datasets import birds, generate
 from .captions import class_prompts, consistent, random_caption, vocabulary
 from .dual_encoder import WEIGHTS, DualEncoder
 
@@ -38,7 +38,7 @@ def zero_shot_accuracy(model: DualEncoder, n: int = 512, seed: int = 0, split: s
     An image's prediction is the caption of largest cosine similarity,
     :math:`\\arg\\max_c \\cos(e_{\\mathrm{image}}, e_{\\mathrm{caption}_c})`.
 
-    >>> from finercam.zeroshot.dual_encoder import load_dual_encoder
+    >>> from finercam.world.zeroshot.dual_encoder import load_dual_encoder
     >>> acc = zero_shot_accuracy(load_dual_encoder(), n=16)
     >>> 0.5 < acc <= 1.0
     True
@@ -73,7 +73,7 @@ def train(epochs: int = 8, n_train: int = 8192, batch: int = 128, lr: float = 3e
 
     where :math:`S_{ij} = \\cos(e(x_i), e(t_j))`, :math:`s = \\exp(\\text{logit\\_scale})`
     (clamped to :math:`[1, 100]`), :math:`M_{ij} = 1` when caption :math:`j` is true of class
-    :math:`y_i` (:func:`finercam.zeroshot.captions.consistent`), :math:`\\hat M` its rows
+    :math:`y_i` (:func:`finercam.world.zeroshot.captions.consistent`), :math:`\\hat M` its rows
     normalised to sum to 1, :math:`H(p, q) = -\\frac1B \\sum_i \\sum_j p_{ij} \\log q_{ij}`, and the
     last term classifies each image among the 16 class captions. AdamW (weight decay 1e-4 on
     the weight matrices), learning rate
@@ -87,8 +87,8 @@ def train(epochs: int = 8, n_train: int = 8192, batch: int = 128, lr: float = 3e
 
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from finercam.datasets import generate
-    >>> from finercam.zeroshot.dual_encoder import load_dual_encoder
+    >>> from finercam.world.datasets import generate
+    >>> from finercam.world.zeroshot.dual_encoder import load_dual_encoder
     >>> out = Path(tempfile.mkdtemp()) / "dual_encoder.pt"
     >>> model = train(epochs=1, n_train=8, batch=8, out=out, log=lambda msg: None)
     >>> model.training, 1.0 <= model.scale <= 100.0
@@ -125,7 +125,7 @@ def train(epochs: int = 8, n_train: int = 8192, batch: int = 128, lr: float = 3e
             for c in y.tolist():
                 text, facts = random_caption(c, rng)
                 caps.append(text)
-                truth.append([consistent(facts, k) for k in range(world.NUM_CLASSES)])
+                truth.append([consistent(facts, k) for k in range(birds.NUM_CLASSES)])
             truth_t = torch.tensor(truth, dtype=torch.float32)  # (B captions, classes)
             match = truth_t[:, y].t()  # match[i, j]: caption j true of image i
             tokens = model.tokenizer(caps)
@@ -167,7 +167,7 @@ def tokens_pad(tokens: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
-    """``python -m finercam.zeroshot.train [options]``: train the tiny dual encoder, save its
+    """``python -m finercam.world.zeroshot.train [options]``: train the tiny dual encoder, save its
     weights to ``--out`` and print its zero-shot test accuracy; returns the exit status.
 
     A bad option exits with status 2 before any training (argparse prints it on stderr):
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     ...
     SystemExit: 2
     """
-    p = argparse.ArgumentParser(prog="python -m finercam.zeroshot.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m finercam.world.zeroshot.train", description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--n-train", type=int, default=8192)
     p.add_argument("--batch", type=int, default=128)

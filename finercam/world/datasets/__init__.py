@@ -7,7 +7,7 @@ classes apart is known exactly (:func:`discriminative_mask`).  See ``docs/datase
 
 Example
 -------
->>> from finercam.datasets import SpotTheDifference, differing_parts, discriminative_mask
+>>> from finercam.world.datasets import SpotTheDifference, differing_parts, discriminative_mask
 >>> ds = SpotTheDifference(split="test", n=64, seed=0)
 >>> image, label, info = ds[1]
 >>> differing_parts(label, 0)
@@ -15,7 +15,7 @@ Example
 >>> region = discriminative_mask(info["parts"], label, [0, 2, 3])   # against three references
 """
 from .spot import CHUNK, SPLITS, Batch, SpotTheDifference, discriminative_mask, generate
-from .world import (ATTRIBUTE_NAMES, ATTRIBUTES, CAPTION_ORDER, CLASS_FAMILY, CLASS_NAMES,
+from .birds import (ATTRIBUTE_NAMES, ATTRIBUTES, CAPTION_ORDER, CLASS_FAMILY, CLASS_NAMES,
                     CLASS_PARTS, COLOUR_NAMES, COLOURS, FAMILIES, NUM_CLASSES, PARTS, SHAPES,
                     caption, describe, differing_parts, siblings)
 

@@ -12,7 +12,7 @@ from typing import FrozenSet, List, Sequence, Tuple
 
 import numpy as np
 
-from ..datasets import world
+from ..datasets import birds
 
 __all__ = ["vocabulary", "part_phrase", "random_caption", "consistent", "class_prompts",
            "attribute_prompt", "discriminative_attributes", "BIRD"]
@@ -33,11 +33,11 @@ def vocabulary() -> List[str]:
     >>> words[:6], "wing" in words, len(words) == len(set(words))
     (['a', 'an', 'bird', 'with', 'and', 'photo'], True, True)
     """
-    words = list(_TEMPLATE_WORDS) + list(world.COLOUR_NAMES) + list(world.PARTS)
-    for part in world.PARTS:
-        words += list(world.SHAPES[part])
-    for c in range(world.NUM_CLASSES):
-        words += [w.strip(",.") for w in world.caption(c).split()]
+    words = list(_TEMPLATE_WORDS) + list(birds.COLOUR_NAMES) + list(birds.PARTS)
+    for part in birds.PARTS:
+        words += list(birds.SHAPES[part])
+    for c in range(birds.NUM_CLASSES):
+        words += [w.strip(",.") for w in birds.caption(c).split()]
     return list(dict.fromkeys(w.lower() for w in words if w))
 
 
@@ -78,14 +78,14 @@ def random_caption(c: int, rng: np.random.Generator) -> Tuple[str, FrozenSet[Fac
     >>> len(facts), consistent(facts, 0)
     (5, True)
     """
-    attrs = world.CLASS_PARTS[c]
-    k = int(rng.choice([0, 1, 1, 2, 2, 3, 4, len(world.PARTS)]))
-    parts = list(rng.permutation(list(world.PARTS))[:k])
+    attrs = birds.CLASS_PARTS[c]
+    k = int(rng.choice([0, 1, 1, 2, 2, 3, 4, len(birds.PARTS)]))
+    parts = list(rng.permutation(list(birds.PARTS))[:k])
     facts = set()
     phrases = []
     for p in parts:
         colour, shape = attrs[p]
-        has_shape = len(world.SHAPES[p]) > 1
+        has_shape = len(birds.SHAPES[p]) > 1
         style = int(rng.integers(0, 3)) if has_shape else 0
         words = {"colour": colour if style in (0, 2) else "", "shape": shape if style in (1, 2) else ""}
         if words["colour"]:
@@ -118,7 +118,7 @@ def consistent(facts: FrozenSet[Fact], c: int) -> bool:
     >>> consistent(frozenset({("wing", "colour", "brown")}), 0), consistent(frozenset({("wing", "colour", "brown")}), 1)
     (True, False)
     """
-    attrs = world.CLASS_PARTS[c]
+    attrs = birds.CLASS_PARTS[c]
     return all(attrs[p][0 if kind == "colour" else 1] == value for p, kind, value in facts)
 
 
@@ -129,7 +129,7 @@ def class_prompts() -> List[str]:
     >>> len(prompts), prompts[0][:40]
     (16, 'a plump bird with a brown body, a tan br')
     """
-    return [world.caption(c) for c in range(world.NUM_CLASSES)]
+    return [birds.caption(c) for c in range(birds.NUM_CLASSES)]
 
 
 def discriminative_attributes(c: int, d: int, k: int = 3) -> List[Fact]:
@@ -137,17 +137,17 @@ def discriminative_attributes(c: int, d: int, k: int = 3) -> List[Fact]:
 
     The paper subtracts the attribute vectors of the two classes and keeps the k largest
     differences; with the world's binary attributes these are the attributes set for ``c`` and
-    not for ``d`` (difference +1), in the order of :data:`world.ATTRIBUTE_NAMES`.
+    not for ``d`` (difference +1), in the order of :data:`birds.ATTRIBUTE_NAMES`.
 
     >>> discriminative_attributes(0, 1)          # rosy finch vs black-winged finch
     [('wing', 'colour', 'brown')]
     """
-    diff = world.ATTRIBUTES[c].astype(np.int64) - world.ATTRIBUTES[d].astype(np.int64)
+    diff = birds.ATTRIBUTES[c].astype(np.int64) - birds.ATTRIBUTES[d].astype(np.int64)
     order = np.argsort(-diff, kind="stable")
     out: List[Fact] = []
     for j in order[:k]:
         if diff[j] <= 0:
             break
-        part, kind, value = world.ATTRIBUTE_NAMES[j].split(":")
+        part, kind, value = birds.ATTRIBUTE_NAMES[j].split(":")
         out.append((part, kind, value))
     return out

@@ -8,7 +8,7 @@ returns a classifier (an ``nn.Module`` mapping (N, 3, H, W) to logits). ``--tran
 function taking a PIL RGB image and returning a (3, H, W) or (1, 3, H, W) tensor; without it, the
 image is resized to 224 x 224 and normalised with the ImageNet mean and standard deviation, the
 input convention of torchvision-style classifiers. Without ``--model`` the embedded CNN of
-``finercam.models`` explains the image with its own input size and layer.
+``finercam.world.models`` explains the image with its own input size and layer.
 
 For every image, ``<stem>_baseline.png``, ``<stem>_finer.png`` (overlays at the image's own size)
 and ``<stem>_panel.png`` (side by side, with class names) are written to ``--out``. Bad arguments
@@ -122,7 +122,7 @@ def import_object(spec: str, option: str):
     >>> import_object("os.path", "--model")
     Traceback (most recent call last):
     ...
-    finercam.explain_files.UsageError: --model must look like package.module:name, got 'os.path'
+    finercam.apps.explain.UsageError: --model must look like package.module:name, got 'os.path'
     """
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise UsageError(f"{option} must look like package.module:name, got {spec!r}")
@@ -213,7 +213,7 @@ def _load(args):
         transform, on_input = default_transform(), False
         layer = args.layer
     else:
-        from . import datasets, models
+        from ..world import datasets, models
 
         model = models.load("cnn")
         names = list(datasets.CLASS_NAMES)
@@ -246,14 +246,15 @@ def run(args) -> int:
     >>> run(p.parse_args(["no-such-file.png"]))
     Traceback (most recent call last):
     ...
-    finercam.explain_files.UsageError: cannot read image 'no-such-file.png': no such file
+    finercam.apps.explain.UsageError: cannot read image 'no-such-file.png': no such file
     """
     _check(args)
     photos = [read_image(p) for p in args.images]  # fail before any work if one is unreadable
     model, layer, transform, names, on_input = _load(args)
 
-    from . import kernels, viz
-    from .finer import FinerCAM
+    from .. import kernels
+    from . import viz
+    from ..finer import FinerCAM
     from .report import save_png
 
     try:
