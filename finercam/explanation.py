@@ -172,11 +172,11 @@ class Explanation:
     def _normalise(self, raws: Sequence[np.ndarray]) -> np.ndarray:
         size = self._store.input_size
         if self._store.objective == "pgc":
-            # pytorch-grad-cam: min-max (eps 1e-7) at the grid, then resize; layers averaged and
-            # min-maxed again.
+            # pytorch-grad-cam: min-max (eps 1e-7) at the grid, then resize; then the mean over
+            # layers and a second min-max (eps 1e-7), which its aggregate_multi_layers applies
+            # for one layer too: a resized map's minimum can sit above 0 and its maximum below 1
+            # (an interior peak is not a grid point any more), so the second pass changes the map.
             per = [kernels.resize(kernels.minmax(r, eps=1e-7), size) for r in raws]
-            if len(per) == 1:
-                return per[0]
             return kernels.minmax(np.mean(per, axis=0, dtype=np.float64).astype(np.float32), eps=1e-7)
         if len(raws) == 1:
             return kernels.postprocess(raws[0], size, relu=True, eps=1e-8)
