@@ -12,8 +12,9 @@ C-core combination, no model call:
   ``mean_t ReLU(sum_k alpha^{c,t}_k A_k)``, with ``alpha^{c,t}`` the weights of ``y_c - gamma y_t``;
 * ``maps = (u - min u) / (max u - min u + 1e-8)``, u the half-pixel bilinear resize
   (``align_corners=False``) of ``raw_maps`` to the input size; with several layers the per-layer
-  maps are averaged and normalised again. With ``objective="pgc"``, as pytorch-grad-cam: the raw
-  map is min-maxed at the grid with eps 1e-7, then resized (layers averaged and min-maxed again).
+  maps are averaged and normalised again. With ``objective="pgc"``, as pytorch-grad-cam: each
+  layer's raw map is min-maxed at the grid with eps 1e-7 and resized; the mean over the layers
+  (for one layer, its map) is min-maxed again with eps 1e-7.
 """
 from __future__ import annotations
 
