@@ -16,10 +16,15 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+# grad-cam (pytorch-grad-cam, the reference of objective="pgc" in tests/test_finer_pgc.py) last,
+# with --no-deps: its requirements name torchvision, whose install would replace torch 2.13 (and
+# the PyPI build does not import beside it). The test gives it a stand-in torchvision; the test
+# extra brings the rest of its import chain (cv2, ttach, scipy, scikit-learn).
 $(STAMP): pyproject.toml setup.py | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(VPY) -m pip install -q torch==2.13.0
 	$(VPY) -m pip install -q -e '.[test,viz,docs,imagenet]'
+	$(VPY) -m pip install -q --no-deps grad-cam==1.5.7
 	touch $@
 
 venv: $(STAMP)

@@ -10,6 +10,21 @@ vector-Jacobian product with ``v = dL/dy``, which we compute on the detached log
 ``sum_i p_i`` falls below about 2e-8 the ``1e-9`` dominates and the map flips sign; we warn below
 1e-7.
 
+``FinerCAM(..., objective="pgc")`` reproduces ``pytorch_grad_cam.FinerCAM(model, layers,
+base_method=B)(x, alpha=gamma)`` (B: GradCAM, LayerCAM, GradCAMPlusPlus, XGradCAM, HiResCAM), the
+maps within 1e-5 (tests/test_finer_pgc.py, against the installed package). The pipeline:
+
+1. the classes above, T = ``num_references`` (pgc: ``comparison_categories=[1..T]``; capped at
+   C - 1, with a UserWarning here); the target is the top class or ``targets=`` (pgc:
+   ``target_idx``);
+2. ``g = dL/dA`` at every target layer, from ``v`` above;
+3. per layer: the base method's map of ``(A, g)``, ReLU, min-max at the grid
+   ``(u - min u) / (max u - min u + 1e-7)``, bilinear resize to the input (half-pixel, as
+   ``cv2.resize``);
+4. the mean over the layers, then that min-max (eps 1e-7) again, for one layer too, as pgc's
+   ``aggregate_multi_layers`` ends with ``scale_cam_image``: after the resize a peak between grid
+   cells no longer reaches 1, so this step changes the map.
+
 >>> import torch
 >>> v, s = pgc_direction(torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([0]), torch.tensor([[1, 2]]), 1.0)
 >>> v.shape, bool(s[0] > 0.1)

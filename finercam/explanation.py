@@ -12,8 +12,9 @@ C-core combination, no model call:
   ``mean_t ReLU(sum_k alpha^{c,t}_k A_k)``, with ``alpha^{c,t}`` the weights of ``y_c - gamma y_t``;
 * ``maps = (u - min u) / (max u - min u + 1e-8)``, u the half-pixel bilinear resize
   (``align_corners=False``) of ``raw_maps`` to the input size; with several layers the per-layer
-  maps are averaged and normalised again. With ``objective="pgc"``, as pytorch-grad-cam: the raw
-  map is min-maxed at the grid with eps 1e-7, then resized (layers averaged and min-maxed again).
+  maps are averaged and normalised again. With ``objective="pgc"``, as pytorch-grad-cam: each
+  layer's raw map is min-maxed at the grid with eps 1e-7 and resized; the mean over the layers
+  (for one layer, its map) is min-maxed again with eps 1e-7.
 """
 from __future__ import annotations
 
@@ -172,11 +173,11 @@ class Explanation:
     def _normalise(self, raws: Sequence[np.ndarray]) -> np.ndarray:
         size = self._store.input_size
         if self._store.objective == "pgc":
-            # pytorch-grad-cam: min-max (eps 1e-7) at the grid, then resize; layers averaged and
-            # min-maxed again.
+            # pytorch-grad-cam: min-max (eps 1e-7) at the grid, then resize; then the mean over
+            # layers and a second min-max (eps 1e-7), which its aggregate_multi_layers applies
+            # for one layer too: a resized map's minimum can sit above 0 and its maximum below 1
+            # (an interior peak is not a grid point any more), so the second pass changes the map.
             per = [kernels.resize(kernels.minmax(r, eps=1e-7), size) for r in raws]
-            if len(per) == 1:
-                return per[0]
             return kernels.minmax(np.mean(per, axis=0, dtype=np.float64).astype(np.float32), eps=1e-7)
         if len(raws) == 1:
             return kernels.postprocess(raws[0], size, relu=True, eps=1e-8)

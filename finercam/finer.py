@@ -18,6 +18,7 @@ C <= 11); ``candidates=`` changes that number. Recombining with a class outside 
 from __future__ import annotations
 
 import traceback
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -53,7 +54,8 @@ class FinerCAM:
       ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
     - `gamma`: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
       where it is pgc's alpha).
-    - `num_references`: T, the number of reference classes (capped at C - 1).
+    - `num_references`: T, the number of reference classes; more than C - 1 is capped at C - 1
+      with a ``UserWarning``.
     - `reference_rule`: ``"nearest_logit"``, ``"top_predicted"`` or ``"weight_similarity"``.
     - `aggregate`: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
     - `objective`: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
@@ -238,8 +240,8 @@ class FinerCAM:
     def _choose_classes(self, y: np.ndarray, tgt: np.ndarray, references):
         N, C = y.shape
         if self.objective == "pgc":
-            T = min(self.num_references, C - 1)
             if references is None:
+                T = self._reference_count(C)
                 main, refs = pgc_ranks(y, tgt, T)
             else:
                 main, refs = tgt, check_references(references, tgt, C)
@@ -254,7 +256,7 @@ class FinerCAM:
             weight = None if clf is None else clf.weight.detach().float().cpu().numpy()
         ranking = rank_classes(y, tgt, self.reference_rule, weight)
         if refs is None:
-            refs = ranking[:, : min(self.num_references, C - 1)].copy()
+            refs = ranking[:, : self._reference_count(C)].copy()
         T = refs.shape[1]
         extra = self.candidates if self.candidates is not None else DEFAULT_EXTRA_CANDIDATES
         S = min(C - 1, max(T, extra))
@@ -270,6 +272,15 @@ class FinerCAM:
             cand[n, 0] = tgt[n]
             cand[n, 1:] = row
         return refs, cand, {}
+
+    def _reference_count(self, C: int) -> int:
+        """T = min(num_references, C - 1): only C - 1 classes are not the target. The cap changes
+        what is explained, so it is said (a UserWarning), not done silently."""
+        if self.num_references <= C - 1:
+            return self.num_references
+        warnings.warn(f"num_references={self.num_references}, but a model with {C} classes has only {C - 1} "
+                      f"besides the target: using num_references={C - 1}", UserWarning, stacklevel=4)
+        return C - 1
 
     def _statistics(self, images, logits, taps, transforms, acts, cand, extra, hooks, y):
         N = images.shape[0]

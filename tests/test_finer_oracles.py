@@ -182,7 +182,8 @@ def _cached_call(cnn, method):
 def test_binary_classifier_single_image():
     net = seeded(TinyResNet, num_classes=2)
     x = images(1)
-    exp = finercam.FinerCAM(net, "layer2", num_references=3)(x)
+    with pytest.warns(UserWarning, match="num_references=3, .* using num_references=1"):
+        exp = finercam.FinerCAM(net, "layer2", num_references=3)(x)
     assert exp.references.tolist() == [[1 - int(exp.targets[0])]]
     raw, maps = oracle_gradient_method(net, x, "layer2", "gradcam", exp.targets.tolist(),
                                        exp.references.tolist(), 0.6, "mean")

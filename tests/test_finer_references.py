@@ -1,5 +1,8 @@
 """Reference rules, against rankings recomputed in the tests."""
+import warnings
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -67,9 +70,16 @@ def test_top_predicted_through_fincercam():
 
 def test_references_capped_at_other_classes():
     net = seeded(MiniNet, num_classes=3)
-    exp = finercam.FinerCAM(net, "act", num_references=5)(images(2, size=(8, 8)))
+    # Capped, and said: the warning names the requested and the used count.
+    with pytest.warns(UserWarning, match=r"num_references=5, .* using num_references=2$"):
+        exp = finercam.FinerCAM(net, "act", num_references=5)(images(2, size=(8, 8)))
     assert exp.references.shape == (2, 2)
     assert exp.candidates.shape == (2, 3)
+    # No cap, no warning: C - 1 references exactly, or explicit ones.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finercam.FinerCAM(net, "act", num_references=2)(images(2, size=(8, 8)))
+        finercam.FinerCAM(net, "act", num_references=5)(images(2, size=(8, 8)), [0, 1], [[1, 2], [0, 2]])
 
 
 def test_explicit_references_are_stored_first():
