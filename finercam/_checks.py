@@ -1,4 +1,4 @@
-"""Argument checks shared by the public entry points (FinerCAM, the metrics, the runner).
+"""Argument checks shared by the public entry points (FinerCAM, the kernels, the metrics, the runner).
 
 Each raises ``TypeError`` for a value of the wrong kind and ``ValueError`` for one out of range,
 with a message that names the argument.
@@ -21,3 +21,38 @@ def check_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return int(value)
+
+
+def check_fraction(fraction, name: str = "fraction") -> float:
+    """A real number in (0, 1] (bools refused), as a float.
+
+    >>> check_fraction(0.05)
+    0.05
+    """
+    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"{name} must be a real number in (0, 1], got {type(fraction).__name__}")
+    f = float(fraction)
+    if not (0.0 < f <= 1.0):
+        raise ValueError(f"{name} must lie in (0, 1], got {fraction!r}")
+    return f
+
+
+def check_size(size, name: str = "size") -> tuple[int, int]:
+    """An int H (meaning (H, H)) or a pair of ints (H, W), as a tuple of ints; the C core checks
+    that they are positive.
+
+    >>> check_size(4), check_size((2, np.int64(3)))
+    ((4, 4), (2, 3))
+    """
+    if isinstance(size, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {type(size).__name__}")
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}") from None
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must hold ints, got {size!r}")
+    return int(h), int(w)

@@ -97,23 +97,32 @@ class _Tap:
 
 
 def extract_logits(out, batch: int) -> torch.Tensor:
-    """The (N, C) logits of a model output: a tensor, a tuple/list (first item), a dict
-    (``"logits"``), or an object with ``.logits``.
+    """The (N, C) logits of a model output: a tensor, an object with a tensor ``.logits``, a dict
+    (``"logits"``), or a tuple/list (first item). The one reader of model outputs (FinerCAM and
+    the metrics both use it).
+
+    An output that holds no logits tensor at all is a ``TypeError`` (its type is wrong); a tensor
+    that is not (N, C) float logits with ``N == batch`` is a ``ValueError``.
 
     >>> extract_logits({"logits": torch.zeros(2, 5), "aux": 1}, batch=2).shape
     torch.Size([2, 5])
+    >>> extract_logits("y", batch=2)
+    Traceback (most recent call last):
+    ...
+    TypeError: model output must be (N, C) logits (a tensor, .logits, a dict with 'logits' or a tuple), got str
     """
     if not isinstance(out, torch.Tensor):
-        if hasattr(out, "logits") and isinstance(getattr(out, "logits"), torch.Tensor):
+        if isinstance(getattr(out, "logits", None), torch.Tensor):
             out = out.logits
         elif isinstance(out, dict):
             if "logits" not in out:
-                raise ValueError(f"model output is a dict without a 'logits' key (keys: {list(out)})")
+                raise TypeError(f"model output is a dict without a 'logits' key (keys: {list(out)})")
             out = out["logits"]
         elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
             out = out[0]
-        else:
-            raise ValueError(f"model output must be (N, C) logits, got {type(out).__name__}")
+        if not isinstance(out, torch.Tensor):
+            raise TypeError("model output must be (N, C) logits (a tensor, .logits, a dict with 'logits' "
+                            f"or a tuple), got {type(out).__name__}")
     if out.ndim != 2 or out.shape[0] != batch or not out.is_floating_point():
         raise ValueError(f"model output must be (N, C) float logits with N = {batch}, "
                          f"got {tuple(out.shape)} {out.dtype}")

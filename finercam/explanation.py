@@ -18,13 +18,13 @@ C-core combination, no model call:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from . import kernels
-from .methods import method_groups
+from .methods import signed_maps
 
 __all__ = ["Explanation", "AGGREGATES", "check_gamma", "check_aggregate"]
 
@@ -44,7 +44,6 @@ class _Store:
     baselines: list[np.ndarray | None]  # per layer (N, S) zero-input logits (scorecam) or None
     candidates: np.ndarray              # (N, S) class ids, column 0 the explained class
     logits: np.ndarray                  # (N, C)
-    extra: dict = field(default_factory=dict)
 
 
 def check_gamma(gamma) -> float:
@@ -81,12 +80,12 @@ class Explanation:
     ``logits`` (N, C) float32; ``candidates`` (N, S): the classes whose weights are stored, column
     0 the target; ``gamma``, ``aggregate``, ``reverse``, ``method``, ``objective``.
 
+    A small CNN (seeded), one call, then a gamma sweep from the stored weights:
+
     >>> import torch, finercam
-    >>> from torch import nn
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <...>
-    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-    ...                     nn.Flatten(), nn.Linear(8, 5))
+    >>> _ = torch.manual_seed(0)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+    ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5))
     >>> exp = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16))
     >>> sweep = [exp.recombine(gamma=g).maps for g in (0.0, 0.5, 1.0)]   # no model call
     >>> exp.maps.shape, exp.references.shape, bool(np.allclose(exp.baseline().maps, sweep[0]))
@@ -110,8 +109,8 @@ class Explanation:
         coef, primary = self._coefficients()
         self.layer_raw_maps = []
         for A, st, base in zip(store.activations, store.stats, store.baselines):
-            groups = method_groups(store.method, A, st, coef, primary, base)
-            self.layer_raw_maps.append(self._aggregate(groups))
+            signed = signed_maps(store.method, A, st, coef, primary, base)
+            self.layer_raw_maps.append(self._aggregate(signed))
         self.raw_maps = self.layer_raw_maps[0]
         self.maps = self._normalise(self.layer_raw_maps)
 
@@ -161,13 +160,14 @@ class Explanation:
                 pos[n, t] = i
         return pos
 
-    def _aggregate(self, groups: np.ndarray) -> np.ndarray:
-        if groups.shape[1] == 1:
-            out = groups[:, 0]
+    def _aggregate(self, signed: np.ndarray) -> np.ndarray:
+        """(N, h, w) ReLU'd map from the G signed maps (N, G, h, w), by ``aggregate``."""
+        if signed.shape[1] == 1:
+            out = signed[:, 0]
         elif self.aggregate == "max":
-            out = groups.max(axis=1)
+            out = signed.max(axis=1)
         else:  # mean_after_relu
-            out = np.maximum(groups, 0.0).mean(axis=1, dtype=np.float64).astype(np.float32)
+            out = np.maximum(signed, 0.0).mean(axis=1, dtype=np.float64).astype(np.float32)
         return np.ascontiguousarray(np.maximum(out, 0.0), dtype=np.float32)
 
     def _normalise(self, raws: Sequence[np.ndarray]) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import traceback
 import warnings
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -37,7 +38,45 @@ from . import kernels
 __all__ = ["FinerCAM", "OBJECTIVES"]
 
 OBJECTIVES = ("paper", "pgc")
-DEFAULT_EXTRA_CANDIDATES = 10
+DEFAULT_CANDIDATES = 10
+
+
+@dataclass
+class _Forward:
+    """One tapped forward pass. ``logits`` and ``taps`` hold the autograd graph after the target
+    layers; :meth:`release_graph` drops them once the statistics are computed."""
+
+    images: torch.Tensor
+    size: tuple[int, int]
+    logits: torch.Tensor
+    taps: list[torch.Tensor]
+    logits_host: np.ndarray                                   # (N, C) float32
+    transforms: list[Callable] = field(default_factory=list)  # per layer: tap -> (N, K, h, w)
+    acts: list[np.ndarray] = field(default_factory=list)      # per layer (N, K, h, w) float32
+
+    def release_graph(self) -> None:
+        del self.logits, self.taps
+
+
+def _stored_classes(targets: np.ndarray, refs: np.ndarray, ranking: np.ndarray, count: int) -> np.ndarray:
+    """(N, 1 + count) class ids: the target, its references, then the next classes of ``ranking``
+    (N, C - 1) not already there, in the ranking's order.
+
+    >>> _stored_classes(np.array([0]), np.array([[3]]), np.array([[2, 3, 1]]), 2).tolist()
+    [[0, 3, 2]]
+    """
+    out = np.empty((len(targets), 1 + count), np.int64)
+    for n in range(len(targets)):
+        row = [int(r) for r in refs[n]]
+        seen = set(row)
+        for c in ranking[n]:
+            if len(row) >= count:
+                break
+            if int(c) not in seen:
+                row.append(int(c))
+        out[n, 0] = targets[n]
+        out[n, 1:] = row
+    return out
 
 
 class FinerCAM:
@@ -175,7 +214,8 @@ class FinerCAM:
             raise ValueError(f"targets gives {arr.shape[0]} class ids for a batch of {N}")
         return arr.astype(np.int64)
 
-    def _find_classifier(self, num_classes: int, in_features: int | None = None) -> nn.Linear | None:
+    def _find_classifier(self, num_classes: int) -> nn.Linear | None:
+        """``classifier=``, else the last nn.Linear with ``num_classes`` outputs (None if none)."""
         if self.classifier is not None:
             return self.classifier
         found = None
@@ -190,88 +230,91 @@ class FinerCAM:
         class id per sample) against ``references`` (None: by ``reference_rule``; or one list of
         class ids per sample). Returns an :class:`Explanation`."""
         self._check_images(images)
-        N = images.shape[0]
-        tgt = self._check_targets(targets, N)
+        tgt = self._check_targets(targets, images.shape[0])
         if references is not None and not isinstance(references, (list, tuple, np.ndarray, torch.Tensor)):
             raise TypeError(f"references must be one list of class ids per sample, got {type(references).__name__}")
-        if self._net is not self.model:
-            p = next(self._net.parameters(), None)
-            if p is not None:
-                images = images.to(p.device)
-        size = (int(images.shape[2]), int(images.shape[3]))
-        track = self.method in GRADIENT_METHODS
+        images = self._on_model_device(images)
         with model_state(self.model) as hooks:
-            logits = taps = None
+            fwd = None
             try:
-                logits, taps = tapped_forward(self._net, images, self.layers, hooks, track)
-                y = logits.detach().float().cpu().numpy()
-                if not np.isfinite(y).all():
-                    raise ValueError("the model's logits hold NaN or inf")
-                C = y.shape[1]
-                if C < 2:
-                    raise ValueError(f"Finer-CAM compares classes: the model gives {C} logit per sample")
-                if tgt is None:
-                    tgt = y.argmax(axis=1).astype(np.int64)
-                elif (tgt < 0).any() or (tgt >= C).any():
-                    raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
-                transforms, acts = [], []
-                for (name, _), t in zip(self.layers, taps):
-                    tf = grid_transform(t, size, self.reshape, name)
-                    A = tf(t.detach()).float().cpu().numpy()
-                    A = np.ascontiguousarray(A)
-                    if not np.isfinite(A).all():
-                        raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
-                    transforms.append(tf)
-                    acts.append(A)
-                refs, cand, extra = self._choose_classes(y, tgt, references)
-                stats, baselines = self._statistics(images, logits, taps, transforms, acts, cand, extra, hooks, y)
+                fwd = self._forward(images, hooks)
+                tgt = self._targets_in_range(tgt, fwd.logits_host)
+                self._grid_activations(fwd)
+                refs, cand = self._choose_classes(fwd.logits_host, tgt, references)
+                stats, baselines = self._statistics(fwd, cand, refs, hooks)
             except BaseException as exc:
                 # The traceback keeps the frames of the failed call, and their locals (the logits,
                 # with the graph), alive as long as the caller keeps the exception.
                 traceback.clear_frames(exc.__traceback__)
                 raise
             finally:
-                logits = taps = t = None
-
-        store = _Store(self.method, self.objective, size, [n for n, _ in self.layers], acts, stats,
-                       baselines, cand, y, extra)
+                if fwd is not None:
+                    fwd.release_graph()
+        store = _Store(self.method, self.objective, fwd.size, [n for n, _ in self.layers], fwd.acts, stats,
+                       baselines, cand, fwd.logits_host)
         return Explanation(store, self.gamma, refs, self.aggregate, self.reverse)
 
-    def _choose_classes(self, y: np.ndarray, tgt: np.ndarray, references):
-        N, C = y.shape
+    def _on_model_device(self, images: torch.Tensor) -> torch.Tensor:
+        """A wrapped model (DataParallel) runs its module on one device: the images go there."""
+        if self._net is not self.model:
+            p = next(self._net.parameters(), None)
+            if p is not None:
+                return images.to(p.device)
+        return images
+
+    def _forward(self, images: torch.Tensor, hooks: list) -> _Forward:
+        """The tapped forward pass, its logits checked (finite, at least two classes)."""
+        logits, taps = tapped_forward(self._net, images, self.layers, hooks, self.method in GRADIENT_METHODS)
+        y = logits.detach().float().cpu().numpy()
+        if not np.isfinite(y).all():
+            raise ValueError("the model's logits hold NaN or inf")
+        if y.shape[1] < 2:
+            raise ValueError(f"Finer-CAM compares classes: the model gives {y.shape[1]} logit per sample")
+        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y)
+
+    @staticmethod
+    def _targets_in_range(tgt: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+        """The checked targets, or the top class of each sample when none were given."""
+        C = y.shape[1]
+        if tgt is None:
+            return y.argmax(axis=1).astype(np.int64)
+        if (tgt < 0).any() or (tgt >= C).any():
+            raise ValueError(f"targets holds class ids outside [0, {C}): {tgt.tolist()}")
+        return tgt
+
+    def _grid_activations(self, fwd: _Forward) -> None:
+        """Fill ``fwd.transforms`` (tap -> (N, K, h, w)) and ``fwd.acts`` (the host activations)."""
+        for (name, _), t in zip(self.layers, fwd.taps):
+            tf = grid_transform(t, fwd.size, self.reshape, name)
+            A = np.ascontiguousarray(tf(t.detach()).float().cpu().numpy())
+            if not np.isfinite(A).all():
+                raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
+            fwd.transforms.append(tf)
+            fwd.acts.append(A)
+
+    def _choose_classes(self, y: np.ndarray, tgt: np.ndarray, references) -> tuple[np.ndarray, np.ndarray]:
+        """``(references (N, T), stored classes (N, 1 + S))``; column 0 of the stored classes is the
+        explained class (pgc: its main class, the only one stored)."""
+        C = y.shape[1]
         if self.objective == "pgc":
             if references is None:
-                T = self._reference_count(C)
-                main, refs = pgc_ranks(y, tgt, T)
+                main, refs = pgc_ranks(y, tgt, self._reference_count(C))
             else:
                 main, refs = tgt, check_references(references, tgt, C)
-            return refs, main[:, None].copy(), {"main": main, "refs": refs}
-        if references is not None:
-            refs = check_references(references, tgt, C)
-        else:
-            refs = None
-        weight = None
-        if self.reference_rule == "weight_similarity":
-            clf = self._find_classifier(C)
-            weight = None if clf is None else clf.weight.detach().float().cpu().numpy()
-        ranking = rank_classes(y, tgt, self.reference_rule, weight)
+            return refs, main[:, None].copy()
+        refs = None if references is None else check_references(references, tgt, C)
+        ranking = rank_classes(y, tgt, self.reference_rule, self._classifier_weight(C))
         if refs is None:
             refs = ranking[:, : self._reference_count(C)].copy()
-        T = refs.shape[1]
-        extra = self.candidates if self.candidates is not None else DEFAULT_EXTRA_CANDIDATES
-        S = min(C - 1, max(T, extra))
-        cand = np.empty((N, 1 + S), np.int64)
-        for n in range(N):
-            row = list(refs[n])
-            seen = set(row)
-            for c in ranking[n]:
-                if len(row) >= S:
-                    break
-                if int(c) not in seen:
-                    row.append(int(c))
-            cand[n, 0] = tgt[n]
-            cand[n, 1:] = row
-        return refs, cand, {}
+        wanted = self.candidates if self.candidates is not None else DEFAULT_CANDIDATES
+        return refs, _stored_classes(tgt, refs, ranking, min(C - 1, max(refs.shape[1], wanted)))
+
+    def _classifier_weight(self, num_classes: int) -> np.ndarray | None:
+        """The classifier's weight rows, which only ``reference_rule="weight_similarity"`` reads."""
+        if self.reference_rule != "weight_similarity":
+            return None
+        clf = self._find_classifier(num_classes)
+        return None if clf is None else clf.weight.detach().float().cpu().numpy()
 
     def _reference_count(self, C: int) -> int:
         """T = min(num_references, C - 1): only C - 1 classes are not the target. The cap changes
@@ -282,55 +325,64 @@ class FinerCAM:
                       f"besides the target: using num_references={C - 1}", UserWarning, stacklevel=4)
         return C - 1
 
-    def _statistics(self, images, logits, taps, transforms, acts, cand, extra, hooks, y):
-        N = images.shape[0]
-        L = len(acts)
+    # -- per-class statistics -----------------------------------------------------------------
+    def _statistics(self, fwd: _Forward, cand: np.ndarray, refs: np.ndarray,
+                    hooks: list) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Per layer, the statistic of every stored class (see :mod:`finercam.methods`), and the
+        zero-input logits of the stored classes (Score-CAM; None for the other methods)."""
+        no_baselines: list[np.ndarray | None] = [None] * len(fwd.acts)
         if self.method in GRADIENT_METHODS:
-            C = y.shape[1]
-            if self.objective == "pgc":
-                return self._pgc_statistics(logits, taps, transforms, acts, extra, y), [None] * L
-            S = cand.shape[1]
-            dirs = torch.zeros((N, S, C), dtype=logits.dtype, device=logits.device)
-            dirs.scatter_(2, torch.as_tensor(cand, device=logits.device)[:, :, None], 1.0)
-            return self._gradient_stats(logits, taps, transforms, acts, dirs), [None] * L
+            return self._gradient_stats(fwd, self._directions(fwd.logits, cand, refs)), no_baselines
         if self.method == "cam":
-            stats = []
-            for (name, _), A in zip(self.layers, acts):
-                clf = self._find_classifier(y.shape[1])
-                if clf is None or clf.in_features != A.shape[1]:
-                    raise ValueError(f"method='cam' needs a final nn.Linear with {y.shape[1]} outputs and "
-                                     f"{A.shape[1]} inputs (the channels of {name!r}); pass classifier=")
-                W = clf.weight.detach().float().cpu().numpy()
-                stats.append(np.ascontiguousarray(W[cand]))
-            return stats, [None] * L
+            return self._classifier_stats(fwd.acts, cand, fwd.logits_host.shape[1]), no_baselines
         # scorecam: the taps are done; the masked forwards must not hit them again.
         for h in hooks:
             h.remove()
         hooks.clear()
-        return self._score_statistics(images, acts, cand)
+        return self._score_statistics(fwd.images, fwd.acts, cand)
 
-    def _gradient_stats(self, logits, taps, transforms, acts, dirs):
-        names = [n for n, _ in self.layers]
-        stats: list = [None] * len(acts)
-        S = dirs.shape[1]
-        for s, grads in directional_gradients(logits, taps, dirs, names):
-            for l, (tf, g, A) in enumerate(zip(transforms, grads, acts)):
-                G = np.ascontiguousarray(tf(g).float().cpu().numpy())
-                st = class_statistic(self.method, A, G)
-                if stats[l] is None:
-                    stats[l] = np.empty((st.shape[0], S) + st.shape[1:], np.float32)
-                stats[l][:, s] = st
-        return stats
+    def _directions(self, logits: torch.Tensor, cand: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+        """(N, S, C) logit combinations whose gradients are stored: one-hot rows of the stored
+        classes; for pgc, its objective's direction and the main class's one-hot row."""
+        if self.objective == "pgc":
+            return self._pgc_directions(logits, cand[:, 0], refs)
+        N, S = cand.shape
+        dirs = torch.zeros((N, S, logits.shape[1]), dtype=logits.dtype, device=logits.device)
+        dirs.scatter_(2, torch.as_tensor(cand, device=logits.device)[:, :, None], 1.0)
+        return dirs
 
-    def _pgc_statistics(self, logits, taps, transforms, acts, extra, y):
-        main = torch.as_tensor(extra["main"], device=logits.device)
-        refs = torch.as_tensor(extra["refs"], device=logits.device)
-        v, den = pgc_direction(logits, main, refs, self.gamma)
+    def _pgc_directions(self, logits: torch.Tensor, main: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+        main_t = torch.as_tensor(main, device=logits.device)
+        v, den = pgc_direction(logits, main_t, torch.as_tensor(refs, device=logits.device), self.gamma)
         warn_if_flipped(den)
         dirs = torch.zeros((logits.shape[0], 2, logits.shape[1]), dtype=torch.float32, device=logits.device)
         dirs[:, 0] = v
-        dirs[:, 1].scatter_(1, main[:, None], 1.0)
-        return self._gradient_stats(logits, taps, transforms, acts, dirs)
+        dirs[:, 1].scatter_(1, main_t[:, None], 1.0)
+        return dirs
+
+    def _gradient_stats(self, fwd: _Forward, dirs: torch.Tensor) -> list[np.ndarray]:
+        names = [n for n, _ in self.layers]
+        stats: list = [None] * len(fwd.acts)
+        S = dirs.shape[1]
+        for s, grads in directional_gradients(fwd.logits, fwd.taps, dirs, names):
+            for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts)):
+                G = np.ascontiguousarray(tf(g).float().cpu().numpy())
+                st = class_statistic(self.method, A, G)
+                if stats[i] is None:
+                    stats[i] = np.empty((st.shape[0], S) + st.shape[1:], np.float32)
+                stats[i][:, s] = st
+        return stats
+
+    def _classifier_stats(self, acts: list[np.ndarray], cand: np.ndarray, num_classes: int) -> list[np.ndarray]:
+        """CAM's per-class weights: the classifier's rows of the stored classes, (N, S, K) per layer."""
+        clf = self._find_classifier(num_classes)
+        stats = []
+        for (name, _), A in zip(self.layers, acts):
+            if clf is None or clf.in_features != A.shape[1]:
+                raise ValueError(f"method='cam' needs a final nn.Linear with {num_classes} outputs and "
+                                 f"{A.shape[1]} inputs (the channels of {name!r}); pass classifier=")
+            stats.append(np.ascontiguousarray(clf.weight.detach().float().cpu().numpy()[cand]))
+        return stats
 
     @torch.no_grad()
     def _score_statistics(self, images, acts, cand):

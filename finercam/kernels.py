@@ -22,41 +22,33 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from . import _core
+from ._checks import check_size
 
-__all__ = ["combine", "combine_pixelwise", "resize", "minmax", "postprocess", "fuse_layers"]
+__all__ = ["as_numpy", "combine", "combine_pixelwise", "resize", "minmax", "postprocess", "fuse_layers"]
 
 
-def _host(x, name: str):
-    """Torch tensors go to the host as NumPy; everything else is left for the C core to check."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
+#: The torch floating dtypes whose tensors NumPy holds as they are; others (bfloat16, float8) go
+#: through float32.
+_NUMPY_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16)
+
+
+def as_numpy(x):
+    """A torch tensor as a host NumPy array (detached, on the CPU; floating dtypes NumPy has no
+    counterpart for, such as bfloat16, as float32); anything else is returned unchanged, for the
+    caller or the C core to check.
+
+    >>> as_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype, as_numpy([1, 2])
+    (dtype('float32'), [1, 2])
+    """
+    if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
-        if x.dtype.is_floating_point and x.dtype not in (_f32_dtypes()):
+        if x.dtype.is_floating_point and x.dtype not in _NUMPY_FLOAT_DTYPES:
             x = x.float()
         return x.numpy()
     return x
-
-
-def _f32_dtypes():
-    import torch
-
-    return (torch.float32, torch.float64, torch.float16)
-
-
-def _size(size, name: str = "size") -> tuple[int, int]:
-    if isinstance(size, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {type(size).__name__}")
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}") from None
-    for v in (h, w):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must hold ints, got {size!r}")
-    return int(h), int(w)
 
 
 def _eps(eps) -> float:
@@ -85,7 +77,7 @@ def combine(activations, weights, *, relu: bool = False) -> np.ndarray:
     >>> combine(A, W)[0, 0, 0, 0], combine(A, W, relu=True)[0, 0, 0, 0]
     (np.float32(-2.0), np.float32(0.0))
     """
-    return _core.combine(_host(activations, "activations"), _host(weights, "weights"), bool(relu))
+    return _core.combine(as_numpy(activations), as_numpy(weights), bool(relu))
 
 
 def combine_pixelwise(activations, weights, *, relu: bool = False) -> np.ndarray:
@@ -104,7 +96,7 @@ def combine_pixelwise(activations, weights, *, relu: bool = False) -> np.ndarray
     >>> combine_pixelwise(A, P)[0, 0]
     array([[3., 1.]], dtype=float32)
     """
-    return _core.combine_pixelwise(_host(activations, "activations"), _host(weights, "weights"),
+    return _core.combine_pixelwise(as_numpy(activations), as_numpy(weights),
                                    bool(relu))
 
 
@@ -124,8 +116,8 @@ def resize(maps, size, *, align_corners: bool = False) -> np.ndarray:
     >>> resize(np.array([[[0.0, 1.0]]], np.float32), (1, 4))
     array([[[0.  , 0.25, 0.75, 1.  ]]], dtype=float32)
     """
-    h, w = _size(size)
-    return _core.resize(_host(maps, "maps"), h, w, bool(align_corners))
+    h, w = check_size(size)
+    return _core.resize(as_numpy(maps), h, w, bool(align_corners))
 
 
 def minmax(maps, *, eps: float = 1e-8) -> np.ndarray:
@@ -143,7 +135,7 @@ def minmax(maps, *, eps: float = 1e-8) -> np.ndarray:
     <BLANKLINE>
            [[0. , 0. , 0. ]]], dtype=float32)
     """
-    return _core.minmax(_host(maps, "maps"), _eps(eps))
+    return _core.minmax(as_numpy(maps), _eps(eps))
 
 
 def postprocess(maps, size, *, relu: bool = True, eps: float = 1e-8,
@@ -162,8 +154,8 @@ def postprocess(maps, size, *, relu: bool = True, eps: float = 1e-8,
     >>> postprocess(np.array([[[-1.0, 1.0], [1.0, 3.0]]], np.float32), 4, eps=0.0)[0, :, 0]
     array([0.        , 0.08333334, 0.25      , 0.33333334], dtype=float32)
     """
-    h, w = _size(size)
-    return _core.postprocess(_host(maps, "maps"), h, w, bool(relu), _eps(eps), bool(align_corners))
+    h, w = check_size(size)
+    return _core.postprocess(as_numpy(maps), h, w, bool(relu), _eps(eps), bool(align_corners))
 
 
 def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e-8,
@@ -184,10 +176,10 @@ def fuse_layers(maps_list: Sequence, size, *, relu: bool = True, eps: float = 1e
     >>> fuse_layers([coarse, fine], (1, 4), eps=0.0)
     array([[[0.   , 0.125, 0.875, 1.   ]]], dtype=float32)
     """
-    h, w = _size(size)
+    h, w = check_size(size)
     if not isinstance(maps_list, (list, tuple)):
         raise TypeError(f"maps_list must be a list or tuple of arrays, got {type(maps_list).__name__}")
-    return _core.fuse_layers([_host(m, "maps_list") for m in maps_list], h, w, bool(relu),
+    return _core.fuse_layers([as_numpy(m) for m in maps_list], h, w, bool(relu),
                              _eps(eps), bool(align_corners))
 
 
@@ -242,7 +234,7 @@ def argsort_desc(maps) -> np.ndarray:
     >>> argsort_desc(np.array([[[0.5, 1.0], [0.5, 0.0]]], np.float32)).tolist()
     [[1, 0, 2, 3]]
     """
-    return _core.argsort_desc(_host(maps, "maps"))
+    return _core.argsort_desc(as_numpy(maps))
 
 
 def rank_desc(maps) -> np.ndarray:
@@ -252,7 +244,7 @@ def rank_desc(maps) -> np.ndarray:
     >>> rank_desc(np.array([[[0.5, 1.0], [0.5, 0.0]]], np.float32)).tolist()
     [[[1, 0], [2, 3]]]
     """
-    return _core.rank_desc(_host(maps, "maps"))
+    return _core.rank_desc(as_numpy(maps))
 
 
 def mask_top(images, maps, baseline, counts, *, out=None) -> np.ndarray:
@@ -269,15 +261,15 @@ def mask_top(images, maps, baseline, counts, *, out=None) -> np.ndarray:
     >>> mask_top(img, m, np.zeros_like(img), [0, 2])[:, 0, 0].tolist()
     [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
     """
-    counts = np.asarray(_host(counts, "counts"))
+    counts = np.asarray(as_numpy(counts))
     if counts.size == 0:
         counts = counts.astype(np.int64)  # an empty list arrives as float64
-    return _core.mask_top(_host(images, "images"), _host(maps, "maps"),
-                          _host(baseline, "baseline"), counts, out)
+    return _core.mask_top(as_numpy(images), as_numpy(maps),
+                          as_numpy(baseline), counts, out)
 
 
 def _bool_masks(masks):
-    masks = _host(masks, "masks")
+    masks = as_numpy(masks)
     if isinstance(masks, np.ndarray) and masks.dtype != np.bool_:
         if not (np.issubdtype(masks.dtype, np.number)):
             raise TypeError(f"masks must be a boolean or numeric array, got dtype {masks.dtype}")
@@ -295,7 +287,7 @@ def energy_in_mask(maps, masks) -> np.ndarray:
     >>> energy_in_mask(m, np.array([[[0, 1]], [[0, 1]]], bool))   # 3 / (1 + 3); all-zero map
     array([0.75,  nan])
     """
-    return _core.energy_in_mask(_host(maps, "maps"), _bool_masks(masks))
+    return _core.energy_in_mask(as_numpy(maps), _bool_masks(masks))
 
 
 def pointing_hit(maps, masks) -> np.ndarray:
@@ -307,7 +299,7 @@ def pointing_hit(maps, masks) -> np.ndarray:
     >>> pointing_hit(m, np.array([[[0, 1, 0]]], bool)), pointing_hit(m, np.array([[[0, 0, 1]]], bool))
     (array([ True]), array([False]))
     """
-    return _core.pointing_hit(_host(maps, "maps"), _bool_masks(masks))
+    return _core.pointing_hit(as_numpy(maps), _bool_masks(masks))
 
 
 def trapezoid(y, x) -> np.ndarray:
@@ -318,7 +310,7 @@ def trapezoid(y, x) -> np.ndarray:
     >>> trapezoid(np.array([[1.0, 0.5, 0.0]], np.float32), np.array([0.0, 0.5, 1.0], np.float32))
     array([0.5])
     """
-    return _core.trapezoid(_host(y, "y"), _host(x, "x"))
+    return _core.trapezoid(as_numpy(y), as_numpy(x))
 
 
 def cosine_matrix(a, b=None) -> np.ndarray:
@@ -334,5 +326,5 @@ def cosine_matrix(a, b=None) -> np.ndarray:
            [0.7071, 1.    , 0.    ],
            [0.    , 0.    , 0.    ]], dtype=float32)
     """
-    a = _host(a, "a")
-    return _core.cosine_matrix(a, a if b is None else _host(b, "b"))
+    a = as_numpy(a)
+    return _core.cosine_matrix(a, a if b is None else as_numpy(b))

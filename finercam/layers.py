@@ -21,8 +21,9 @@ __all__ = ["resolve_layers", "infer_token_grid", "grid_transform"]
 MAX_PREFIX_TOKENS = 8
 
 
-def resolve_layers(model: nn.Module, target_layer) -> list[tuple[str, nn.Module]]:
-    """Return ``[(dotted_name, module), ...]`` for a module, a dotted name, or a list of them.
+def resolve_layers(model: nn.Module, target_layer, owner: str = "the model") -> list[tuple[str, nn.Module]]:
+    """Return ``[(dotted_name, module), ...]`` for a module, a dotted name, or a list of them;
+    ``owner`` names ``model`` in the error messages.
 
     >>> m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     >>> [n for n, _ in resolve_layers(m, ["0", m[1]])]
@@ -38,12 +39,12 @@ def resolve_layers(model: nn.Module, target_layer) -> list[tuple[str, nn.Module]
             if item not in named:
                 close = difflib.get_close_matches(item, list(named), n=3)
                 hint = f"; closest names: {close}" if close else ""
-                raise ValueError(f"target_layer {item!r} is not a submodule of the model{hint}")
+                raise ValueError(f"target_layer {item!r} is not a submodule of {owner}{hint}")
             out.append((item, named[item]))
         elif isinstance(item, nn.Module):
             name = next((n for n, m in named.items() if m is item), None)
             if name is None:
-                raise ValueError(f"target_layer {type(item).__name__} is not a submodule of the model")
+                raise ValueError(f"target_layer {type(item).__name__} is not a submodule of {owner}")
             out.append((name, item))
         else:
             raise TypeError("target_layer must be an nn.Module, a dotted name, or a list of them, "

@@ -30,10 +30,15 @@ import numpy as np
 
 from . import kernels
 
-__all__ = ["GRADIENT_METHODS", "METHODS", "class_statistic", "combine_stats", "gradcampp_weights", "method_groups"]
+__all__ = ["GRADIENT_METHODS", "METHODS", "METHOD_LABELS", "class_statistic", "combine_stats",
+           "gradcampp_weights", "signed_maps"]
 
 GRADIENT_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam")
+#: Every base method, the one list (FinerCAM, the CLI, the runner and the demo read it).
 METHODS = GRADIENT_METHODS + ("scorecam", "cam")
+#: Each method's name as the papers write it, for tables and figure titles.
+METHOD_LABELS = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "gradcam++": "Grad-CAM++",
+                 "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM", "scorecam": "Score-CAM", "cam": "CAM"}
 
 
 def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
@@ -46,7 +51,7 @@ def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
     * ``"xgradcam"``: :math:`\\sum_{i,j} G_k^{ij} A_k^{ij} / (\\sum_{i,j} A_k^{ij} + 10^{-7})`, (N, K);
     * ``"hirescam"``: the map itself, :math:`\\sum_k G_k^{ij} A_k^{ij}`, (N, h, w);
     * ``"layercam"``, ``"gradcam++"``: ``G`` unchanged (their weights are not linear in it, so
-      the objective's gradient is combined first, see :func:`method_groups`).
+      the objective's gradient is combined first, see :func:`signed_maps`).
 
     All are linear in ``G``, so the statistic of :math:`y^c - \\gamma y^d` is the same
     combination of the per-class statistics (Eq. 6-7).
@@ -110,7 +115,7 @@ def gradcampp_weights(g: np.ndarray, A: np.ndarray) -> np.ndarray:
     return (np.maximum(g64, 0.0) * a).sum(axis=(3, 4)).astype(np.float32)
 
 
-def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
+def signed_maps(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
                   primary: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
     """The G signed maps ``sum_k alpha_gk A_k`` (before any ReLU), (N, G, h, w) float32.
 
@@ -131,7 +136,7 @@ def method_groups(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarra
     >>> A = np.ones((1, 2, 2, 2), np.float32)
     >>> alpha = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)           # (N, S=2, K=2)
     >>> coef = np.array([[[1.0, -0.5]]], np.float32)                       # y_c - 0.5 y_t
-    >>> method_groups("gradcam", A, alpha, coef, coef, None)[0, 0]
+    >>> signed_maps("gradcam", A, alpha, coef, coef, None)[0, 0]
     array([[0.5, 0.5],
            [0.5, 0.5]], dtype=float32)
     """

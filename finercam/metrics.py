@@ -38,12 +38,14 @@ import numpy as np
 import torch
 
 from . import kernels
-from ._checks import check_int
+from ._checks import check_fraction, check_int, check_size
+from .capture import extract_logits
+from .references import rank_classes
 
 __all__ = [
     "relative_drop", "confidence_drop", "deletion_auc", "energy_in_mask", "pointing_game",
     "boxes_to_masks", "nearest_logit_class", "evaluate_maps", "Deletion", "top_count",
-    "BLUR_SIGMA",
+    "baseline_values", "BLUR_SIGMA",
 ]
 
 BLUR_SIGMA = 5.0
@@ -86,12 +88,9 @@ def _check_images(images) -> torch.Tensor:
     return images
 
 
-def _as_numpy(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return x.numpy()
+def _array(x, name: str) -> np.ndarray:
+    """A NumPy array, from an array, a tensor (:func:`finercam.kernels.as_numpy`), a list or a tuple."""
+    x = kernels.as_numpy(x)
     if isinstance(x, (np.ndarray, list, tuple)):
         return np.asarray(x)
     raise TypeError(f"{name} must be a NumPy array or a torch.Tensor, got {type(x).__name__}")
@@ -99,7 +98,7 @@ def _as_numpy(x, name: str) -> np.ndarray:
 
 def _check_maps(maps, shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """(N, H, W) float32, also from (N, 1, H, W); finite; matching ``shape`` when given."""
-    m = _as_numpy(maps, "maps")
+    m = _array(maps, "maps")
     if m.dtype == np.bool_ or not np.issubdtype(m.dtype, np.number):
         raise TypeError(f"maps must hold numbers, got dtype {m.dtype}")
     if m.ndim == 4 and m.shape[1] == 1:
@@ -117,7 +116,7 @@ def _check_maps(maps, shape: tuple[int, int, int] | None = None) -> np.ndarray:
 def _check_classes(x, n: int, num_classes: int, name: str) -> np.ndarray:
     if isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, (bool, np.bool_)):
         x = [int(x)] * n
-    a = _as_numpy(x, name)
+    a = _array(x, name)
     if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class indices, got dtype {a.dtype}")
     a = a.reshape(-1).astype(np.int64)
@@ -128,23 +127,6 @@ def _check_classes(x, n: int, num_classes: int, name: str) -> np.ndarray:
     return a
 
 
-def _check_fraction(fraction, name: str = "fraction") -> float:
-    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, numbers.Real):
-        raise TypeError(f"{name} must be a real number in (0, 1], got {type(fraction).__name__}")
-    f = float(fraction)
-    if not (0.0 < f <= 1.0):
-        raise ValueError(f"{name} must lie in (0, 1], got {fraction!r}")
-    return f
-
-
-def _check_steps(steps) -> int:
-    return check_int(steps, "steps")
-
-
-def _check_batch_size(batch_size) -> int:
-    return check_int(batch_size, "batch_size")
-
-
 def top_count(fraction: float, n_pix: int) -> int:
     """``ceil(fraction * n_pix)``, the product rounded to 6 decimals first, at least 1:
     :math:`\\max(1, \\lceil \\mathrm{round}_6(f \\cdot HW) \\rceil)`.
@@ -152,7 +134,7 @@ def top_count(fraction: float, n_pix: int) -> int:
     >>> top_count(0.1, 100), top_count(0.05, 224 * 224)
     (10, 2509)
     """
-    return max(1, math.ceil(round(_check_fraction(fraction) * n_pix, 6)))
+    return max(1, math.ceil(round(check_fraction(fraction) * n_pix, 6)))
 
 
 def _deletion_counts(steps: int, n_pix: int) -> np.ndarray:
@@ -182,8 +164,14 @@ def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _baseline(baseline, host: np.ndarray) -> np.ndarray:
-    """The (N, C, H, W) float32 replacement values for ``host`` images."""
+def baseline_values(baseline, host: np.ndarray) -> np.ndarray:
+    """The (N, C, H, W) float32 replacement values of ``baseline`` (a number, ``"mean"``,
+    ``"blur"`` or an array, see the module doc) for the (N, C, H, W) ``host`` images.
+
+    >>> host = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    >>> baseline_values("mean", host)[0, 0].tolist(), baseline_values(0.5, host).shape
+    ([[1.5, 1.5], [1.5, 1.5]], (1, 1, 2, 2))
+    """
     if isinstance(baseline, str):
         if baseline == "mean":
             return np.ascontiguousarray(
@@ -198,7 +186,7 @@ def _baseline(baseline, host: np.ndarray) -> np.ndarray:
         if not math.isfinite(float(baseline)):
             raise ValueError(f"baseline must be finite, got {baseline!r}")
         return np.full(host.shape, float(baseline), dtype=np.float32)
-    b = _as_numpy(baseline, "baseline").astype(np.float32)
+    b = _array(baseline, "baseline").astype(np.float32)
     try:
         return np.ascontiguousarray(np.broadcast_to(b, host.shape))
     except ValueError:
@@ -209,24 +197,8 @@ def _baseline(baseline, host: np.ndarray) -> np.ndarray:
 # --- the model ---------------------------------------------------------------------------------
 
 
-def _logits(output) -> torch.Tensor:
-    """Logits from a model output: a tensor, ``.logits``, a dict with "logits", or a tuple's first."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
-        return output.logits
-    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
-        return output["logits"]
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"the model must return logits (a tensor, .logits, or a tuple), got "
-                    f"{type(output).__name__}")
-
-
 def _probs(model, x: torch.Tensor) -> np.ndarray:
-    logits = _logits(model(x))
-    if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-        raise ValueError(f"the model must return (N, classes) logits, got {tuple(logits.shape)}")
+    logits = extract_logits(model(x), x.shape[0])
     return torch.softmax(logits.detach().double(), dim=1).cpu().numpy()
 
 
@@ -238,14 +210,11 @@ def nearest_logit_class(logits, targets) -> np.ndarray:
     >>> nearest_logit_class(np.array([[3.0, 1.0, 2.5, 2.5]]), [0]).tolist()
     [2]
     """
-    y = _as_numpy(logits, "logits").astype(np.float64)
+    y = _array(logits, "logits").astype(np.float64)
     if y.ndim != 2 or y.shape[1] < 2:
         raise ValueError(f"logits must be (N, classes) with at least 2 classes, got {y.shape}")
     t = _check_classes(targets, y.shape[0], y.shape[1], "targets")
-    rows = np.arange(y.shape[0])
-    gap = np.abs(y - y[rows, t][:, None])
-    gap[rows, t] = np.inf
-    return np.argsort(gap, axis=1, kind="stable")[:, 0].astype(np.int64)
+    return rank_classes(y, t, "nearest_logit")[:, 0].astype(np.int64)
 
 
 def _masked_probs(model, images: torch.Tensor, maps: np.ndarray, counts: np.ndarray,
@@ -263,7 +232,7 @@ def _masked_probs(model, images: torch.Tensor, maps: np.ndarray, counts: np.ndar
         parts[0] = probs0
         if masked_counts.size:
             host = np.ascontiguousarray(images.detach().cpu().float().numpy())
-            base = _baseline(baseline, host)
+            base = baseline_values(baseline, host)
             s = masked_counts.size
             per_image = s * c * h * w * 4
             group = int(max(1, min(n, BUFFER_BYTES // max(per_image, 1))))
@@ -289,14 +258,12 @@ def _prepare(model, images, maps, targets, compare_to, batch_size, need_compare=
     images = _check_images(images)
     n, _, h, w = images.shape
     m = _check_maps(maps, (n, h, w))
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int(batch_size, "batch_size")
     if n == 0:
         raise ValueError("images must hold at least one image")
     with torch.no_grad():
-        logits = torch.cat([_logits(model(images[i:i + batch_size])).detach().double().cpu()
-                            for i in range(0, n, batch_size)])
-    if logits.ndim != 2 or logits.shape[0] != n:
-        raise ValueError(f"the model must return (N, classes) logits, got {tuple(logits.shape)}")
+        logits = torch.cat([extract_logits(model(x), x.shape[0]).detach().double().cpu()
+                            for x in images.split(batch_size)])
     k = logits.shape[1]
     t = logits.argmax(1).numpy() if targets is None else _check_classes(targets, n, k, "targets")
     d = None
@@ -330,7 +297,7 @@ def relative_drop(model, images, maps, targets=None, compare_to=None, fraction: 
     >>> relative_drop(model, x, maps, targets=[0, 1], compare_to=[1, 2], fraction=0.5).shape
     (2,)
     """
-    f = _check_fraction(fraction)
+    f = check_fraction(fraction)
     images, m, t, d, bs, p0 = _prepare(model, images, maps, targets, compare_to, batch_size)
     n, _, h, w = images.shape
     p = _masked_probs(model, images, m, np.array([0, top_count(f, h * w)]), baseline, bs, p0)
@@ -357,7 +324,7 @@ def confidence_drop(model, images, maps, targets=None, fraction: float = 0.05, b
     >>> relative_drop(net, torch.ones(1, 1, 2, 2), m, [0], fraction=0.25).round(5)   # class 1 gains it
     array([0.05888])
     """
-    f = _check_fraction(fraction)
+    f = check_fraction(fraction)
     images, m, t, _, bs, p0 = _prepare(model, images, maps, targets, None, batch_size,
                                    need_compare=False)
     n, _, h, w = images.shape
@@ -383,7 +350,7 @@ def deletion_auc(model, images, maps, targets=None, steps: int = 20, baseline=0.
     >>> r.auc.shape, r.curve.shape, r.fractions.tolist()
     ((2,), (2, 5), [0.0, 0.25, 0.5, 0.75, 1.0])
     """
-    steps = _check_steps(steps)
+    steps = check_int(steps, "steps")
     images, m, t, d, bs, p0 = _prepare(model, images, maps, targets, compare_to, batch_size)
     n, _, h, w = images.shape
     counts = _deletion_counts(steps, h * w)
@@ -404,8 +371,8 @@ def boxes_to_masks(boxes, size) -> np.ndarray:
     >>> boxes_to_masks([[1, 0, 3, 2]], (2, 4)).astype(int).tolist()
     [[[0, 1, 1, 0], [0, 1, 1, 0]]]
     """
-    h, w = kernels._size(size)
-    b = _as_numpy(boxes, "boxes")
+    h, w = check_size(size)
+    b = _array(boxes, "boxes")
     if b.dtype == np.bool_ or not np.issubdtype(b.dtype, np.number):
         raise TypeError(f"boxes must hold numbers, got dtype {b.dtype}")
     b = b.astype(np.float64)
@@ -426,7 +393,7 @@ def boxes_to_masks(boxes, size) -> np.ndarray:
 
 def _check_masks(masks, shape) -> np.ndarray:
     """Boxes (N, 4) or masks (N, H, W) / (N, 1, H, W) -> (N, H, W) bool matching ``shape``."""
-    k = _as_numpy(masks, "masks")
+    k = _array(masks, "masks")
     if k.ndim == 2:
         if k.shape[0] != shape[0]:
             raise ValueError(f"masks (boxes) must have one row per map ({shape[0]}), got {k.shape[0]}")
@@ -497,8 +464,8 @@ def evaluate_maps(model, images, maps, targets, compare_to=None, *,
     >>> {k: round(float(v[0]), 4) for k, v in r.items()}
     {'target': 0.0, 'compare_to': 1.0, 'rd@0.25': 0.0589, 'drop@0.25': 0.0294, 'deletion': 0.8264, 'deletion_ref': 0.1736}
     """
-    fracs = [_check_fraction(f, "fractions") for f in fractions]
-    steps = None if steps is None else _check_steps(steps)
+    fracs = [check_fraction(f, "fractions") for f in fractions]
+    steps = None if steps is None else check_int(steps, "steps")
     images, m, t, d, bs, p0 = _prepare(model, images, maps, targets, compare_to, batch_size)
     n, _, h, w = images.shape
     frac_counts = [top_count(f, h * w) for f in fracs]

@@ -16,9 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RULES", "rank_classes", "check_references", "pgc_ranks"]
+__all__ = ["RULES", "logit_gaps", "rank_classes", "check_references", "pgc_ranks"]
 
 RULES = ("nearest_logit", "top_predicted", "weight_similarity")
+
+
+def logit_gaps(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N, C) float64 distances :math:`|y^j - y^c|` of every logit to the target's, the key of
+    the nearest-logit rankings (0 at the target itself).
+
+    >>> logit_gaps(np.array([[0.0, 5.0, 4.0]]), np.array([1])).tolist()
+    [[5.0, 0.0, 1.0]]
+    """
+    y = np.asarray(logits, dtype=np.float64)
+    return np.abs(y - y[np.arange(y.shape[0]), targets][:, None])
 
 
 def rank_classes(logits: np.ndarray, targets: np.ndarray, rule: str,
@@ -41,7 +52,7 @@ def rank_classes(logits: np.ndarray, targets: np.ndarray, rule: str,
     N, C = y.shape
     rows = np.arange(N)
     if rule == "nearest_logit":
-        key = np.abs(y - y[rows, targets][:, None])
+        key = logit_gaps(y, targets)
     elif rule == "top_predicted":
         key = -y
     elif rule == "weight_similarity":
@@ -102,7 +113,5 @@ def pgc_ranks(logits: np.ndarray, targets: np.ndarray, count: int) -> tuple[np.n
     >>> pgc_ranks(np.array([[1.0, 3.0, 3.0, 0.0]]), np.array([2]), 2)
     (array([1]), array([[2, 0]]))
     """
-    y = np.asarray(logits, dtype=np.float64)
-    rows = np.arange(y.shape[0])
-    order = np.argsort(np.abs(y - y[rows, targets][:, None]), axis=1, kind="stable")
+    order = np.argsort(logit_gaps(logits, targets), axis=1, kind="stable")
     return order[:, 0].astype(np.int64), order[:, 1: count + 1].astype(np.int64)

@@ -188,7 +188,7 @@ def test_text_source_and_layer_arguments():
         ZeroShotFinerCAM(_encoder(), "2", prompts=PROMPTS, text_encoder=lambda t: t)
     with pytest.raises(ValueError, match="target_layer 'nope' is not a submodule"):
         ZeroShotFinerCAM(_encoder(), "nope", prompts=PROMPTS, text_embeddings=_embeddings())
-    with pytest.raises(ValueError, match="target_layer is a module that is not part"):
+    with pytest.raises(ValueError, match="target_layer ReLU is not a submodule of the image encoder"):
         ZeroShotFinerCAM(_encoder(), nn.ReLU(), prompts=PROMPTS, text_embeddings=_embeddings())
     with pytest.raises(ValueError, match="scale must be > 0"):
         _zs(scale=0.0)

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = (("gradcam", "Grad-CAM"), ("layercam", "Layer-CAM"), ("scorecam", "Score-CAM"))
+from ..methods import METHOD_LABELS
+
+METHODS = tuple((key, METHOD_LABELS[key]) for key in ("gradcam", "layercam", "scorecam"))
 MODELS = (("cnn", "CNN"), ("vit", "ViT"))
 GAMMA = 0.6
 NUM_REFERENCES = 3

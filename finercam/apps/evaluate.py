@@ -47,15 +47,15 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .._checks import check_int
+from .._checks import check_fraction, check_int
+from ..capture import extract_logits
 from .progress import progress_bar
 from ..explanation import check_aggregate, check_gamma
+from ..methods import METHOD_LABELS
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
 
-METHOD_NAMES = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM",
-                "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM",
-                "cam": "CAM"}
+METHOD_NAMES = METHOD_LABELS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif",
                     ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -401,7 +401,7 @@ def _evaluate_batch(model, model_device, cams, settings, cfg, batch, indices):
     labels = np.array(labels, dtype=np.int64)
     n, _, h, w = images.shape
     with torch.no_grad():
-        logits = metrics._logits(model(images)).double().cpu().numpy()
+        logits = extract_logits(model(images), n).double().cpu().numpy()
     targets = labels if cfg.target == "label" else logits.argmax(1)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([r is not None for r in regions])
@@ -512,12 +512,12 @@ def evaluate(model, target_layer=None, dataset=None, *,
         raise ValueError("methods must name at least one CAM method")
     if target not in ("label", "predicted"):
         raise ValueError(f'target must be "label" or "predicted", got {target!r}')
-    fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
+    fractions = [check_fraction(f, "fractions") for f in fractions]
     aggregations = [check_aggregate(a) for a in aggregations]
     if isinstance(baseline, (str, bool, np.bool_, int, float)):  # arrays are checked per batch
-        metrics._baseline(baseline, np.zeros((1, 1, 1, 1), np.float32))
-    steps = metrics._check_steps(steps)
-    batch_size = metrics._check_batch_size(batch_size)
+        metrics.baseline_values(baseline, np.zeros((1, 1, 1, 1), np.float32))
+    steps = check_int(steps, "steps")
+    batch_size = check_int(batch_size, "batch_size")
     reference_ranks = [check_int(r, "reference_ranks") for r in reference_ranks]
     gamma = check_gamma(gamma)
     gammas = [check_gamma(g) for g in gammas]

@@ -25,9 +25,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..methods import METHODS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-METHODS = ("gradcam", "layercam", "scorecam", "gradcam++", "xgradcam", "hirescam")
 
 
 class UsageError(ValueError):

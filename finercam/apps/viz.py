@@ -42,11 +42,7 @@ _CHANNELS = (1, 3, 4)
 
 
 def _numpy(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
-        x = x.detach().cpu()
-        if x.dtype.is_floating_point:
-            x = x.float()
-        return x.numpy()
+    x = kernels.as_numpy(x)
     if hasattr(x, "mode") and hasattr(x, "convert"):  # a PIL image
         return np.asarray(x.convert("RGB"))
     try:
@@ -326,11 +322,7 @@ def deletion_curves(fractions, target, second, *, upto: float | None = None,
 def _cosine_matrix(w: np.ndarray) -> np.ndarray:
     if np.any(np.linalg.norm(w, axis=1) == 0):
         raise ValueError("weights: a class has an all-zero weight vector; cosine is undefined")
-    kernel = getattr(kernels, "cosine_matrix", None)  # the C core's, where built
-    if kernel is not None:
-        return np.asarray(kernel(w.astype(np.float32)), dtype=np.float64)
-    u = w / np.linalg.norm(w, axis=1)[:, None]
-    return u @ u.T
+    return np.asarray(kernels.cosine_matrix(w.astype(np.float32)), dtype=np.float64)
 
 
 def similarity_curve(weights, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:

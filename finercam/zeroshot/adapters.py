@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .head import ZeroShotFinerCAM, _resolve_layers, embeddings_from_output
+from .head import ZeroShotFinerCAM, embeddings_from_output, encoder_layers
 
 __all__ = ["OpenCLIPImageEncoder", "HFImageEncoder", "from_open_clip", "from_huggingface"]
 
@@ -126,7 +126,7 @@ def from_open_clip(model: nn.Module, tokenizer: Callable, target_layer: Any, pro
     (1, 96, 96)
     """
     _require(model, ("encode_image", "encode_text"), "open_clip")
-    layers = _resolve_layers(model, target_layer)
+    layers = encoder_layers(model, target_layer)
     scale, bias = _logit_scale(model)
     options.setdefault("scale", scale)
     options.setdefault("bias", bias)
@@ -173,7 +173,7 @@ def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, p
     _require(model, ("get_image_features", "get_text_features"), "Hugging Face CLIPModel")
     if not callable(processor):
         raise TypeError(f"processor must be callable, got {type(processor).__name__}")
-    layers = _resolve_layers(model, target_layer)
+    layers = encoder_layers(model, target_layer)
     scale, bias = _logit_scale(model)
     options.setdefault("scale", scale)
     options.setdefault("bias", bias)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..finer import FinerCAM
+from ..layers import resolve_layers
 
 __all__ = ["ZeroShotHead", "ZeroShotFinerCAM", "embeddings_from_output", "check_prompts"]
 
@@ -189,23 +190,15 @@ def _finite_float(value: object, name: str) -> float:
     return value
 
 
-def _resolve_layers(root: nn.Module, target_layer: Any, name: str = "target_layer") -> Any:
-    """Module objects for ``target_layer`` (a module, a dotted name inside ``root``, or a list)."""
-    if isinstance(target_layer, (list, tuple)):
-        if not target_layer:
-            raise ValueError(f"{name} is an empty list")
-        return [_resolve_layers(root, t, name) for t in target_layer]
-    if isinstance(target_layer, str):
-        try:
-            return root.get_submodule(target_layer)
-        except AttributeError:
-            raise ValueError(f"{name} {target_layer!r} is not a submodule of the image encoder") from None
-    if isinstance(target_layer, nn.Module):
-        if not any(m is target_layer for m in root.modules()):
-            raise ValueError(f"{name} is a module that is not part of the image encoder")
-        return target_layer
-    raise TypeError(f"{name} must be a module, a dotted module name or a list of them, "
-                    f"got {type(target_layer).__name__}")
+def encoder_layers(root: nn.Module, target_layer: Any) -> list[nn.Module]:
+    """The target layers (a module, a dotted name inside ``root``, or a list) as modules, resolved
+    by :func:`finercam.layers.resolve_layers`; they stay valid inside a wrapper of ``root``.
+
+    >>> enc = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> encoder_layers(enc, ["1", enc[0]]) == [enc[1], enc[0]]
+    True
+    """
+    return [m for _, m in resolve_layers(root, target_layer, owner="the image encoder")]
 
 
 def _encode_text_once(text_encoder: Callable, tokenizer: Callable, prompts: tuple[str, ...]) -> torch.Tensor:
@@ -286,7 +279,7 @@ class ZeroShotFinerCAM:
                 raise ValueError("give text_embeddings, or both text_encoder and tokenizer")
             emb = _encode_text_once(text_encoder, tokenizer, self.prompts)
         emb = _normalised_embeddings(emb, len(self.prompts))
-        layers = _resolve_layers(image_encoder, target_layer)
+        layers = encoder_layers(image_encoder, target_layer)
         self.head = ZeroShotHead(image_encoder, emb, scale=scale, bias=bias)
         if num_references is None:
             num_references = min(3, len(self.prompts) - 1)
@@ -294,8 +287,8 @@ class ZeroShotFinerCAM:
         # text embeddings: their cosine similarity ranks the prompts.
         options.setdefault("classifier", self.head.classifier)
         self.cam = FinerCAM(self.head, layers, method=method, gamma=gamma,
-                                     num_references=num_references, reference_rule=reference_rule,
-                                     aggregate=aggregate, objective=objective, **options)
+                            num_references=num_references, reference_rule=reference_rule,
+                            aggregate=aggregate, objective=objective, **options)
 
     @property
     def text_embeddings(self) -> torch.Tensor:
