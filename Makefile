@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -pthread
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build csan test demo bench docs clean
+.PHONY: all venv build lint csan test demo bench docs clean
 
 all: build
 
@@ -46,7 +46,15 @@ csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csr
 csan: $(C_TESTS)
 	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
 
-test: build csan
+# The engine's checked contracts: ruff (pyflakes F, import order I, bugbear B) and mypy, both
+# configured in pyproject.toml (mypy's `files` are finercam/*.py and finercam/zeroshot/).
+ENGINE_PY := $(wildcard finercam/*.py) finercam/zeroshot
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(ENGINE_PY)
+	$(VENV)/bin/mypy
+
+test: lint build csan
 	$(VPY) -m pytest -q
 
 demo: build

@@ -6,8 +6,7 @@ them apart remain.
 """
 __version__ = "0.1.0"
 
-from . import kernels  # noqa: F401
-from . import metrics  # noqa: F401
+from . import kernels, metrics
 from .explanation import Explanation
 from .finer import FinerCAM
 from .zeroshot import ZeroShotFinerCAM

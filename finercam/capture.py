@@ -142,7 +142,7 @@ def tapped_forward(model: nn.Module, images: torch.Tensor, layers, hooks: list,
     torch.set_grad_enabled(False)
     out = model(images)
     logits = extract_logits(out, images.shape[0])
-    for name, t in zip(tap.names, tap.outputs):
+    for name, t in zip(tap.names, tap.outputs, strict=True):
         if t is None:
             raise ValueError(f"target_layer {name!r} is not reached by the model's forward pass")
     if track_grad and not logits.requires_grad:
@@ -174,7 +174,7 @@ def directional_gradients(logits: torch.Tensor, taps: list[torch.Tensor], direct
             grads = torch.autograd.grad((logits * v).sum(), taps, retain_graph=s < S - 1,
                                         allow_unused=True)
         out = []
-        for name, t, g in zip(names, taps, grads):
+        for name, g in zip(names, grads, strict=True):
             if g is None:
                 raise ValueError(f"the logits do not depend on target_layer {name!r}")
             out.append(g)

@@ -108,7 +108,7 @@ class Explanation:
         self._plain = plain
         coef, primary = self._coefficients()
         self.layer_raw_maps = []
-        for A, st, base in zip(store.activations, store.stats, store.baselines):
+        for A, st, base in zip(store.activations, store.stats, store.baselines, strict=True):
             signed = signed_maps(store.method, A, st, coef, primary, base)
             self.layer_raw_maps.append(self._aggregate(signed))
         self.raw_maps = self.layer_raw_maps[0]

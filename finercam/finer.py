@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import kernels
 from ._checks import check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
@@ -33,7 +34,6 @@ from .explanation import Explanation, _Store, check_aggregate, check_gamma
 from .layers import grid_transform, resolve_layers
 from .methods import GRADIENT_METHODS, METHODS, class_statistic
 from .references import RULES, check_references, pgc_ranks, rank_classes
-from . import kernels
 
 __all__ = ["FinerCAM", "OBJECTIVES"]
 
@@ -284,7 +284,7 @@ class FinerCAM:
 
     def _grid_activations(self, fwd: _Forward) -> None:
         """Fill ``fwd.transforms`` (tap -> (N, K, h, w)) and ``fwd.acts`` (the host activations)."""
-        for (name, _), t in zip(self.layers, fwd.taps):
+        for (name, _), t in zip(self.layers, fwd.taps, strict=True):
             tf = grid_transform(t, fwd.size, self.reshape, name)
             A = np.ascontiguousarray(tf(t.detach()).float().cpu().numpy())
             if not np.isfinite(A).all():
@@ -302,10 +302,9 @@ class FinerCAM:
             else:
                 main, refs = tgt, check_references(references, tgt, C)
             return refs, main[:, None].copy()
-        refs = None if references is None else check_references(references, tgt, C)
+        given = None if references is None else check_references(references, tgt, C)
         ranking = rank_classes(y, tgt, self.reference_rule, self._classifier_weight(C))
-        if refs is None:
-            refs = ranking[:, : self._reference_count(C)].copy()
+        refs = ranking[:, : self._reference_count(C)].copy() if given is None else given
         wanted = self.candidates if self.candidates is not None else DEFAULT_CANDIDATES
         return refs, _stored_classes(tgt, refs, ranking, min(C - 1, max(refs.shape[1], wanted)))
 
@@ -365,7 +364,7 @@ class FinerCAM:
         stats: list = [None] * len(fwd.acts)
         S = dirs.shape[1]
         for s, grads in directional_gradients(fwd.logits, fwd.taps, dirs, names):
-            for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts)):
+            for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts, strict=True)):
                 G = np.ascontiguousarray(tf(g).float().cpu().numpy())
                 st = class_statistic(self.method, A, G)
                 if stats[i] is None:
@@ -377,7 +376,7 @@ class FinerCAM:
         """CAM's per-class weights: the classifier's rows of the stored classes, (N, S, K) per layer."""
         clf = self._find_classifier(num_classes)
         stats = []
-        for (name, _), A in zip(self.layers, acts):
+        for (name, _), A in zip(self.layers, acts, strict=True):
             if clf is None or clf.in_features != A.shape[1]:
                 raise ValueError(f"method='cam' needs a final nn.Linear with {num_classes} outputs and "
                                  f"{A.shape[1]} inputs (the channels of {name!r}); pass classifier=")

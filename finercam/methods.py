@@ -143,6 +143,8 @@ def signed_maps(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
     if method in ("gradcam", "xgradcam", "cam", "scorecam"):
         W = combine_stats(stats, coef)
         if method == "scorecam":
+            if baseline is None:
+                raise ValueError("method='scorecam' needs baseline, the zero-input logits")
             W = W - combine_stats(baseline[:, :, None], primary)
         return kernels.combine(A, W)
     if method == "hirescam":

@@ -17,7 +17,7 @@ Target layers are modules or dotted names inside the user's model, e.g.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import torch
 from torch import nn
@@ -66,6 +66,8 @@ class OpenCLIPImageEncoder(nn.Module):
     TypeError: model has no encode_image: not a open_clip model
     """
 
+    model: Any  # duck-typed: an nn.Module with encode_image (not an nn.Module attribute to mypy)
+
     def __init__(self, model: nn.Module):
         super().__init__()
         _require(model, ("encode_image",), "open_clip")
@@ -90,6 +92,8 @@ class HFImageEncoder(nn.Module):
     >>> HFImageEncoder(Clip())(torch.zeros(2, 3, 2, 2)).shape
     torch.Size([2, 4])
     """
+
+    model: Any  # duck-typed: an nn.Module with get_image_features
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -131,7 +135,7 @@ def from_open_clip(model: nn.Module, tokenizer: Callable, target_layer: Any, pro
     options.setdefault("scale", scale)
     options.setdefault("bias", bias)
     return ZeroShotFinerCAM(OpenCLIPImageEncoder(model), layers, prompts=prompts,
-                            text_encoder=model.encode_text, tokenizer=tokenizer, **options)
+                            text_encoder=cast(Callable, model.encode_text), tokenizer=tokenizer, **options)
 
 
 def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, prompts: Sequence[str],
@@ -186,4 +190,4 @@ def from_huggingface(model: nn.Module, processor: Callable, target_layer: Any, p
         return {k: enc[k] for k in keys}
 
     return ZeroShotFinerCAM(HFImageEncoder(model), layers, prompts=prompts,
-                            text_encoder=model.get_text_features, tokenizer=tokenize, **options)
+                            text_encoder=cast(Callable, model.get_text_features), tokenizer=tokenize, **options)

@@ -45,19 +45,17 @@ def embeddings_from_output(out: Any, name: str) -> torch.Tensor:
     >>> embeddings_from_output({"pooler_output": e}, "image") is e
     True
     """
-    if isinstance(out, torch.Tensor):
-        emb = out
-    else:
-        emb = None
-        for key in ("image_embeds", "text_embeds", "pooler_output"):
-            value = out.get(key) if isinstance(out, Mapping) else getattr(out, key, None)
-            if isinstance(value, torch.Tensor):
-                emb = value
-                break
-        if emb is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            emb = out[0]
-        if emb is None:
-            raise TypeError(f"{name} must return a tensor of embeddings (N, D), got {type(out).__name__}")
+    emb: torch.Tensor | None = out if isinstance(out, torch.Tensor) else None
+    for key in ("image_embeds", "text_embeds", "pooler_output"):
+        if emb is not None:
+            break
+        value = out.get(key) if isinstance(out, Mapping) else getattr(out, key, None)
+        if isinstance(value, torch.Tensor):
+            emb = value
+    if emb is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        emb = out[0]
+    if emb is None:
+        raise TypeError(f"{name} must return a tensor of embeddings (N, D), got {type(out).__name__}")
     if emb.ndim != 2:
         raise ValueError(f"{name} must return embeddings of shape (N, D), got {tuple(emb.shape)}")
     return emb
@@ -350,7 +348,7 @@ class ZeroShotFinerCAM:
         targets = self._targets(target, n)
         refs = self._references(references, n)
         if targets is not None and refs is not None:
-            for i, (t, r) in enumerate(zip(targets, refs)):
+            for i, (t, r) in enumerate(zip(targets, refs, strict=True)):
                 if t in r:
                     raise ValueError(f"references for image {i} include the target prompt {self.prompts[t]!r}")
         return self.cam(images, targets=targets, references=refs)
