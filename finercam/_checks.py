@@ -8,6 +8,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import torch
 
 
 def check_int(value, name: str, minimum: int = 1) -> int:
@@ -56,3 +57,18 @@ def check_size(size, name: str = "size") -> tuple[int, int]:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name} must hold ints, got {size!r}")
     return int(h), int(w)
+
+
+def check_images(images) -> torch.Tensor:
+    """A floating-point (N, C, H, W) tensor with N, H, W >= 1: the model's input.
+
+    >>> check_images(torch.zeros(1, 3, 2, 2)).shape
+    torch.Size([1, 3, 2, 2])
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (the model's input), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
+    if images.ndim != 4 or images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
+        raise ValueError(f"images must be (N, C, H, W) with N, H, W >= 1, got shape {tuple(images.shape)}")
+    return images

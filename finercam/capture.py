@@ -67,20 +67,25 @@ class _Tap:
         self.outputs: list = [None] * len(layers)
         self.calls = [0] * len(layers)
 
+    def _layer_output(self, idx: int, output) -> torch.Tensor:
+        """The layer's output tensor (a tuple's first item), checked: first call, 3-D or 4-D."""
+        self.calls[idx] += 1
+        if self.calls[idx] > 1:
+            raise ValueError(f"target_layer {self.names[idx]!r} runs more than once in the forward "
+                             "pass; pick a module that is called once")
+        t = output[0] if isinstance(output, (tuple, list)) and len(output) else output
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"target_layer {self.names[idx]!r} returns {type(output).__name__}, "
+                             "not a tensor")
+        if t.ndim not in (3, 4):
+            raise ValueError(f"target_layer {self.names[idx]!r} gives a {t.ndim}-D output of shape "
+                             f"{tuple(t.shape)}; expected 4-D (N, K, h, w) or 3-D tokens (N, L, D)")
+        return t
+
     def hook(self, idx: int):
         def fn(module, inputs, output):
-            self.calls[idx] += 1
-            if self.calls[idx] > 1:
-                raise ValueError(f"target_layer {self.names[idx]!r} runs more than once in the forward "
-                                 "pass; pick a module that is called once")
+            t = self._layer_output(idx, output)
             seq = isinstance(output, (tuple, list))
-            t = output[0] if seq and len(output) else output
-            if not isinstance(t, torch.Tensor):
-                raise ValueError(f"target_layer {self.names[idx]!r} returns {type(output).__name__}, "
-                                 "not a tensor")
-            if t.ndim not in (3, 4):
-                raise ValueError(f"target_layer {self.names[idx]!r} gives a {t.ndim}-D output of shape "
-                                 f"{tuple(t.shape)}; expected 4-D (N, K, h, w) or 3-D tokens (N, L, D)")
             if not self.track_grad:
                 self.outputs[idx] = t.detach()
                 return None

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from ._checks import check_int
+from ._checks import check_images, check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
 from .explanation import Explanation, _Store, check_aggregate, check_gamma
@@ -39,6 +39,37 @@ __all__ = ["FinerCAM", "OBJECTIVES"]
 
 OBJECTIVES = ("paper", "pgc")
 DEFAULT_CANDIDATES = 10
+
+
+def _check_choices(method: str, objective: str, reference_rule: str) -> None:
+    """The named choices of FinerCAM, and the one combination they exclude (pgc needs gradients)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "pgc" and method not in GRADIENT_METHODS:
+        raise ValueError(f"objective='pgc' supports the gradient methods {GRADIENT_METHODS}, not {method!r}")
+    if reference_rule not in RULES:
+        raise ValueError(f"reference_rule must be one of {RULES}, got {reference_rule!r}")
+
+
+def _check_budget(score_budget_mb) -> float:
+    """Score-CAM's chunk budget in MiB: a finite number > 0."""
+    if isinstance(score_budget_mb, (bool, np.bool_)) or not isinstance(score_budget_mb, (int, float)):
+        raise TypeError(f"score_budget_mb must be a number, got {type(score_budget_mb).__name__}")
+    if not np.isfinite(score_budget_mb) or score_budget_mb <= 0:
+        raise ValueError(f"score_budget_mb must be > 0, got {score_budget_mb}")
+    return float(score_budget_mb)
+
+
+def _unwrap(model: nn.Module, target_layer):
+    """``(network, target_layer)``: the module inside a DataParallel / DistributedDataParallel
+    wrapper (the explanation runs on it, on one device), and a dotted name relative to it."""
+    if not isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return model, target_layer
+    if isinstance(target_layer, str) and target_layer.startswith("module."):
+        target_layer = target_layer[len("module."):]
+    return model.module, target_layer
 
 
 @dataclass
@@ -140,27 +171,14 @@ class FinerCAM:
                  candidates: int | None = None, classifier=None, score_budget_mb: float = 32.0):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-        if objective == "pgc" and method not in GRADIENT_METHODS:
-            raise ValueError(f"objective='pgc' supports the gradient methods {GRADIENT_METHODS}, not {method!r}")
-        if reference_rule not in RULES:
-            raise ValueError(f"reference_rule must be one of {RULES}, got {reference_rule!r}")
+        _check_choices(method, objective, reference_rule)
         if not isinstance(reverse, (bool, np.bool_)):
             raise TypeError(f"reverse must be a bool, got {type(reverse).__name__}")
         if reshape is not None and not callable(reshape):
             raise TypeError(f"reshape must be callable, got {type(reshape).__name__}")
-        if isinstance(score_budget_mb, (bool, np.bool_)) or not isinstance(score_budget_mb, (int, float)):
-            raise TypeError(f"score_budget_mb must be a number, got {type(score_budget_mb).__name__}")
-        if not np.isfinite(score_budget_mb) or score_budget_mb <= 0:
-            raise ValueError(f"score_budget_mb must be > 0, got {score_budget_mb}")
+        self.score_budget_mb = _check_budget(score_budget_mb)
         self.model = model
-        self._net = model.module if isinstance(
-            model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-        if self._net is not model and isinstance(target_layer, str) and target_layer.startswith("module."):
-            target_layer = target_layer[len("module."):]
+        self._net, target_layer = _unwrap(model, target_layer)
         self.layers = resolve_layers(self._net, target_layer)
         self.method = method
         self.objective = objective
@@ -171,12 +189,13 @@ class FinerCAM:
         self.reverse = bool(reverse)
         self.reshape = reshape
         self.candidates = None if candidates is None else check_int(candidates, "candidates")
-        if classifier is not None:
-            classifier = resolve_layers(self._net, classifier)[0][1]
-            if not isinstance(classifier, nn.Linear):
-                raise TypeError(f"classifier must be an nn.Linear, got {type(classifier).__name__}")
-        self.classifier = classifier
-        self.score_budget_mb = float(score_budget_mb)
+        self.classifier = None if classifier is None else self._resolve_classifier(classifier)
+
+    def _resolve_classifier(self, classifier) -> nn.Linear:
+        module = resolve_layers(self._net, classifier)[0][1]
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"classifier must be an nn.Linear, got {type(module).__name__}")
+        return module
 
     def __repr__(self) -> str:
         return (f"FinerCAM(method={self.method!r}, layers={[n for n, _ in self.layers]}, gamma={self.gamma}, "
@@ -184,15 +203,6 @@ class FinerCAM:
                 f"aggregate={self.aggregate!r}, objective={self.objective!r}, reverse={self.reverse})")
 
     # -- validation at the door ---------------------------------------------------------------
-    @staticmethod
-    def _check_images(images) -> None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
-        if images.ndim != 4 or images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
-            raise ValueError(f"images must be (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
-
     @staticmethod
     def _check_targets(targets, N: int) -> np.ndarray | None:
         if targets is None:
@@ -229,7 +239,7 @@ class FinerCAM:
         """Explain ``images`` (N, C, H, W) for ``targets`` (None: argmax per sample; an int; or one
         class id per sample) against ``references`` (None: by ``reference_rule``; or one list of
         class ids per sample). Returns an :class:`Explanation`."""
-        self._check_images(images)
+        check_images(images)
         tgt = self._check_targets(targets, images.shape[0])
         if references is not None and not isinstance(references, (list, tuple, np.ndarray, torch.Tensor)):
             raise TypeError(f"references must be one list of class ids per sample, got {type(references).__name__}")

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import kernels
-from ._checks import check_fraction, check_int, check_size
+from ._checks import check_fraction, check_images, check_int, check_size
 from .capture import extract_logits
 from .references import rank_classes
 
@@ -76,16 +76,6 @@ class Deletion(NamedTuple):
 
 
 # --- validation at the door ------------------------------------------------------------------
-
-
-def _check_images(images) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (the model's input), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")
-    return images
 
 
 def _array(x, name: str) -> np.ndarray:
@@ -255,12 +245,10 @@ def _prepare(model, images, maps, targets, compare_to, batch_size, need_compare=
     """Validated (images, maps, targets, compare_to, batch_size, unmasked probabilities)."""
     if not callable(model):
         raise TypeError(f"model must be callable, got {type(model).__name__}")
-    images = _check_images(images)
+    images = check_images(images)
     n, _, h, w = images.shape
     m = _check_maps(maps, (n, h, w))
     batch_size = check_int(batch_size, "batch_size")
-    if n == 0:
-        raise ValueError("images must hold at least one image")
     with torch.no_grad():
         logits = torch.cat([extract_logits(model(x), x.shape[0]).detach().double().cpu()
                             for x in images.split(batch_size)])
