@@ -41,6 +41,11 @@ OBJECTIVES = ("paper", "pgc")
 DEFAULT_CANDIDATES = 10
 
 
+def _host_float32(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a C-contiguous float32 NumPy array on the host (detached)."""
+    return np.ascontiguousarray(t.detach().float().cpu().numpy())
+
+
 def _check_choices(method: str, objective: str, reference_rule: str) -> None:
     """The named choices of FinerCAM, and the one combination they exclude (pgc needs gradients)."""
     if method not in METHODS:
@@ -211,9 +216,7 @@ class FinerCAM:
             raise TypeError("targets must be None, an int or one int per sample, got bool")
         if isinstance(targets, (int, np.integer)):
             return np.full(N, int(targets), np.int64)
-        if isinstance(targets, torch.Tensor):
-            targets = targets.detach().cpu().numpy()
-        arr = np.asarray(targets)
+        arr = np.asarray(kernels.as_numpy(targets))
         if arr.ndim != 1 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
             if arr.ndim == 1 and arr.size and arr.dtype == object and all(
                     isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in arr):
@@ -275,7 +278,7 @@ class FinerCAM:
     def _forward(self, images: torch.Tensor, hooks: list) -> _Forward:
         """The tapped forward pass, its logits checked (finite, at least two classes)."""
         logits, taps = tapped_forward(self._net, images, self.layers, hooks, self.method in GRADIENT_METHODS)
-        y = logits.detach().float().cpu().numpy()
+        y = _host_float32(logits)
         if not np.isfinite(y).all():
             raise ValueError("the model's logits hold NaN or inf")
         if y.shape[1] < 2:
@@ -296,7 +299,7 @@ class FinerCAM:
         """Fill ``fwd.transforms`` (tap -> (N, K, h, w)) and ``fwd.acts`` (the host activations)."""
         for (name, _), t in zip(self.layers, fwd.taps, strict=True):
             tf = grid_transform(t, fwd.size, self.reshape, name)
-            A = np.ascontiguousarray(tf(t.detach()).float().cpu().numpy())
+            A = _host_float32(tf(t.detach()))
             if not np.isfinite(A).all():
                 raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
             fwd.transforms.append(tf)
@@ -323,7 +326,7 @@ class FinerCAM:
         if self.reference_rule != "weight_similarity":
             return None
         clf = self._find_classifier(num_classes)
-        return None if clf is None else clf.weight.detach().float().cpu().numpy()
+        return None if clf is None else _host_float32(clf.weight)
 
     def _reference_count(self, C: int) -> int:
         """T = min(num_references, C - 1): only C - 1 classes are not the target. The cap changes
@@ -375,7 +378,7 @@ class FinerCAM:
         S = dirs.shape[1]
         for s, grads in directional_gradients(fwd.logits, fwd.taps, dirs, names):
             for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts, strict=True)):
-                G = np.ascontiguousarray(tf(g).float().cpu().numpy())
+                G = _host_float32(tf(g))
                 st = class_statistic(self.method, A, G)
                 if stats[i] is None:
                     stats[i] = np.empty((st.shape[0], S) + st.shape[1:], np.float32)
@@ -390,7 +393,7 @@ class FinerCAM:
             if clf is None or clf.in_features != A.shape[1]:
                 raise ValueError(f"method='cam' needs a final nn.Linear with {num_classes} outputs and "
                                  f"{A.shape[1]} inputs (the channels of {name!r}); pass classifier=")
-            stats.append(np.ascontiguousarray(clf.weight.detach().float().cpu().numpy()[cand]))
+            stats.append(np.ascontiguousarray(_host_float32(clf.weight)[cand]))
         return stats
 
     @torch.no_grad()
