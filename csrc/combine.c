@@ -29,8 +29,8 @@ static void store(const double *acc, ptrdiff_t n, int relu, float *out)
     }
 }
 
-int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
-               ptrdiff_t P, int relu, float *out)
+int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G, ptrdiff_t P,
+               int relu, float *out)
 {
     int status = FC_OK;
     double *acc = NULL;
@@ -78,8 +78,8 @@ exit:
     return status;
 }
 
-int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K,
-                         ptrdiff_t G, ptrdiff_t P, int relu, float *out)
+int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
+                         ptrdiff_t P, int relu, float *out)
 {
     int status = FC_OK;
     double *acc = NULL;

@@ -278,8 +278,8 @@ int fc_postprocess(fc_resize_plan *plan, const float *maps, ptrdiff_t N, int rel
     return FC_OK;
 }
 
-int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L,
-                   ptrdiff_t N, int relu, double eps, float *dst)
+int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L, ptrdiff_t N,
+                   int relu, double eps, float *dst)
 {
     int status = FC_OK;
     double *acc = NULL;

@@ -234,8 +234,7 @@ int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_
     return rank_or_order(maps, n_maps, n_pix, order, 0, n_threads);
 }
 
-int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank,
-                 int n_threads)
+int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank, int n_threads)
 {
     return rank_or_order(maps, n_maps, n_pix, rank, 1, n_threads);
 }
@@ -355,8 +354,8 @@ static int mask_groups(sort_job *sort, mask_job *job, ptrdiff_t n_img, ptrdiff_t
         sort->first = job->first;
         int status = fc_parallel(sort_worker, sort, g, g * n_pix, n_threads);
         if (status == FC_OK) {
-            status = fc_parallel(mask_fill_worker, job, g * per_img, g * per_img * n_pix,
-                                 n_threads);
+            status =
+                fc_parallel(mask_fill_worker, job, g * per_img, g * per_img * n_pix, n_threads);
         }
         if (status != FC_OK) {
             return status;
@@ -388,10 +387,16 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
     if (rank == NULL) {
         return status;
     }
-    sort_job sort = {.maps = maps, .n_pix = n_pix, .limit = max_count(counts, n_counts),
-                     .head = rank};
-    mask_job job = {.images = images, .baseline = baseline, .counts = counts, .out = out,
-                    .rank = rank, .n_ch = n_ch, .n_pix = n_pix, .n_counts = n_counts,
+    sort_job sort = {
+        .maps = maps, .n_pix = n_pix, .limit = max_count(counts, n_counts), .head = rank};
+    mask_job job = {.images = images,
+                    .baseline = baseline,
+                    .counts = counts,
+                    .out = out,
+                    .rank = rank,
+                    .n_ch = n_ch,
+                    .n_pix = n_pix,
+                    .n_counts = n_counts,
                     .stream = out_bytes >= STREAM_BYTES};
     status = mask_groups(&sort, &job, n_img, group, n_threads);
     free(rank);

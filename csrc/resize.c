@@ -8,8 +8,9 @@
 static void axis_table(ptrdiff_t n_in, ptrdiff_t n_out, int align_corners, ptrdiff_t *i0,
                        ptrdiff_t *i1, double *lam)
 {
-    const double scale = align_corners ? (n_out > 1 ? (double)(n_in - 1) / (double)(n_out - 1) : 0.0)
-                                       : (double)n_in / (double)n_out;
+    const double scale = align_corners
+                             ? (n_out > 1 ? (double)(n_in - 1) / (double)(n_out - 1) : 0.0)
+                             : (double)n_in / (double)n_out;
     for (ptrdiff_t d = 0; d < n_out; d++) {
         double src;
         if (align_corners) {
