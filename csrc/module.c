@@ -134,8 +134,9 @@ static PyArrayObject *to_array(PyObject *obj, const array_arg *a)
     if (descr == NULL) {
         return NULL;
     }
-    /* float32 and int64 force the cast (float64 -> float32 rounds; an integer array outside
-     * int64, uint64 above 2**63, fails the cast check); float64 and bool take safe casts only */
+    /* float32 and int64 force the cast: float64 -> float32 rounds, and a uint64 above 2**63 - 1
+     * wraps to a negative value (mask_top's range check refuses it); float64 and bool take safe
+     * casts only (longdouble -> float64 is a TypeError from numpy) */
     const int force = a->type == NPY_FLOAT32 || a->type == NPY_INT64;
     /* steals descr */
     return (PyArrayObject *)PyArray_FromArray(
@@ -495,23 +496,25 @@ exit:
     return (PyObject *)out;
 }
 
-/* The maps_list argument of fuse_layers: L >= 1 float32 arrays (N, h_l, w_l) of the same N. */
+/* The maps_list argument of fuse_layers: L >= 1 float32 arrays (N, h_l, w_l) of the same N, and
+ * the plans that resize them (make_plans). */
 typedef struct {
     Py_ssize_t L;
-    PyArrayObject **maps; /* L new references */
-    const float **data;   /* their data */
+    PyArrayObject **maps;   /* L new references */
+    const float **data;     /* their data */
+    fc_resize_plan **plans; /* L plans, NULL until made */
 } layer_list;
 
 static void layers_clear(layer_list *layers)
 {
-    for (Py_ssize_t l = 0; layers->maps != NULL && l < layers->L; l++) {
+    for (Py_ssize_t l = 0; l < layers->L; l++) {
         Py_XDECREF(layers->maps[l]);
+        fc_resize_plan_free(layers->plans[l]);
     }
     PyMem_Free(layers->maps);
     PyMem_Free((void *)layers->data);
-    layers->maps = NULL;
-    layers->data = NULL;
-    layers->L = 0;
+    PyMem_Free(layers->plans);
+    *layers = (layer_list){0, NULL, NULL, NULL};
 }
 
 /* Converts item l of the tuple `items` into layers->maps[l]: a map of the first layer's N. */
@@ -550,17 +553,20 @@ static int layers_converter(PyObject *obj, void *addr)
     if ((items = PySequence_Tuple(obj)) == NULL) {
         goto fail;
     }
-    if ((layers->L = PyTuple_GET_SIZE(items)) < 1) {
+    const Py_ssize_t L = PyTuple_GET_SIZE(items);
+    if (L < 1) {
         PyErr_SetString(PyExc_ValueError, "maps_list must hold at least one array");
         goto fail;
     }
-    layers->maps = PyMem_Calloc((size_t)layers->L, sizeof(*layers->maps));
-    layers->data = PyMem_Calloc((size_t)layers->L, sizeof(*layers->data));
-    if (layers->maps == NULL || layers->data == NULL) {
+    layers->maps = PyMem_Calloc((size_t)L, sizeof(*layers->maps));
+    layers->data = PyMem_Calloc((size_t)L, sizeof(*layers->data));
+    layers->plans = PyMem_Calloc((size_t)L, sizeof(*layers->plans));
+    if (layers->maps == NULL || layers->data == NULL || layers->plans == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
-    for (Py_ssize_t l = 0; l < layers->L; l++) {
+    layers->L = L; /* layers_clear releases L of each from here on */
+    for (Py_ssize_t l = 0; l < L; l++) {
         if (convert_layer(layers, items, l) < 0) {
             goto fail;
         }
@@ -585,40 +591,26 @@ static int check_fuse_sizes(const layer_list *layers, Py_ssize_t H, Py_ssize_t W
     return check_output(N, H, W, 1, "size") < 0 || check_output(H, W, 2, 1, "size") < 0 ? -1 : 0;
 }
 
-static void free_plans(fc_resize_plan **plans, Py_ssize_t L)
+/* The plan of every layer, resizing it to (H, W); -1 with the exception set on failure. */
+static int make_plans(layer_list *layers, Py_ssize_t H, Py_ssize_t W, int align)
 {
-    for (Py_ssize_t l = 0; plans != NULL && l < L; l++) {
-        fc_resize_plan_free(plans[l]);
-    }
-    PyMem_Free(plans);
-}
-
-/* One plan per layer, resizing it to (H, W); NULL with the exception set on failure. */
-static fc_resize_plan **new_plans(const layer_list *layers, Py_ssize_t H, Py_ssize_t W, int align)
-{
-    fc_resize_plan **plans = PyMem_Calloc((size_t)layers->L, sizeof(*plans));
-    if (plans == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
     for (Py_ssize_t l = 0; l < layers->L; l++) {
         PyArrayObject *m = layers->maps[l];
-        if ((plans[l] = new_plan(PyArray_DIM(m, 1), PyArray_DIM(m, 2), H, W, align)) == NULL) {
-            free_plans(plans, l);
-            return NULL;
+        layers->plans[l] = new_plan(PyArray_DIM(m, 1), PyArray_DIM(m, 2), H, W, align);
+        if (layers->plans[l] == NULL) {
+            return -1;
         }
     }
-    return plans;
+    return 0;
 }
 
 static PyObject *py_fuse_layers(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    layer_list layers = {0, NULL, NULL};
+    layer_list layers = {0, NULL, NULL, NULL};
     size_arg H = {"size H", 0}, W = {"size W", 0};
     int relu, align, status = FC_OK;
     double eps;
     PyArrayObject *out = NULL;
-    fc_resize_plan **plans = NULL;
     if (!PyArg_ParseTuple(args, "O&O&O&pdp:fuse_layers", layers_converter, &layers, size_converter,
                           &H, size_converter, &W, &relu, &eps, &align) ||
         check_eps(eps) < 0 || check_fuse_sizes(&layers, H.value, W.value) < 0) {
@@ -628,17 +620,16 @@ static PyObject *py_fuse_layers(PyObject *Py_UNUSED(self), PyObject *args)
     if ((out = new_array(3, dims, NPY_FLOAT32)) == NULL || dims[0] == 0) {
         goto exit;
     }
-    if ((plans = new_plans(&layers, H.value, W.value, align)) == NULL) {
+    if (make_plans(&layers, H.value, W.value, align) < 0) {
         Py_CLEAR(out);
         goto exit;
     }
     float *o = PyArray_DATA(out);
     Py_BEGIN_ALLOW_THREADS
-        status = fc_fuse_layers(plans, layers.data, layers.L, dims[0], relu, eps, o);
+        status = fc_fuse_layers(layers.plans, layers.data, layers.L, dims[0], relu, eps, o);
     Py_END_ALLOW_THREADS
     out = finish(out, status);
 exit:
-    free_plans(plans, layers.L);
     layers_clear(&layers);
     return (PyObject *)out;
 }
