@@ -2,19 +2,17 @@
 
 #include <stdlib.h>
 
+#include "alloc.h"
+
 /* G accumulators of P doubles: each activation row is loaded once and used by every weight set. */
 static double *accumulators(ptrdiff_t G, ptrdiff_t P, int *status)
 {
     ptrdiff_t n = G;
-    if (!fc_mul_ok(&n, P) || !fc_mul_ok(&n, (ptrdiff_t)sizeof(double))) {
+    if (!fc_mul_ok(&n, P)) {
         *status = FC_EOVERFLOW;
         return NULL;
     }
-    double *acc = malloc(n > 0 ? (size_t)n : 1);
-    if (acc == NULL) {
-        *status = FC_ENOMEM;
-    }
-    return acc;
+    return fc_malloc(n, sizeof(double), status);
 }
 
 static void store(const double *acc, ptrdiff_t n, int relu, float *out)
@@ -31,8 +29,8 @@ static void store(const double *acc, ptrdiff_t n, int relu, float *out)
     }
 }
 
-int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
-               ptrdiff_t P, int relu, float *out)
+int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G, ptrdiff_t P,
+               int relu, float *out)
 {
     int status = FC_OK;
     double *acc = NULL;
@@ -80,8 +78,8 @@ exit:
     return status;
 }
 
-int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K,
-                         ptrdiff_t G, ptrdiff_t P, int relu, float *out)
+int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
+                         ptrdiff_t P, int relu, float *out)
 {
     int status = FC_OK;
     double *acc = NULL;

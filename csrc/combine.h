@@ -18,12 +18,12 @@
 #include "status.h"
 
 /* out[n, g, p] = sum_k W[n, g, k] * A[n, k, p]; A (N, K, P), W (N, G, K), out (N, G, P). */
-int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
-               ptrdiff_t P, int relu, float *out);
+int fc_combine(const float *A, const float *W, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G, ptrdiff_t P,
+               int relu, float *out);
 
 /* out[n, g, p] = sum_k relu(Pw[n, g, k, p]) * A[n, k, p]; Pw (N, G, K, P) per-pixel weights
  * (Layer-CAM). relu applies to the sum. */
-int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K,
-                         ptrdiff_t G, ptrdiff_t P, int relu, float *out);
+int fc_combine_pixelwise(const float *A, const float *Pw, ptrdiff_t N, ptrdiff_t K, ptrdiff_t G,
+                         ptrdiff_t P, int relu, float *out);
 
 #endif

@@ -29,7 +29,8 @@ void fc_trapezoid(const double *y, const double *x, ptrdiff_t n_curves, ptrdiff_
 
 /* out[i, j] = <a_i, b_j> / (|a_i| |b_j|) for rows a (m, d) and b (k, d) float32, out (m, k)
  * float32.  A zero row has similarity 0 with everything; non-finite inputs give NaN.
- * Returns FC_OK, or FC_ENOMEM when the norm scratch cannot be allocated. */
-int fc_cosine_matrix(const float *a, ptrdiff_t m, const float *b, ptrdiff_t k, ptrdiff_t d, float *out);
+ * Returns FC_OK, or FC_ENOMEM / FC_EOVERFLOW when the norm scratch cannot be allocated. */
+int fc_cosine_matrix(const float *a, ptrdiff_t m, const float *b, ptrdiff_t k, ptrdiff_t d,
+                     float *out);
 
 #endif

@@ -1,15 +1,18 @@
 /* finercam._core: the Python bindings of the C kernels, and nothing else.
  *
- * Layout: shared argument converters first (arrays, sizes, eps, status -> exception), then one
- * wrapper per kernel, then the method table and the multi-phase module definition. A new kernel
- * family adds its #include, its wrappers above the method table and one line in the table.
+ * Layout: the argument converters first (shapes in messages, arrays, the `out` array, sizes,
+ * eps, status -> exception), then one wrapper per kernel, then the docstrings, the method table
+ * and the multi-phase module definition. A new kernel family adds its #include, its wrappers
+ * above the docstrings, its docstring and one line in the table.
  *
- * Every wrapper: all PyObject pointers start NULL; arguments are checked with the GIL held and
- * before anything is allocated (TypeError / ValueError naming the argument; a size whose byte
- * count overflows is a ValueError); the output comes next (numpy's MemoryError for a size that
- * fits the arithmetic but not the machine), then the coefficient tables, only when there is
- * something to compute; the loops run with the GIL released; one `exit:` label releases
- * everything once.
+ * Every wrapper parses its arguments with PyArg_ParseTuple and the `O&` converters below: an
+ * array argument is an `array_arg` that names it, says what it must be and receives the
+ * converted array (a new reference, released by PyArg_ParseTuple itself when a later argument
+ * fails: Py_CLEANUP_SUPPORTED). Arguments are checked with the GIL held and before anything is
+ * allocated (TypeError / ValueError naming the argument; a size whose byte count overflows is a
+ * ValueError); the output comes next (numpy's MemoryError for a size that fits the arithmetic
+ * but not the machine), then the coefficient tables, only when there is something to compute;
+ * the kernels run with the GIL released; one `exit:` label releases everything once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,43 +29,41 @@
 #include "resize.h"
 #include "status.h"
 
-/* ---------------------------------------------------------------- shared converters */
+/* ---------------------------------------------------------------- shapes in messages */
 
-/* A new reference to `obj` as an aligned, C-contiguous, native float32 base-class ndarray of
- * `ndim` dimensions (`dims` names them in the message, e.g. "(N, h, w)"). float16 and float64 are
- * converted; anything that is not a float16/32/64 ndarray is a TypeError. Inputs are never
- * written: a conversion copies, a conforming array is returned as is. */
-static PyArrayObject *as_float32(PyObject *obj, const char *name, int ndim, const char *dims)
+#define SHAPE_LEN 160 /* "(d0, d1, ...)": NPY_MAXDIMS is 64, but no argument here has over 5 */
+
+/* The shape "(2, 3, 4)" of `ndim` dimensions, written into buf and returned. */
+static const char *shape_text(char buf[SHAPE_LEN], const npy_intp *dims, int ndim)
 {
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy array %s of float32, got %s", name,
-                     dims, Py_TYPE(obj)->tp_name);
-        return NULL;
+    int at = snprintf(buf, SHAPE_LEN, "(");
+    for (int i = 0; i < ndim && at < SHAPE_LEN; i++) {
+        at +=
+            snprintf(buf + at, (size_t)(SHAPE_LEN - at), i ? ", %zd" : "%zd", (Py_ssize_t)dims[i]);
     }
-    PyArrayObject *arr = (PyArrayObject *)obj;
-    const int type = PyArray_TYPE(arr);
-    if (type != NPY_FLOAT32 && type != NPY_FLOAT64 && type != NPY_FLOAT16) {
-        PyObject *descr = PyObject_Str((PyObject *)PyArray_DESCR(arr));
-        if (descr != NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s must hold float32 (float16 and float64 are converted), got dtype %U",
-                         name, descr);
-            Py_DECREF(descr);
-        }
-        return NULL;
+    if (at < SHAPE_LEN) {
+        snprintf(buf + at, (size_t)(SHAPE_LEN - at), ")");
     }
-    if (PyArray_NDIM(arr) != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s must be a %d-d array %s, got %d-d", name, ndim, dims,
-                     PyArray_NDIM(arr));
-        return NULL;
-    }
-    PyArray_Descr *f32 = PyArray_DescrFromType(NPY_FLOAT32);
-    if (f32 == NULL) {
-        return NULL;
-    }
-    /* steals f32 */
-    return (PyArrayObject *)PyArray_FromArray(
-        arr, f32, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_FORCECAST);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- array arguments */
+
+/* An array argument: what it must be, filled in by the wrapper, and what it became. */
+typedef struct {
+    const char *name; /* in every message about it */
+    int type;         /* NPY_FLOAT32: float16/32/64 converted to float32; NPY_FLOAT64 (any
+                       * float), NPY_INT64 (any integer), NPY_BOOL (bool only): the same kind */
+    int ndim;
+    const char *dims;   /* the dimensions' names, e.g. "(N, h, w)" */
+    int spatial;        /* the last two dimensions must be >= 1 */
+    PyArrayObject *arr; /* the converted array, a new reference (NULL until converted) */
+} array_arg;
+
+static array_arg array_of(const char *name, int type, int ndim, const char *dims, int spatial)
+{
+    array_arg a = {name, type, ndim, dims, spatial, NULL};
+    return a;
 }
 
 /* Spatial dimensions of a map argument must be >= 1. */
@@ -77,6 +78,146 @@ static int check_spatial(PyArrayObject *arr, const char *name)
     }
     return 0;
 }
+
+/* Whether arr's dtype is one that `type` accepts. */
+static int dtype_ok(PyArrayObject *arr, int type)
+{
+    const int t = PyArray_TYPE(arr);
+    switch (type) {
+    case NPY_FLOAT32:
+        return t == NPY_FLOAT32 || t == NPY_FLOAT64 || t == NPY_FLOAT16;
+    case NPY_FLOAT64:
+        return PyArray_ISFLOAT(arr);
+    case NPY_INT64:
+        return PyArray_ISINTEGER(arr);
+    default:
+        return t == type;
+    }
+}
+
+static const char *dtype_word(int type)
+{
+    return type == NPY_FLOAT32 ? "float32"
+           : type == NPY_BOOL  ? "bool"
+           : type == NPY_INT64 ? "integer"
+                               : "float";
+}
+
+/* A new reference to obj as an aligned, C-contiguous, native base-class ndarray of a->type with
+ * a->ndim dimensions; anything else is a TypeError (not an array, wrong kind) or a ValueError
+ * (wrong ndim). Inputs are never written: a conversion copies, a conforming array is returned
+ * as is. */
+static PyArrayObject *to_array(PyObject *obj, const array_arg *a)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy array %s of %s, got %s", a->name, a->dims,
+                     dtype_word(a->type), Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    if (!dtype_ok(arr, a->type)) {
+        PyObject *descr = PyObject_Str((PyObject *)PyArray_DESCR(arr));
+        if (descr != NULL) {
+            PyErr_Format(
+                PyExc_TypeError, "%s must hold %s%s, got dtype %U", a->name, dtype_word(a->type),
+                a->type == NPY_FLOAT32 ? " (float16 and float64 are converted)" : "", descr);
+            Py_DECREF(descr);
+        }
+        return NULL;
+    }
+    if (PyArray_NDIM(arr) != a->ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must be a %d-d array %s, got %d-d", a->name, a->ndim,
+                     a->dims, PyArray_NDIM(arr));
+        return NULL;
+    }
+    PyArray_Descr *descr = PyArray_DescrFromType(a->type);
+    if (descr == NULL) {
+        return NULL;
+    }
+    /* float32 and int64 force the cast: float64 -> float32 rounds, and a uint64 above 2**63 - 1
+     * wraps to a negative value (mask_top's range check refuses it); float64 and bool take safe
+     * casts only (longdouble -> float64 is a TypeError from numpy) */
+    const int force = a->type == NPY_FLOAT32 || a->type == NPY_INT64;
+    /* steals descr */
+    return (PyArrayObject *)PyArray_FromArray(
+        arr, descr, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY | (force ? NPY_ARRAY_FORCECAST : 0));
+}
+
+/* The O& converter of an array_arg (addr): fills a->arr. Called again with obj NULL when a later
+ * argument fails, it releases the array. */
+static int array_converter(PyObject *obj, void *addr)
+{
+    array_arg *a = addr;
+    if (obj == NULL) {
+        Py_CLEAR(a->arr);
+        return 0;
+    }
+    if ((a->arr = to_array(obj, a)) == NULL) {
+        return 0;
+    }
+    if (a->spatial && check_spatial(a->arr, a->name) < 0) {
+        Py_CLEAR(a->arr);
+        return 0;
+    }
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* ValueError "<a> <dims> = <shape> does not match <b> <dims> = <shape>". */
+static void raise_mismatch(const array_arg *a, const array_arg *b)
+{
+    char sa[SHAPE_LEN], sb[SHAPE_LEN];
+    PyErr_Format(PyExc_ValueError, "%s %s = %s does not match %s %s = %s", a->name, a->dims,
+                 shape_text(sa, PyArray_DIMS(a->arr), a->ndim), b->name, b->dims,
+                 shape_text(sb, PyArray_DIMS(b->arr), b->ndim));
+}
+
+/* 0 when a has the shape of b, else ValueError "<a> <shape> must have the shape of <b> <shape>". */
+static int check_same_shape(const array_arg *a, const array_arg *b)
+{
+    if (PyArray_CompareLists(PyArray_DIMS(a->arr), PyArray_DIMS(b->arr), a->ndim)) {
+        return 0;
+    }
+    char sa[SHAPE_LEN], sb[SHAPE_LEN];
+    PyErr_Format(PyExc_ValueError, "%s %s must have the shape of %s %s", a->name,
+                 shape_text(sa, PyArray_DIMS(a->arr), a->ndim), b->name,
+                 shape_text(sb, PyArray_DIMS(b->arr), b->ndim));
+    return -1;
+}
+
+/* The O& converter of an optional output array (addr: PyArrayObject **): NULL for None, else a
+ * new reference to a writeable, C-contiguous, native float32 ndarray (its shape is the
+ * wrapper's to check); anything else is a TypeError. */
+static int out_converter(PyObject *obj, void *addr)
+{
+    PyArrayObject **out = addr;
+    if (obj == NULL) {
+        Py_CLEAR(*out);
+        return 0;
+    }
+    if (obj == Py_None) {
+        *out = NULL;
+        return 1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    if (!PyArray_Check(obj) || PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(arr) ||
+        !PyArray_ISWRITEABLE(arr) || !PyArray_ISNOTSWAPPED(arr)) {
+        PyErr_Format(PyExc_TypeError,
+                     "out must be None or a writeable C-contiguous native float32 array, got %s",
+                     Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    Py_INCREF(obj);
+    *out = arr;
+    return Py_CLEANUP_SUPPORTED;
+}
+
+/* ---------------------------------------------------------------- other arguments, outputs */
+
+/* A size argument: its name and its value once converted. */
+typedef struct {
+    const char *name;
+    Py_ssize_t value;
+} size_arg;
 
 /* A positive integer (Python int or NumPy integer, not bool) that fits in Py_ssize_t. */
 static int as_size(PyObject *obj, const char *name, Py_ssize_t *out)
@@ -109,6 +250,13 @@ exit:
     return status;
 }
 
+/* The O& converter of a size_arg (addr); it owns nothing. */
+static int size_converter(PyObject *obj, void *addr)
+{
+    size_arg *s = addr;
+    return as_size(obj, s->name, &s->value) == 0;
+}
+
 static int check_eps(double eps)
 {
     if (!(eps >= 0.0) || !isfinite(eps)) {
@@ -128,16 +276,15 @@ static int check_output(npy_intp a, npy_intp b, npy_intp c, npy_intp d, const ch
     ptrdiff_t bytes = (ptrdiff_t)sizeof(float);
     if (!fc_mul_ok(&bytes, a) || !fc_mul_ok(&bytes, b) || !fc_mul_ok(&bytes, c) ||
         !fc_mul_ok(&bytes, d) || !fc_mul_ok(&bytes, 2) /* room for the double scratch */) {
-        PyErr_Format(PyExc_ValueError, "%s is too large: the output would not fit in memory",
-                     what);
+        PyErr_Format(PyExc_ValueError, "%s is too large: the output would not fit in memory", what);
         return -1;
     }
     return 0;
 }
 
-static PyArrayObject *new_output(int ndim, const npy_intp *dims)
+static PyArrayObject *new_array(int ndim, const npy_intp *dims, int type)
 {
-    return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, NPY_FLOAT32);
+    return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, type);
 }
 
 /* Turns a kernel status into an exception; returns -1 when it set one. */
@@ -154,6 +301,23 @@ static int raise_status(int status)
         return -1;
     }
 }
+
+/* The output of a kernel that returned `status`: out itself, or NULL with the exception (out
+ * released) when the kernel failed. */
+static PyArrayObject *finish(PyArrayObject *out, int status)
+{
+    if (raise_status(status) < 0) {
+        Py_CLEAR(out);
+    }
+    return out;
+}
+
+/* A METH_VARARGS function calling impl(args, flag): the flavours of one wrapper. */
+#define FLAVOUR(name, impl, flag)                                                                  \
+    static PyObject *name(PyObject *Py_UNUSED(self), PyObject *args)                               \
+    {                                                                                              \
+        return impl(args, flag);                                                                   \
+    }
 
 static fc_resize_plan *new_plan(npy_intp h, npy_intp w, Py_ssize_t H, Py_ssize_t W,
                                 int align_corners)
@@ -193,27 +357,19 @@ static void set_thread_setting(int n)
 #endif
 }
 
-PyDoc_STRVAR(set_num_threads_doc,
-"set_num_threads(n)\n--\n\n"
-"Threads the ranking and masking kernels may use: an int in [1, 1024]; 1 = single-threaded.");
-
 static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg)
 {
-    Py_ssize_t n;
-    if (as_size(arg, "n", &n) < 0) {
+    size_arg n = {"n", 0};
+    if (!size_converter(arg, &n)) {
         return NULL;
     }
-    if (n > MAX_THREADS) {
-        PyErr_Format(PyExc_ValueError, "n must be at most %d, got %zd", MAX_THREADS, n);
+    if (n.value > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "n must be at most %d, got %zd", MAX_THREADS, n.value);
         return NULL;
     }
-    set_thread_setting((int)n);
+    set_thread_setting((int)n.value);
     Py_RETURN_NONE;
 }
-
-PyDoc_STRVAR(get_num_threads_doc,
-"get_num_threads()\n--\n\n"
-"Threads the ranking and masking kernels may use (set_num_threads).");
 
 static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
 {
@@ -222,34 +378,13 @@ static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUS
 
 /* ---------------------------------------------------------------- combine.c */
 
-PyDoc_STRVAR(combine_doc,
-"combine(activations, weights, relu)\n--\n\n"
-"out[n, g] = sum_k weights[n, g, k] * activations[n, k]; activations (N, K, h, w),\n"
-"weights (N, G, K) -> (N, G, h, w) float32, ReLU'd when relu is true.");
-
-/* The kernels behind combine and combine_pixelwise share their signature. */
-typedef int (*combine_kernel)(const float *, const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                              ptrdiff_t, int, float *);
-
 /* Whether weights (N, G, K) -- or (N, G, K, h, w) per pixel -- fit activations (N, K, h, w);
  * sets the ValueError and returns -1 when they do not. */
-static int check_combine_weights(const npy_intp *ad, const npy_intp *wd, int pixelwise)
+static int check_combine_weights(const array_arg *acts, const array_arg *weights, int pixelwise)
 {
-    if (!pixelwise && (wd[0] != ad[0] || wd[2] != ad[1])) {
-        PyErr_Format(PyExc_ValueError,
-                     "weights (N, G, K) = (%zd, %zd, %zd) does not match activations "
-                     "(N, K, h, w) = (%zd, %zd, %zd, %zd)",
-                     (Py_ssize_t)wd[0], (Py_ssize_t)wd[1], (Py_ssize_t)wd[2], (Py_ssize_t)ad[0],
-                     (Py_ssize_t)ad[1], (Py_ssize_t)ad[2], (Py_ssize_t)ad[3]);
-        return -1;
-    }
-    if (pixelwise && (wd[0] != ad[0] || wd[2] != ad[1] || wd[3] != ad[2] || wd[4] != ad[3])) {
-        PyErr_Format(PyExc_ValueError,
-                     "weights (N, G, K, h, w) = (%zd, %zd, %zd, %zd, %zd) does not match "
-                     "activations (N, K, h, w) = (%zd, %zd, %zd, %zd)",
-                     (Py_ssize_t)wd[0], (Py_ssize_t)wd[1], (Py_ssize_t)wd[2], (Py_ssize_t)wd[3],
-                     (Py_ssize_t)wd[4], (Py_ssize_t)ad[0], (Py_ssize_t)ad[1], (Py_ssize_t)ad[2],
-                     (Py_ssize_t)ad[3]);
+    const npy_intp *ad = PyArray_DIMS(acts->arr), *wd = PyArray_DIMS(weights->arr);
+    if (wd[0] != ad[0] || wd[2] != ad[1] || (pixelwise && (wd[3] != ad[2] || wd[4] != ad[3]))) {
+        raise_mismatch(weights, acts);
         return -1;
     }
     return 0;
@@ -258,315 +393,248 @@ static int check_combine_weights(const npy_intp *ad, const npy_intp *wd, int pix
 /* combine and combine_pixelwise: the same arguments but for the weights' shape. */
 static PyObject *combine_any(PyObject *args, int pixelwise)
 {
-    PyObject *a_obj, *w_obj;
+    array_arg acts = array_of("activations", NPY_FLOAT32, 4, "(N, K, h, w)", 1);
+    array_arg weights = array_of("weights", NPY_FLOAT32, pixelwise ? 5 : 3,
+                                 pixelwise ? "(N, G, K, h, w)" : "(N, G, K)", 0);
     int relu, status = FC_OK;
-    PyArrayObject *A = NULL, *Wt = NULL, *out = NULL;
-    const combine_kernel kernel = pixelwise ? fc_combine_pixelwise : fc_combine;
-    if (!PyArg_ParseTuple(args, pixelwise ? "OOp:combine_pixelwise" : "OOp:combine", &a_obj,
-                          &w_obj, &relu)) {
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, pixelwise ? "O&O&p:combine_pixelwise" : "O&O&p:combine",
+                          array_converter, &acts, array_converter, &weights, &relu) ||
+        check_combine_weights(&acts, &weights, pixelwise) < 0) {
         goto exit;
     }
-    if ((A = as_float32(a_obj, "activations", 4, "(N, K, h, w)")) == NULL ||
-        (Wt = as_float32(w_obj, "weights", pixelwise ? 5 : 3,
-                         pixelwise ? "(N, G, K, h, w)" : "(N, G, K)")) == NULL ||
-        check_spatial(A, "activations") < 0) {
-        goto exit;
-    }
-    const npy_intp *ad = PyArray_DIMS(A), *wd = PyArray_DIMS(Wt);
-    if (check_combine_weights(ad, wd, pixelwise) < 0) {
-        goto exit;
-    }
-    const npy_intp dims[4] = {ad[0], wd[1], ad[2], ad[3]};
+    const npy_intp *ad = PyArray_DIMS(acts.arr), G = PyArray_DIM(weights.arr, 1);
+    const npy_intp dims[4] = {ad[0], G, ad[2], ad[3]};
     if (check_output(dims[0], dims[1], dims[2], dims[3], "weights") < 0 ||
-        (out = new_output(4, dims)) == NULL) {
+        (out = new_array(4, dims, NPY_FLOAT32)) == NULL) {
         goto exit;
     }
+    const float *a = PyArray_DATA(acts.arr), *w = PyArray_DATA(weights.arr);
+    float *o = PyArray_DATA(out);
     Py_BEGIN_ALLOW_THREADS
-    status = kernel(PyArray_DATA(A), PyArray_DATA(Wt), ad[0], ad[1], wd[1], ad[2] * ad[3], relu,
-                    PyArray_DATA(out));
+        status = pixelwise ? fc_combine_pixelwise(a, w, ad[0], ad[1], G, ad[2] * ad[3], relu, o)
+                           : fc_combine(a, w, ad[0], ad[1], G, ad[2] * ad[3], relu, o);
     Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
+    out = finish(out, status);
 exit:
-    Py_XDECREF(A);
-    Py_XDECREF(Wt);
+    Py_XDECREF(acts.arr);
+    Py_XDECREF(weights.arr);
     return (PyObject *)out;
-}
-
-static PyObject *py_combine(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return combine_any(args, 0);
-}
-
-PyDoc_STRVAR(combine_pixelwise_doc,
-"combine_pixelwise(activations, weights, relu)\n--\n\n"
-"out[n, g] = sum_k relu(weights[n, g, k]) * activations[n, k]; activations (N, K, h, w),\n"
-"weights (N, G, K, h, w) -> (N, G, h, w) float32, the sum ReLU'd when relu is true.");
-
-static PyObject *py_combine_pixelwise(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return combine_any(args, 1);
 }
 
 /* ---------------------------------------------------------------- resize.c, normalize.c */
 
-PyDoc_STRVAR(resize_doc,
-"resize(maps, H, W, align_corners)\n--\n\n"
-"Bilinear resize of (N, h, w) maps to (N, H, W) float32 (half-pixel centres unless\n"
-"align_corners).");
-
-static PyObject *py_resize(PyObject *Py_UNUSED(self), PyObject *args)
+/* The (N, H, W) output of resize (fused = 0) or postprocess (1) for maps (N, h, w), and the plan
+ * that resizes them (left NULL when N = 0: no tables for a possibly huge (H, W)). Returns -1
+ * with the exception set and nothing allocated on failure. */
+static int resize_setup(PyArrayObject *maps, Py_ssize_t H, Py_ssize_t W, int align, int fused,
+                        PyArrayObject **out, fc_resize_plan **plan)
 {
-    PyObject *m_obj, *h_obj, *w_obj;
-    int align, status = FC_OK;
-    Py_ssize_t H, W;
-    PyArrayObject *M = NULL, *out = NULL;
-    fc_resize_plan *plan = NULL;
-    if (!PyArg_ParseTuple(args, "OOOp:resize", &m_obj, &h_obj, &w_obj, &align)) {
-        goto exit;
-    }
-    if ((M = as_float32(m_obj, "maps", 3, "(N, h, w)")) == NULL ||
-        check_spatial(M, "maps") < 0 || as_size(h_obj, "size H", &H) < 0 ||
-        as_size(w_obj, "size W", &W) < 0) {
-        goto exit;
-    }
-    const npy_intp *md = PyArray_DIMS(M);
+    const npy_intp *md = PyArray_DIMS(maps);
     const npy_intp dims[3] = {md[0], H, W};
     if (check_output(md[0], H, W, 1, "size") < 0 ||
-        check_output(md[1], W, 1, 1, "size") < 0 ||
-        (out = new_output(3, dims)) == NULL) {
-        goto exit;
+        (fused && check_output(H, W, 2, 1, "size") < 0) ||
+        check_output(md[1], W, fused ? 2 : 1, 1, "size") < 0 ||
+        (*out = new_array(3, dims, NPY_FLOAT32)) == NULL) {
+        return -1;
     }
-    if (md[0] == 0) { /* nothing to compute: no tables for a possibly huge (H, W) */
-        goto exit;
+    if (md[0] > 0 && (*plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
+        Py_CLEAR(*out);
+        return -1;
     }
-    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
-        Py_CLEAR(out);
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_resize(plan, PyArray_DATA(M), md[0], PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    fc_resize_plan_free(plan);
-    Py_XDECREF(M);
-    return (PyObject *)out;
+    return 0;
 }
 
-PyDoc_STRVAR(minmax_doc,
-"minmax(maps, eps)\n--\n\n"
-"Per-map (x - min) / (max - min + eps) of (N, h, w) maps; all-equal maps -> 0,\n"
-"maps holding NaN or inf -> all NaN.");
+/* resize and postprocess: postprocess adds relu and eps. */
+static PyObject *resize_any(PyObject *args, int fused)
+{
+    array_arg maps = array_of("maps", NPY_FLOAT32, 3, "(N, h, w)", 1);
+    size_arg H = {"size H", 0}, W = {"size W", 0};
+    int relu = 0, align, status = FC_OK;
+    double eps = 0.0;
+    PyArrayObject *out = NULL;
+    fc_resize_plan *plan = NULL;
+    const int parsed =
+        fused ? PyArg_ParseTuple(args, "O&O&O&pdp:postprocess", array_converter, &maps,
+                                 size_converter, &H, size_converter, &W, &relu, &eps, &align)
+              : PyArg_ParseTuple(args, "O&O&O&p:resize", array_converter, &maps, size_converter, &H,
+                                 size_converter, &W, &align);
+    if (!parsed || check_eps(eps) < 0 ||
+        resize_setup(maps.arr, H.value, W.value, align, fused, &out, &plan) < 0 || plan == NULL) {
+        goto exit;
+    }
+    const float *m = PyArray_DATA(maps.arr);
+    const npy_intp N = PyArray_DIM(maps.arr, 0);
+    float *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        status = fused ? fc_postprocess(plan, m, N, relu, eps, o) : fc_resize(plan, m, N, o);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    fc_resize_plan_free(plan);
+    Py_XDECREF(maps.arr);
+    return (PyObject *)out;
+}
 
 static PyObject *py_minmax(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *m_obj;
+    array_arg maps = array_of("maps", NPY_FLOAT32, 3, "(N, h, w)", 1);
     double eps;
-    PyArrayObject *M = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "Od:minmax", &m_obj, &eps)) {
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&d:minmax", array_converter, &maps, &eps) || check_eps(eps) < 0 ||
+        (out = new_array(3, PyArray_DIMS(maps.arr), NPY_FLOAT32)) == NULL) {
         goto exit;
     }
-    if ((M = as_float32(m_obj, "maps", 3, "(N, h, w)")) == NULL ||
-        check_spatial(M, "maps") < 0 || check_eps(eps) < 0 ||
-        (out = new_output(3, PyArray_DIMS(M))) == NULL) {
-        goto exit;
-    }
-    const npy_intp *md = PyArray_DIMS(M);
+    const npy_intp *md = PyArray_DIMS(maps.arr);
+    const float *m = PyArray_DATA(maps.arr);
+    float *o = PyArray_DATA(out);
     Py_BEGIN_ALLOW_THREADS
-    fc_minmax(PyArray_DATA(M), md[0], md[1] * md[2], eps, PyArray_DATA(out));
+        fc_minmax(m, md[0], md[1] * md[2], eps, o);
     Py_END_ALLOW_THREADS
 exit:
-    Py_XDECREF(M);
+    Py_XDECREF(maps.arr);
     return (PyObject *)out;
 }
 
-PyDoc_STRVAR(postprocess_doc,
-"postprocess(maps, H, W, relu, eps, align_corners)\n--\n\n"
-"minmax(resize(relu(maps), (H, W))) for (N, h, w) maps, fused.");
+/* The maps_list argument of fuse_layers: L >= 1 float32 arrays (N, h_l, w_l) of the same N, and
+ * the plans that resize them (make_plans). */
+typedef struct {
+    Py_ssize_t L;
+    PyArrayObject **maps;   /* L new references */
+    const float **data;     /* their data */
+    fc_resize_plan **plans; /* L plans, NULL until made */
+} layer_list;
 
-static PyObject *py_postprocess(PyObject *Py_UNUSED(self), PyObject *args)
+static void layers_clear(layer_list *layers)
 {
-    PyObject *m_obj, *h_obj, *w_obj;
-    int relu, align, status = FC_OK;
-    double eps;
-    Py_ssize_t H, W;
-    PyArrayObject *M = NULL, *out = NULL;
-    fc_resize_plan *plan = NULL;
-    if (!PyArg_ParseTuple(args, "OOOpdp:postprocess", &m_obj, &h_obj, &w_obj, &relu, &eps,
-                          &align)) {
-        goto exit;
+    for (Py_ssize_t l = 0; l < layers->L; l++) {
+        Py_XDECREF(layers->maps[l]);
+        fc_resize_plan_free(layers->plans[l]);
     }
-    if ((M = as_float32(m_obj, "maps", 3, "(N, h, w)")) == NULL ||
-        check_spatial(M, "maps") < 0 || as_size(h_obj, "size H", &H) < 0 ||
-        as_size(w_obj, "size W", &W) < 0 || check_eps(eps) < 0) {
-        goto exit;
-    }
-    const npy_intp *md = PyArray_DIMS(M);
-    const npy_intp dims[3] = {md[0], H, W};
-    if (check_output(md[0], H, W, 1, "size") < 0 ||
-        check_output(H, W, 2, 1, "size") < 0 ||
-        check_output(md[1], W, 2, 1, "size") < 0 ||
-        (out = new_output(3, dims)) == NULL) {
-        goto exit;
-    }
-    if (md[0] == 0) {
-        goto exit;
-    }
-    if ((plan = new_plan(md[1], md[2], H, W, align)) == NULL) {
-        Py_CLEAR(out);
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_postprocess(plan, PyArray_DATA(M), md[0], relu, eps, PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    fc_resize_plan_free(plan);
-    Py_XDECREF(M);
-    return (PyObject *)out;
+    PyMem_Free(layers->maps);
+    PyMem_Free((void *)layers->data);
+    PyMem_Free(layers->plans);
+    *layers = (layer_list){0, NULL, NULL, NULL};
 }
 
-PyDoc_STRVAR(fuse_layers_doc,
-"fuse_layers(maps_list, H, W, relu, eps, align_corners)\n--\n\n"
-"minmax(mean_l postprocess(maps_list[l])) for a list of (N, h_l, w_l) maps -> (N, H, W).");
+/* Converts item l of the tuple `items` into layers->maps[l]: a map of the first layer's N. */
+static int convert_layer(layer_list *layers, PyObject *items, Py_ssize_t l)
+{
+    char name[48];
+    snprintf(name, sizeof(name), "maps_list[%zd]", l);
+    array_arg map = array_of(name, NPY_FLOAT32, 3, "(N, h, w)", 1);
+    if (!array_converter(PyTuple_GET_ITEM(items, l), &map)) {
+        return -1;
+    }
+    layers->maps[l] = map.arr;
+    layers->data[l] = PyArray_DATA(map.arr);
+    const npy_intp n = PyArray_DIM(map.arr, 0), n0 = PyArray_DIM(layers->maps[0], 0);
+    if (n != n0) {
+        PyErr_Format(PyExc_ValueError, "%s has N=%zd maps but maps_list[0] has N=%zd", name,
+                     (Py_ssize_t)n, (Py_ssize_t)n0);
+        return -1;
+    }
+    return 0;
+}
+
+/* The O& converter of a layer_list (addr): a list or tuple of at least one array. */
+static int layers_converter(PyObject *obj, void *addr)
+{
+    layer_list *layers = addr;
+    PyObject *items = NULL; /* a tuple: a list could change while its items are converted */
+    if (obj == NULL) {
+        goto fail;
+    }
+    if (!PyList_Check(obj) && !PyTuple_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "maps_list must be a list or tuple of arrays, got %s",
+                     Py_TYPE(obj)->tp_name);
+        goto fail;
+    }
+    if ((items = PySequence_Tuple(obj)) == NULL) {
+        goto fail;
+    }
+    const Py_ssize_t L = PyTuple_GET_SIZE(items);
+    if (L < 1) {
+        PyErr_SetString(PyExc_ValueError, "maps_list must hold at least one array");
+        goto fail;
+    }
+    layers->maps = PyMem_Calloc((size_t)L, sizeof(*layers->maps));
+    layers->data = PyMem_Calloc((size_t)L, sizeof(*layers->data));
+    layers->plans = PyMem_Calloc((size_t)L, sizeof(*layers->plans));
+    if (layers->maps == NULL || layers->data == NULL || layers->plans == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    layers->L = L; /* layers_clear releases L of each from here on */
+    for (Py_ssize_t l = 0; l < L; l++) {
+        if (convert_layer(layers, items, l) < 0) {
+            goto fail;
+        }
+    }
+    Py_DECREF(items);
+    return Py_CLEANUP_SUPPORTED;
+fail:
+    Py_XDECREF(items);
+    layers_clear(layers);
+    return 0;
+}
+
+/* Byte counts of the fused output and of every layer's scratch rows must fit. */
+static int check_fuse_sizes(const layer_list *layers, Py_ssize_t H, Py_ssize_t W)
+{
+    for (Py_ssize_t l = 0; l < layers->L; l++) {
+        if (check_output(PyArray_DIM(layers->maps[l], 1), W, 2, 1, "size") < 0) {
+            return -1;
+        }
+    }
+    const npy_intp N = PyArray_DIM(layers->maps[0], 0);
+    return check_output(N, H, W, 1, "size") < 0 || check_output(H, W, 2, 1, "size") < 0 ? -1 : 0;
+}
+
+/* The plan of every layer, resizing it to (H, W); -1 with the exception set on failure. */
+static int make_plans(layer_list *layers, Py_ssize_t H, Py_ssize_t W, int align)
+{
+    for (Py_ssize_t l = 0; l < layers->L; l++) {
+        PyArrayObject *m = layers->maps[l];
+        layers->plans[l] = new_plan(PyArray_DIM(m, 1), PyArray_DIM(m, 2), H, W, align);
+        if (layers->plans[l] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static PyObject *py_fuse_layers(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *list_obj, *h_obj, *w_obj, *seq = NULL;
+    layer_list layers = {0, NULL, NULL, NULL};
+    size_arg H = {"size H", 0}, W = {"size W", 0};
     int relu, align, status = FC_OK;
     double eps;
-    Py_ssize_t H, W, L = 0;
-    PyArrayObject **M = NULL, *out = NULL;
-    fc_resize_plan **plans = NULL;
-    const float **data = NULL;
-    if (!PyArg_ParseTuple(args, "OOOpdp:fuse_layers", &list_obj, &h_obj, &w_obj, &relu, &eps,
-                          &align)) {
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&O&pdp:fuse_layers", layers_converter, &layers, size_converter,
+                          &H, size_converter, &W, &relu, &eps, &align) ||
+        check_eps(eps) < 0 || check_fuse_sizes(&layers, H.value, W.value) < 0) {
         goto exit;
     }
-    if (!PyList_Check(list_obj) && !PyTuple_Check(list_obj)) {
-        PyErr_Format(PyExc_TypeError, "maps_list must be a list or tuple of arrays, got %s",
-                     Py_TYPE(list_obj)->tp_name);
+    const npy_intp dims[3] = {PyArray_DIM(layers.maps[0], 0), H.value, W.value};
+    if ((out = new_array(3, dims, NPY_FLOAT32)) == NULL || dims[0] == 0) {
         goto exit;
     }
-    if ((seq = PySequence_Fast(list_obj, "maps_list must be a sequence")) == NULL) {
-        goto exit;
-    }
-    L = PySequence_Fast_GET_SIZE(seq);
-    if (L < 1) {
-        PyErr_SetString(PyExc_ValueError, "maps_list must hold at least one array");
-        goto exit;
-    }
-    if (as_size(h_obj, "size H", &H) < 0 || as_size(w_obj, "size W", &W) < 0 ||
-        check_eps(eps) < 0) {
-        goto exit;
-    }
-    M = PyMem_Calloc((size_t)L, sizeof(*M));
-    plans = PyMem_Calloc((size_t)L, sizeof(*plans));
-    data = PyMem_Calloc((size_t)L, sizeof(*data));
-    if (M == NULL || plans == NULL || data == NULL) {
-        PyErr_NoMemory();
-        goto exit;
-    }
-    for (Py_ssize_t l = 0; l < L; l++) {
-        char name[48];
-        snprintf(name, sizeof(name), "maps_list[%zd]", l);
-        if ((M[l] = as_float32(PySequence_Fast_GET_ITEM(seq, l), name, 3, "(N, h, w)")) == NULL ||
-            check_spatial(M[l], name) < 0) {
-            goto exit;
-        }
-        const npy_intp *md = PyArray_DIMS(M[l]);
-        if (md[0] != PyArray_DIM(M[0], 0)) {
-            PyErr_Format(PyExc_ValueError, "%s has N=%zd maps but maps_list[0] has N=%zd", name,
-                         (Py_ssize_t)md[0], (Py_ssize_t)PyArray_DIM(M[0], 0));
-            goto exit;
-        }
-        if (check_output(md[1], W, 2, 1, "size") < 0) {
-            goto exit;
-        }
-        data[l] = PyArray_DATA(M[l]);
-    }
-    const npy_intp dims[3] = {PyArray_DIM(M[0], 0), H, W};
-    if (check_output(dims[0], H, W, 1, "size") < 0 || check_output(H, W, 2, 1, "size") < 0) {
-        goto exit;
-    }
-    if ((out = new_output(3, dims)) == NULL || dims[0] == 0) {
-        goto exit;
-    }
-    for (Py_ssize_t l = 0; l < L; l++) {
-        if ((plans[l] = new_plan(PyArray_DIM(M[l], 1), PyArray_DIM(M[l], 2), H, W, align)) ==
-            NULL) {
-            Py_CLEAR(out);
-            goto exit;
-        }
-    }
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_fuse_layers(plans, data, L, dims[0], relu, eps, PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
+    if (make_plans(&layers, H.value, W.value, align) < 0) {
         Py_CLEAR(out);
+        goto exit;
     }
+    float *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        status = fc_fuse_layers(layers.plans, layers.data, layers.L, dims[0], relu, eps, o);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
 exit:
-    for (Py_ssize_t l = 0; l < L; l++) {
-        if (plans != NULL) {
-            fc_resize_plan_free(plans[l]);
-        }
-        if (M != NULL) {
-            Py_XDECREF(M[l]);
-        }
-    }
-    PyMem_Free(plans);
-    PyMem_Free(M);
-    PyMem_Free((void *)data);
-    Py_XDECREF(seq);
+    layers_clear(&layers);
     return (PyObject *)out;
 }
 
 /* ---------------------------------------------------------------- rank.c, measure.c */
-
-/* A new reference to `obj` as an aligned, C-contiguous, native array of `type` (NPY_BOOL,
- * NPY_INT64 or NPY_FLOAT64) with `ndim` dimensions. Only the same kind is accepted: bool for
- * masks; any integer for counts; any float for float64; everything else is a TypeError. */
-static PyArrayObject *as_kind(PyObject *obj, const char *name, int type, int ndim,
-                              const char *dims)
-{
-    const char *want = type == NPY_BOOL ? "bool" : type == NPY_INT64 ? "integer" : "float";
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy array %s of %s, got %s", name, dims,
-                     want, Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyArrayObject *arr = (PyArrayObject *)obj;
-    const int ok = type == NPY_BOOL    ? PyArray_TYPE(arr) == NPY_BOOL
-                   : type == NPY_INT64 ? PyArray_ISINTEGER(arr)
-                                       : PyArray_ISFLOAT(arr);
-    if (!ok) {
-        PyObject *descr = PyObject_Str((PyObject *)PyArray_DESCR(arr));
-        if (descr != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s must hold %s, got dtype %U", name, want, descr);
-            Py_DECREF(descr);
-        }
-        return NULL;
-    }
-    if (PyArray_NDIM(arr) != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s must be a %d-d array %s, got %d-d", name, ndim, dims,
-                     PyArray_NDIM(arr));
-        return NULL;
-    }
-    PyArray_Descr *descr = PyArray_DescrFromType(type);
-    if (descr == NULL) {
-        return NULL;
-    }
-    /* steals descr; an integer array outside int64 (uint64 above 2**63) fails the cast check */
-    return (PyArrayObject *)PyArray_FromArray(arr, descr,
-                                              NPY_ARRAY_IN_ARRAY | NPY_ARRAY_ENSUREARRAY |
-                                                  (type == NPY_INT64 ? NPY_ARRAY_FORCECAST : 0));
-}
 
 /* Whether two arrays' memory ranges overlap (a bounds check, enough to refuse aliasing). */
 static int may_share(PyArrayObject *a, PyArrayObject *b)
@@ -587,6 +655,266 @@ static int check_pixels(npy_intp h, npy_intp w, const char *name)
     return 0;
 }
 
+static PyObject *order_or_rank(PyObject *args, int inverse)
+{
+    array_arg maps = array_of("maps", NPY_FLOAT32, 3, "(N, H, W)", 0);
+    int status = FC_OK;
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, inverse ? "O&:rank_desc" : "O&:argsort_desc", array_converter,
+                          &maps) ||
+        check_pixels(PyArray_DIM(maps.arr, 1), PyArray_DIM(maps.arr, 2), "maps") < 0) {
+        goto exit;
+    }
+    const npy_intp *md = PyArray_DIMS(maps.arr);
+    const npy_intp dims[3] = {md[0], inverse ? md[1] : md[1] * md[2], md[2]};
+    if ((out = new_array(inverse ? 3 : 2, dims, NPY_INT64)) == NULL) {
+        goto exit;
+    }
+    const float *m = PyArray_DATA(maps.arr);
+    int64_t *o = PyArray_DATA(out);
+    const int n_threads = thread_setting();
+    Py_BEGIN_ALLOW_THREADS
+        status = inverse ? fc_rank_desc(m, md[0], md[1] * md[2], o, n_threads)
+                         : fc_argsort_desc(m, md[0], md[1] * md[2], o, n_threads);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    Py_XDECREF(maps.arr);
+    return (PyObject *)out;
+}
+
+/* The arguments of mask_top: images, maps, baseline, counts. */
+enum { IMAGES, MAPS, BASELINE, COUNTS, MASK_ARGS };
+
+/* The shapes agree, the maps are small enough to rank and the counts lie in [0, H*W]. */
+static int check_mask_args(const array_arg *a)
+{
+    const npy_intp *id = PyArray_DIMS(a[IMAGES].arr), *md = PyArray_DIMS(a[MAPS].arr);
+    if (md[0] != id[0] || md[1] != id[2] || md[2] != id[3]) {
+        raise_mismatch(&a[MAPS], &a[IMAGES]);
+        return -1;
+    }
+    if (check_same_shape(&a[BASELINE], &a[IMAGES]) < 0 ||
+        check_pixels(id[2], id[3], "images") < 0) {
+        return -1;
+    }
+    const npy_intp S = PyArray_DIM(a[COUNTS].arr, 0), n_pix = id[2] * id[3];
+    const npy_int64 *counts = PyArray_DATA(a[COUNTS].arr);
+    for (npy_intp s = 0; s < S; s++) {
+        if (counts[s] < 0 || counts[s] > n_pix) {
+            PyErr_Format(PyExc_ValueError, "counts must lie in [0, H*W = %zd], got %lld at %zd",
+                         (Py_ssize_t)n_pix, (long long)counts[s], (Py_ssize_t)s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The caller's out array (given) when it has the result's shape `dims` and shares no memory
+ * with the inputs; a new reference, or NULL with the ValueError. */
+static PyArrayObject *given_output(PyArrayObject *given, const npy_intp *dims, const array_arg *a)
+{
+    if (PyArray_NDIM(given) != 4 || !PyArray_CompareLists(PyArray_DIMS(given), dims, 4)) {
+        char shape[SHAPE_LEN];
+        PyErr_Format(PyExc_ValueError, "out must have shape %s", shape_text(shape, dims, 4));
+        return NULL;
+    }
+    /* the kernel reads images/baseline while writing out: they must not share memory */
+    if (may_share(given, a[IMAGES].arr) || may_share(given, a[BASELINE].arr) ||
+        may_share(given, a[MAPS].arr)) {
+        PyErr_SetString(PyExc_ValueError, "out must not share memory with the inputs");
+        return NULL;
+    }
+    Py_INCREF(given);
+    return given;
+}
+
+/* The (N*S, C, H, W) output of mask_top: the caller's out array (given), or a new one. */
+static PyArrayObject *mask_output(const array_arg *a, PyArrayObject *given)
+{
+    const npy_intp *id = PyArray_DIMS(a[IMAGES].arr);
+    ptrdiff_t rows = id[0];
+    if (!fc_mul_ok(&rows, PyArray_DIM(a[COUNTS].arr, 0))) {
+        PyErr_SetString(PyExc_ValueError, "counts is too long: the output would not fit");
+        return NULL;
+    }
+    const npy_intp dims[4] = {rows, id[1], id[2], id[3]};
+    if (given != NULL) {
+        return given_output(given, dims, a);
+    }
+    if (check_output(dims[0], dims[1], dims[2], dims[3], "counts") < 0) {
+        return NULL;
+    }
+    return new_array(4, dims, NPY_FLOAT32);
+}
+
+static PyObject *py_mask_top(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    array_arg a[MASK_ARGS] = {
+        [IMAGES] = array_of("images", NPY_FLOAT32, 4, "(N, C, H, W)", 0),
+        [MAPS] = array_of("maps", NPY_FLOAT32, 3, "(N, H, W)", 0),
+        [BASELINE] = array_of("baseline", NPY_FLOAT32, 4, "(N, C, H, W)", 0),
+        [COUNTS] = array_of("counts", NPY_INT64, 1, "(S,)", 0),
+    };
+    int status = FC_OK;
+    PyArrayObject *given = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&O&O&O&:mask_top", array_converter, &a[IMAGES], array_converter,
+                          &a[MAPS], array_converter, &a[BASELINE], array_converter, &a[COUNTS],
+                          out_converter, &given) ||
+        check_mask_args(a) < 0 || (out = mask_output(a, given)) == NULL) {
+        goto exit;
+    }
+    const npy_intp *id = PyArray_DIMS(a[IMAGES].arr), S = PyArray_DIM(a[COUNTS].arr, 0);
+    const float *im = PyArray_DATA(a[IMAGES].arr), *m = PyArray_DATA(a[MAPS].arr);
+    const float *base = PyArray_DATA(a[BASELINE].arr);
+    const int64_t *counts = PyArray_DATA(a[COUNTS].arr);
+    float *o = PyArray_DATA(out);
+    const int n_threads = thread_setting();
+    Py_BEGIN_ALLOW_THREADS
+        status = fc_mask_top(im, m, base, id[0], id[1], id[2] * id[3], counts, S, o, n_threads);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    for (int i = 0; i < MASK_ARGS; i++) {
+        Py_XDECREF(a[i].arr);
+    }
+    Py_XDECREF(given);
+    return (PyObject *)out;
+}
+
+static PyObject *py_trapezoid(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    array_arg y = array_of("y", NPY_FLOAT64, 2, "(N, P)", 0);
+    array_arg x = array_of("x", NPY_FLOAT64, 1, "(P,)", 0);
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&:trapezoid", array_converter, &y, array_converter, &x)) {
+        goto exit;
+    }
+    const npy_intp *yd = PyArray_DIMS(y.arr), P = PyArray_DIM(x.arr, 0);
+    if (P != yd[1]) {
+        PyErr_Format(PyExc_ValueError, "x has %zd points but y has %zd per row", (Py_ssize_t)P,
+                     (Py_ssize_t)yd[1]);
+        goto exit;
+    }
+    if ((out = new_array(1, yd, NPY_FLOAT64)) == NULL) {
+        goto exit;
+    }
+    const double *yv = PyArray_DATA(y.arr), *xv = PyArray_DATA(x.arr);
+    double *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        fc_trapezoid(yv, xv, yd[0], yd[1], o);
+    Py_END_ALLOW_THREADS
+exit:
+    Py_XDECREF(y.arr);
+    Py_XDECREF(x.arr);
+    return (PyObject *)out;
+}
+
+static PyObject *measure_maps(PyObject *args, int pointing)
+{
+    array_arg maps = array_of("maps", NPY_FLOAT32, 3, "(N, H, W)", 0);
+    array_arg masks = array_of("masks", NPY_BOOL, 3, "(N, H, W)", 0);
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, pointing ? "O&O&:pointing_hit" : "O&O&:energy_in_mask",
+                          array_converter, &maps, array_converter, &masks) ||
+        check_same_shape(&masks, &maps) < 0) {
+        goto exit;
+    }
+    const npy_intp *md = PyArray_DIMS(maps.arr);
+    if ((out = new_array(1, md, pointing ? NPY_BOOL : NPY_FLOAT64)) == NULL) {
+        goto exit;
+    }
+    const float *m = PyArray_DATA(maps.arr);
+    const uint8_t *k = PyArray_DATA(masks.arr);
+    void *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        if (pointing) {
+            fc_pointing_hit(m, k, md[0], md[1] * md[2], o);
+        } else {
+            fc_energy_in_mask(m, k, md[0], md[1] * md[2], o);
+        }
+    Py_END_ALLOW_THREADS
+exit:
+    Py_XDECREF(maps.arr);
+    Py_XDECREF(masks.arr);
+    return (PyObject *)out;
+}
+
+static PyObject *py_cosine_matrix(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    array_arg a = array_of("a", NPY_FLOAT32, 2, "(M, D)", 0);
+    array_arg b = array_of("b", NPY_FLOAT32, 2, "(K, D)", 0);
+    int status = FC_OK;
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&:cosine_matrix", array_converter, &a, array_converter, &b)) {
+        goto exit;
+    }
+    const npy_intp *ad = PyArray_DIMS(a.arr), *bd = PyArray_DIMS(b.arr);
+    if (ad[1] != bd[1]) {
+        PyErr_Format(PyExc_ValueError, "b has %zd columns but a has %zd", (Py_ssize_t)bd[1],
+                     (Py_ssize_t)ad[1]);
+        goto exit;
+    }
+    const npy_intp dims[2] = {ad[0], bd[0]};
+    if (check_output(dims[0], dims[1], 1, 1, "a, b") < 0 ||
+        (out = new_array(2, dims, NPY_FLOAT32)) == NULL) {
+        goto exit;
+    }
+    const float *av = PyArray_DATA(a.arr), *bv = PyArray_DATA(b.arr);
+    float *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        status = fc_cosine_matrix(av, ad[0], bv, bd[0], ad[1], o);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    Py_XDECREF(a.arr);
+    Py_XDECREF(b.arr);
+    return (PyObject *)out;
+}
+
+/* ---------------------------------------------------------------- docstrings, method table */
+
+/* The functions of the table that are flavours of one wrapper. */
+FLAVOUR(py_combine, combine_any, 0)
+FLAVOUR(py_combine_pixelwise, combine_any, 1)
+FLAVOUR(py_resize, resize_any, 0)
+FLAVOUR(py_postprocess, resize_any, 1)
+FLAVOUR(py_argsort_desc, order_or_rank, 0)
+FLAVOUR(py_rank_desc, order_or_rank, 1)
+FLAVOUR(py_energy_in_mask, measure_maps, 0)
+FLAVOUR(py_pointing_hit, measure_maps, 1)
+
+/* The Python-visible contract, one docstring per function in the order of the table below
+ * (finercam/_core.pyi gives the types); laid out by hand. */
+/* clang-format off */
+PyDoc_STRVAR(combine_doc,
+"combine(activations, weights, relu)\n--\n\n"
+"out[n, g] = sum_k weights[n, g, k] * activations[n, k]; activations (N, K, h, w),\n"
+"weights (N, G, K) -> (N, G, h, w) float32, ReLU'd when relu is true.");
+
+PyDoc_STRVAR(combine_pixelwise_doc,
+"combine_pixelwise(activations, weights, relu)\n--\n\n"
+"out[n, g] = sum_k relu(weights[n, g, k]) * activations[n, k]; activations (N, K, h, w),\n"
+"weights (N, G, K, h, w) -> (N, G, h, w) float32, the sum ReLU'd when relu is true.");
+
+PyDoc_STRVAR(resize_doc,
+"resize(maps, H, W, align_corners)\n--\n\n"
+"Bilinear resize of (N, h, w) maps to (N, H, W) float32 (half-pixel centres unless\n"
+"align_corners).");
+
+PyDoc_STRVAR(minmax_doc,
+"minmax(maps, eps)\n--\n\n"
+"Per-map (x - min) / (max - min + eps) of (N, h, w) maps; all-equal maps -> 0,\n"
+"maps holding NaN or inf -> all NaN.");
+
+PyDoc_STRVAR(postprocess_doc,
+"postprocess(maps, H, W, relu, eps, align_corners)\n--\n\n"
+"minmax(resize(relu(maps), (H, W))) for (N, h, w) maps, fused.");
+
+PyDoc_STRVAR(fuse_layers_doc,
+"fuse_layers(maps_list, H, W, relu, eps, align_corners)\n--\n\n"
+"minmax(mean_l postprocess(maps_list[l])) for a list of (N, h_l, w_l) maps -> (N, H, W).");
+
 PyDoc_STRVAR(argsort_desc_doc,
 "argsort_desc(maps)\n--\n\n"
 "Flat pixel indices of each (N, H, W) map by decreasing value, ties to the lower index,\n"
@@ -596,154 +924,12 @@ PyDoc_STRVAR(rank_desc_doc,
 "rank_desc(maps)\n--\n\n"
 "Position of each pixel in argsort_desc's order (0 = the largest) -> (N, H, W) int64.");
 
-static PyObject *order_or_rank(PyObject *args, int inverse)
-{
-    PyObject *m_obj;
-    int status = FC_OK;
-    PyArrayObject *M = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, inverse ? "O:rank_desc" : "O:argsort_desc", &m_obj)) {
-        goto exit;
-    }
-    if ((M = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
-        check_pixels(PyArray_DIM(M, 1), PyArray_DIM(M, 2), "maps") < 0) {
-        goto exit;
-    }
-    const npy_intp *md = PyArray_DIMS(M);
-    const npy_intp dims[3] = {md[0], inverse ? md[1] : md[1] * md[2], md[2]};
-    if ((out = (PyArrayObject *)PyArray_SimpleNew(inverse ? 3 : 2, (npy_intp *)dims,
-                                                  NPY_INT64)) == NULL) {
-        goto exit;
-    }
-    const int n_threads = thread_setting();
-    Py_BEGIN_ALLOW_THREADS
-    if (inverse) {
-        status = fc_rank_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out),
-                              n_threads);
-    } else {
-        status = fc_argsort_desc(PyArray_DATA(M), md[0], md[1] * md[2], PyArray_DATA(out),
-                                 n_threads);
-    }
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    Py_XDECREF(M);
-    return (PyObject *)out;
-}
-
-static PyObject *py_argsort_desc(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return order_or_rank(args, 0);
-}
-
-static PyObject *py_rank_desc(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return order_or_rank(args, 1);
-}
-
 PyDoc_STRVAR(mask_top_doc,
 "mask_top(images, maps, baseline, counts, out)\n--\n\n"
 "Row n*S + s of the (N*S, C, H, W) float32 result is images[n] with the counts[s] top-ranked\n"
 "pixels of maps[n] replaced by baseline[n] in every channel; images, baseline (N, C, H, W),\n"
 "maps (N, H, W), counts (S,) in [0, H*W]. out is None or a preallocated C-contiguous\n"
 "writeable float32 array of the result's shape, filled and returned.");
-
-static PyObject *py_mask_top(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *i_obj, *m_obj, *b_obj, *c_obj, *o_obj;
-    int status = FC_OK;
-    PyArrayObject *Im = NULL, *Mp = NULL, *Bl = NULL, *Kc = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OOOOO:mask_top", &i_obj, &m_obj, &b_obj, &c_obj, &o_obj)) {
-        goto exit;
-    }
-    if ((Im = as_float32(i_obj, "images", 4, "(N, C, H, W)")) == NULL ||
-        (Mp = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
-        (Bl = as_float32(b_obj, "baseline", 4, "(N, C, H, W)")) == NULL ||
-        (Kc = as_kind(c_obj, "counts", NPY_INT64, 1, "(S,)")) == NULL) {
-        goto exit;
-    }
-    const npy_intp *id = PyArray_DIMS(Im), *md = PyArray_DIMS(Mp), *bd = PyArray_DIMS(Bl);
-    if (md[0] != id[0] || md[1] != id[2] || md[2] != id[3]) {
-        PyErr_Format(PyExc_ValueError,
-                     "maps (N, H, W) = (%zd, %zd, %zd) does not match images (N, C, H, W) = "
-                     "(%zd, %zd, %zd, %zd)",
-                     (Py_ssize_t)md[0], (Py_ssize_t)md[1], (Py_ssize_t)md[2], (Py_ssize_t)id[0],
-                     (Py_ssize_t)id[1], (Py_ssize_t)id[2], (Py_ssize_t)id[3]);
-        goto exit;
-    }
-    if (!PyArray_CompareLists(bd, id, 4)) {
-        PyErr_Format(PyExc_ValueError,
-                     "baseline (%zd, %zd, %zd, %zd) must have the shape of images "
-                     "(%zd, %zd, %zd, %zd)",
-                     (Py_ssize_t)bd[0], (Py_ssize_t)bd[1], (Py_ssize_t)bd[2], (Py_ssize_t)bd[3],
-                     (Py_ssize_t)id[0], (Py_ssize_t)id[1], (Py_ssize_t)id[2], (Py_ssize_t)id[3]);
-        goto exit;
-    }
-    if (check_pixels(id[2], id[3], "images") < 0) {
-        goto exit;
-    }
-    const npy_intp S = PyArray_DIM(Kc, 0), n_pix = id[2] * id[3];
-    const npy_int64 *counts = PyArray_DATA(Kc);
-    for (npy_intp s = 0; s < S; s++) {
-        if (counts[s] < 0 || counts[s] > n_pix) {
-            PyErr_Format(PyExc_ValueError, "counts must lie in [0, H*W = %zd], got %lld at %zd",
-                         (Py_ssize_t)n_pix, (long long)counts[s], (Py_ssize_t)s);
-            goto exit;
-        }
-    }
-    ptrdiff_t rows = id[0];
-    if (!fc_mul_ok(&rows, S)) {
-        PyErr_SetString(PyExc_ValueError, "counts is too long: the output would not fit");
-        goto exit;
-    }
-    const npy_intp dims[4] = {rows, id[1], id[2], id[3]};
-    if (o_obj == Py_None) {
-        if (check_output(dims[0], dims[1], dims[2], dims[3], "counts") < 0 ||
-            (out = new_output(4, dims)) == NULL) {
-            goto exit;
-        }
-    } else {
-        if (!PyArray_Check(o_obj) || PyArray_TYPE((PyArrayObject *)o_obj) != NPY_FLOAT32 ||
-            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)o_obj) ||
-            !PyArray_ISWRITEABLE((PyArrayObject *)o_obj) ||
-            !PyArray_ISNOTSWAPPED((PyArrayObject *)o_obj)) {
-            PyErr_Format(PyExc_TypeError,
-                         "out must be None or a writeable C-contiguous native float32 array, "
-                         "got %s", Py_TYPE(o_obj)->tp_name);
-            goto exit;
-        }
-        out = (PyArrayObject *)o_obj;
-        Py_INCREF(out);
-        if (PyArray_NDIM(out) != 4 || !PyArray_CompareLists(PyArray_DIMS(out), dims, 4)) {
-            PyErr_Format(PyExc_ValueError, "out must have shape (%zd, %zd, %zd, %zd)",
-                         (Py_ssize_t)dims[0], (Py_ssize_t)dims[1], (Py_ssize_t)dims[2],
-                         (Py_ssize_t)dims[3]);
-            Py_CLEAR(out);
-            goto exit;
-        }
-        /* the kernel reads images/baseline while writing out: they must not share memory */
-        if (may_share(out, Im) || may_share(out, Bl) || may_share(out, Mp)) {
-            PyErr_SetString(PyExc_ValueError, "out must not share memory with the inputs");
-            Py_CLEAR(out);
-            goto exit;
-        }
-    }
-    const int n_threads = thread_setting();
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_mask_top(PyArray_DATA(Im), PyArray_DATA(Mp), PyArray_DATA(Bl), id[0], id[1], n_pix,
-                         counts, S, PyArray_DATA(out), n_threads);
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    Py_XDECREF(Im);
-    Py_XDECREF(Mp);
-    Py_XDECREF(Bl);
-    Py_XDECREF(Kc);
-    return (PyObject *)out;
-}
 
 PyDoc_STRVAR(energy_in_mask_doc,
 "energy_in_mask(maps, masks)\n--\n\n"
@@ -754,127 +940,22 @@ PyDoc_STRVAR(pointing_hit_doc,
 "pointing_hit(maps, masks)\n--\n\n"
 "Whether each (N, H, W) map's first maximum (NaN ignored) lies in its bool mask -> (N,) bool.");
 
-static PyObject *measure_maps(PyObject *args, int pointing)
-{
-    PyObject *m_obj, *k_obj;
-    PyArrayObject *M = NULL, *K = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, pointing ? "OO:pointing_hit" : "OO:energy_in_mask", &m_obj,
-                          &k_obj)) {
-        goto exit;
-    }
-    if ((M = as_float32(m_obj, "maps", 3, "(N, H, W)")) == NULL ||
-        (K = as_kind(k_obj, "masks", NPY_BOOL, 3, "(N, H, W)")) == NULL) {
-        goto exit;
-    }
-    const npy_intp *md = PyArray_DIMS(M), *kd = PyArray_DIMS(K);
-    if (!PyArray_CompareLists(md, kd, 3)) {
-        PyErr_Format(PyExc_ValueError, "masks (%zd, %zd, %zd) must have the shape of maps "
-                     "(%zd, %zd, %zd)", (Py_ssize_t)kd[0], (Py_ssize_t)kd[1], (Py_ssize_t)kd[2],
-                     (Py_ssize_t)md[0], (Py_ssize_t)md[1], (Py_ssize_t)md[2]);
-        goto exit;
-    }
-    if ((out = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)md,
-                                                  pointing ? NPY_BOOL : NPY_FLOAT64)) == NULL) {
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (pointing) {
-        fc_pointing_hit(PyArray_DATA(M), PyArray_DATA(K), md[0], md[1] * md[2],
-                        PyArray_DATA(out));
-    } else {
-        fc_energy_in_mask(PyArray_DATA(M), PyArray_DATA(K), md[0], md[1] * md[2],
-                          PyArray_DATA(out));
-    }
-    Py_END_ALLOW_THREADS
-exit:
-    Py_XDECREF(M);
-    Py_XDECREF(K);
-    return (PyObject *)out;
-}
-
-static PyObject *py_energy_in_mask(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return measure_maps(args, 0);
-}
-
-static PyObject *py_pointing_hit(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    return measure_maps(args, 1);
-}
-
 PyDoc_STRVAR(trapezoid_doc,
 "trapezoid(y, x)\n--\n\n"
 "Trapezoid rule of each row of y (N, P) over the points x (P,) -> (N,) float64 (0 for P < 2).");
-
-static PyObject *py_trapezoid(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *y_obj, *x_obj;
-    PyArrayObject *Y = NULL, *X = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OO:trapezoid", &y_obj, &x_obj)) {
-        goto exit;
-    }
-    if ((Y = as_kind(y_obj, "y", NPY_FLOAT64, 2, "(N, P)")) == NULL ||
-        (X = as_kind(x_obj, "x", NPY_FLOAT64, 1, "(P,)")) == NULL) {
-        goto exit;
-    }
-    const npy_intp *yd = PyArray_DIMS(Y);
-    if (PyArray_DIM(X, 0) != yd[1]) {
-        PyErr_Format(PyExc_ValueError, "x has %zd points but y has %zd per row",
-                     (Py_ssize_t)PyArray_DIM(X, 0), (Py_ssize_t)yd[1]);
-        goto exit;
-    }
-    if ((out = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)yd, NPY_FLOAT64)) == NULL) {
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    fc_trapezoid(PyArray_DATA(Y), PyArray_DATA(X), yd[0], yd[1], PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-exit:
-    Py_XDECREF(Y);
-    Py_XDECREF(X);
-    return (PyObject *)out;
-}
 
 PyDoc_STRVAR(cosine_matrix_doc,
 "cosine_matrix(a, b)\n--\n\n"
 "<a_i, b_j> / (|a_i| |b_j|) for rows a (M, D), b (K, D) -> (M, K) float32; 0 for a zero row.");
 
-static PyObject *py_cosine_matrix(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *a_obj, *b_obj;
-    int status = FC_OK;
-    PyArrayObject *A = NULL, *Bm = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OO:cosine_matrix", &a_obj, &b_obj)) {
-        goto exit;
-    }
-    if ((A = as_float32(a_obj, "a", 2, "(M, D)")) == NULL ||
-        (Bm = as_float32(b_obj, "b", 2, "(K, D)")) == NULL) {
-        goto exit;
-    }
-    const npy_intp *ad = PyArray_DIMS(A), *bd = PyArray_DIMS(Bm);
-    if (ad[1] != bd[1]) {
-        PyErr_Format(PyExc_ValueError, "b has %zd columns but a has %zd", (Py_ssize_t)bd[1],
-                     (Py_ssize_t)ad[1]);
-        goto exit;
-    }
-    const npy_intp dims[2] = {ad[0], bd[0]};
-    if (check_output(dims[0], dims[1], 1, 1, "a, b") < 0 || (out = new_output(2, dims)) == NULL) {
-        goto exit;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    status = fc_cosine_matrix(PyArray_DATA(A), ad[0], PyArray_DATA(Bm), bd[0], ad[1],
-                              PyArray_DATA(out));
-    Py_END_ALLOW_THREADS
-    if (raise_status(status) < 0) {
-        Py_CLEAR(out);
-    }
-exit:
-    Py_XDECREF(A);
-    Py_XDECREF(Bm);
-    return (PyObject *)out;
-}
+PyDoc_STRVAR(set_num_threads_doc,
+"set_num_threads(n)\n--\n\n"
+"Threads the ranking and masking kernels may use: an int in [1, 1024]; 1 = single-threaded.");
 
-/* ---------------------------------------------------------------- module */
+PyDoc_STRVAR(get_num_threads_doc,
+"get_num_threads()\n--\n\n"
+"Threads the ranking and masking kernels may use (set_num_threads).");
+/* clang-format on */
 
 static PyMethodDef core_methods[] = {
     {"combine", py_combine, METH_VARARGS, combine_doc},

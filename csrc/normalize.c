@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "alloc.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -179,20 +181,6 @@ void fc_minmax(const float *maps, ptrdiff_t N, ptrdiff_t size, double eps, float
     }
 }
 
-static double *alloc_doubles(ptrdiff_t count, int *status)
-{
-    ptrdiff_t bytes = count;
-    if (!fc_mul_ok(&bytes, (ptrdiff_t)sizeof(double))) {
-        *status = FC_EOVERFLOW;
-        return NULL;
-    }
-    double *p = malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (p == NULL) {
-        *status = FC_ENOMEM;
-    }
-    return p;
-}
-
 /* The two passes over a resized map read the plan's interpolated source rows (h x W, in L1/L2)
  * and interpolate each output value on the fly: recomputing a + l * (b - a) is cheaper than
  * writing and re-reading an H x W buffer. Pass 1: the range of the resized map. */
@@ -290,8 +278,8 @@ int fc_postprocess(fc_resize_plan *plan, const float *maps, ptrdiff_t N, int rel
     return FC_OK;
 }
 
-int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L,
-                   ptrdiff_t N, int relu, double eps, float *dst)
+int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L, ptrdiff_t N,
+                   int relu, double eps, float *dst)
 {
     int status = FC_OK;
     double *acc = NULL;
@@ -299,7 +287,7 @@ int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdi
         goto exit;
     }
     const ptrdiff_t out_size = plans[0]->H * plans[0]->W;
-    if ((acc = alloc_doubles(out_size, &status)) == NULL) {
+    if ((acc = fc_malloc(out_size, sizeof(double), &status)) == NULL) {
         goto exit;
     }
     for (ptrdiff_t n = 0; n < N; n++) {

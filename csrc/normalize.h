@@ -24,7 +24,7 @@ int fc_postprocess(fc_resize_plan *plan, const float *maps, ptrdiff_t N, int rel
 
 /* minmax(mean_l postprocess(maps_l)) over L layers: maps[l] is (N, h_l, w_l) with plans[l]
  * mapping it to the common (H, W); dst (N, H, W). */
-int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L,
-                   ptrdiff_t N, int relu, double eps, float *dst);
+int fc_fuse_layers(fc_resize_plan *const *plans, const float *const *maps, ptrdiff_t L, ptrdiff_t N,
+                   int relu, double eps, float *dst);
 
 #endif

@@ -6,6 +6,8 @@
 
 #include <stdlib.h>
 
+#include "alloc.h"
+
 #if defined(_WIN32)
 #define FC_NO_THREADS 1 /* no pthreads: every call runs on the calling thread */
 #else
@@ -30,14 +32,16 @@ struct fc_queue {
 #if !FC_NO_THREADS
 static void queue_lock(fc_queue *q)
 {
-    if (q->locked)
+    if (q->locked) {
         pthread_mutex_lock(&q->lock);
+    }
 }
 
 static void queue_unlock(fc_queue *q)
 {
-    if (q->locked)
+    if (q->locked) {
         pthread_mutex_unlock(&q->lock);
+    }
 }
 #else
 #define queue_lock(q) ((void)(q))
@@ -61,65 +65,71 @@ int fc_queue_next(fc_queue *q, ptrdiff_t *begin, ptrdiff_t *end)
 static void queue_fail(fc_queue *q, int status)
 {
     queue_lock(q);
-    if (q->status == FC_OK)
+    if (q->status == FC_OK) {
         q->status = status;
+    }
     queue_unlock(q);
+}
+
+static void run_worker(fc_queue *q)
+{
+    const int status = q->worker(q->ctx, q);
+    if (status != FC_OK) {
+        queue_fail(q, status);
+    }
 }
 
 #if !FC_NO_THREADS
 static void *thread_main(void *arg)
 {
-    fc_queue *q = arg;
-    int status = q->worker(q->ctx, q);
-    if (status != FC_OK)
-        queue_fail(q, status);
+    run_worker(arg);
     return NULL;
+}
+
+/* Starts up to n - 1 threads on the queue (when n > 1), storing their ids in *tids; returns how
+ * many started. A thread that cannot be created leaves its share to the others. */
+static ptrdiff_t start_threads(fc_queue *q, ptrdiff_t n, pthread_t **tids)
+{
+    ptrdiff_t started = 0;
+    int status = FC_OK;
+    if (n <= 1 || (*tids = fc_malloc(n - 1, sizeof(**tids), &status)) == NULL ||
+        pthread_mutex_init(&q->lock, NULL) != 0) {
+        return 0;
+    }
+    q->locked = 1;
+    while (started < n - 1 && pthread_create(&(*tids)[started], NULL, thread_main, q) == 0) {
+        started++;
+    }
+    return started;
 }
 #endif
 
 int fc_parallel(fc_worker worker, void *ctx, ptrdiff_t n_items, ptrdiff_t work, int n_threads)
 {
-    fc_queue q;
     ptrdiff_t n = n_threads > 1 ? n_threads : 1;
-    int status;
-#if !FC_NO_THREADS
-    pthread_t *tids = NULL;
-    ptrdiff_t t, started = 0;
-#endif
-
-    if (n > n_items)
+    if (n > n_items) {
         n = n_items;
-    if (work < FC_SERIAL_WORK || n < 1)
+    }
+    if (work < FC_SERIAL_WORK || n < 1) {
         n = 1;
-    q.locked = 0;
-    q.status = FC_OK;
-    q.next = 0;
+    }
+    fc_queue q = {.worker = worker, .ctx = ctx, .status = FC_OK};
     q.n_items = n_items > 0 ? n_items : 0;
     /* about four claims per thread: small enough to balance a thread slowed by other processes,
      * large enough that the lock is taken rarely */
     q.grain = q.n_items / (4 * n) > 1 ? q.n_items / (4 * n) : 1;
-    q.worker = worker;
-    q.ctx = ctx;
 #if !FC_NO_THREADS
-    if (n > 1 && (tids = malloc((size_t)(n - 1) * sizeof(*tids))) != NULL &&
-        pthread_mutex_init(&q.lock, NULL) == 0) {
-        q.locked = 1;
-        for (t = 0; t < n - 1; t++) {
-            /* a thread that cannot be created leaves its share to the others */
-            if (pthread_create(&tids[t], NULL, thread_main, &q) != 0)
-                break;
-            started++;
-        }
-    }
+    pthread_t *tids = NULL;
+    const ptrdiff_t started = start_threads(&q, n, &tids);
 #endif
-    status = worker(ctx, &q);
-    if (status != FC_OK)
-        queue_fail(&q, status);
+    run_worker(&q);
 #if !FC_NO_THREADS
-    for (t = 0; t < started; t++)
+    for (ptrdiff_t t = 0; t < started; t++) {
         pthread_join(tids[t], NULL);
-    if (q.locked)
+    }
+    if (q.locked) {
         pthread_mutex_destroy(&q.lock);
+    }
     free(tids);
 #endif
     return q.status;
@@ -132,15 +142,17 @@ int fc_default_threads(void)
 #if defined(__linux__) && defined(CPU_COUNT)
     cpu_set_t set;
     /* the affinity mask, not the machine: a process pinned to 2 of 64 CPUs gets 2 threads */
-    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
         n = CPU_COUNT(&set);
-    else
+    } else {
         n = sysconf(_SC_NPROCESSORS_ONLN);
+    }
 #elif defined(_SC_NPROCESSORS_ONLN)
     n = sysconf(_SC_NPROCESSORS_ONLN);
 #endif
 #endif
-    if (n < 1)
+    if (n < 1) {
         n = 1;
+    }
     return n > FC_DEFAULT_MAX_THREADS ? FC_DEFAULT_MAX_THREADS : (int)n;
 }

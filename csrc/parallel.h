@@ -39,7 +39,8 @@ typedef int (*fc_worker)(void *ctx, fc_queue *q);
  * the items [0, n_items). Returns FC_OK or the first status a worker returned. */
 int fc_parallel(fc_worker worker, void *ctx, ptrdiff_t n_items, ptrdiff_t work, int n_threads);
 
-/* The CPUs this process may run on (sched_getaffinity where available), in [1, FC_DEFAULT_MAX_THREADS]. */
+/* The CPUs this process may run on (sched_getaffinity where available), in [1,
+ * FC_DEFAULT_MAX_THREADS]. */
 int fc_default_threads(void);
 
 #endif

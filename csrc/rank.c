@@ -10,6 +10,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "alloc.h"
 #include "parallel.h"
 
 #define DIGIT_BITS 11
@@ -33,20 +34,20 @@ typedef struct {
  * positive one's sign bit is set (ascending order), and the result is flipped (descending). */
 static uint32_t desc_key(float v)
 {
-    uint32_t u, neg;
+    uint32_t u;
     v += 0.0f;
     memcpy(&u, &v, sizeof u);
-    neg = (uint32_t)0 - (u >> 31);
+    const uint32_t neg = (uint32_t)0 - (u >> 31);
     u = ~(u ^ (neg | 0x80000000u));
     return v != v ? UINT32_MAX : u; /* NaN after everything; no number maps to UINT32_MAX */
 }
 
 static int work_alloc(work_t *w, ptrdiff_t n_pix)
 {
-    size_t n = (size_t)(n_pix > 0 ? n_pix : 1);
-    w->e = malloc(n * sizeof(entry));
-    w->tmp = malloc(n * sizeof(entry));
-    return (w->e && w->tmp) ? 0 : FC_ENOMEM;
+    int status = FC_OK;
+    w->e = fc_malloc(n_pix, sizeof(entry), &status);
+    w->tmp = fc_malloc(n_pix, sizeof(entry), &status);
+    return status;
 }
 
 static void work_free(work_t *w)
@@ -60,26 +61,23 @@ static void work_free(work_t *w)
  * w->tmp could change w itself, and the compiler would reload the pointers after every store. */
 static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t *w)
 {
-    uint32_t i;
-    int pass;
-
-    for (pass = 0; pass < N_PASSES; pass++) {
+    for (int pass = 0; pass < N_PASSES; pass++) {
         uint32_t *h = hist[pass];
         const entry *src = w->e;
         entry *dst = w->tmp;
         const unsigned shift = 32 + (unsigned)pass * DIGIT_BITS;
-        uint32_t sum = 0;
-        unsigned b;
         /* A digit shared by every key leaves the order unchanged: skip the pass. Min-max
          * normalised maps share their top bits, so this often saves a pass. */
-        if (m == 0 || h[(src[0] >> shift) & (N_BUCKETS - 1)] == m)
+        if (m == 0 || h[(src[0] >> shift) & (N_BUCKETS - 1)] == m) {
             continue;
-        for (b = 0; b < N_BUCKETS; b++) {
-            uint32_t c = h[b];
+        }
+        uint32_t sum = 0;
+        for (unsigned b = 0; b < N_BUCKETS; b++) {
+            const uint32_t c = h[b];
             h[b] = sum;
             sum += c;
         }
-        for (i = 0; i < m; i++) {
+        for (uint32_t i = 0; i < m; i++) {
             const entry e = src[i];
             dst[h[(e >> shift) & (N_BUCKETS - 1)]++] = e;
         }
@@ -88,52 +86,59 @@ static void radix_passes(uint32_t m, uint32_t hist[N_PASSES][N_BUCKETS], work_t 
     }
 }
 
+#define TOP_SHIFT (32 + 2 * DIGIT_BITS) /* the top key digit of an entry */
+
+/* Copies the entries all[0, n) whose top digit is at most the one that the `limit`-th largest
+ * key falls in to kept, in index order (which keeps the sort stable); returns how many.
+ *
+ * Neighbouring pixels of a smooth map share their top digit: counting into one array would make
+ * each increment wait for the previous one. Two arrays, even and odd pixels, halve that chain. */
+static uint32_t keep_head(const entry *all, uint32_t n, uint32_t limit, entry *kept)
+{
+    uint32_t even[N_BUCKETS], odd[N_BUCKETS];
+    memset(even, 0, sizeof even);
+    memset(odd, 0, sizeof odd);
+    uint32_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        even[all[i] >> TOP_SHIFT]++;
+        odd[all[i + 1] >> TOP_SHIFT]++;
+    }
+    if (i < n) {
+        even[all[i] >> TOP_SHIFT]++;
+    }
+    uint32_t cut = 0, sum = 0;
+    for (; cut < N_BUCKETS; cut++) {
+        sum += even[cut] + odd[cut];
+        if (sum >= limit) {
+            break;
+        }
+    }
+    uint32_t m = 0;
+    for (i = 0; i < n; i++) {
+        const entry e = all[i];
+        kept[m] = e;
+        m += (e >> TOP_SHIFT) <= cut; /* branch-free: the next pixel overwrites a skipped one */
+    }
+    return m;
+}
+
 /* Sorts the pixels of one map that can be among its `limit` largest and leaves their order in
  * w->e[0, m) (ENTRY_INDEX); returns m (limit <= m <= n; m = n when limit = n).
  *
  * Masking the top 5 or 10 % needs only those pixels ranked: a histogram of the top key digit
- * finds the digit the limit falls in, the pixels up to that digit are compacted in index order
- * (which keeps the sort stable) and only they are radix-sorted. */
+ * finds the digit the limit falls in, the pixels up to that digit are compacted and only they
+ * are radix-sorted. */
 static uint32_t sort_top(const float *map, uint32_t n, uint32_t limit, work_t *w)
 {
-    uint32_t hist[N_PASSES][N_BUCKETS];
-    uint32_t i, m = 0, cut = N_BUCKETS - 1;
-    const unsigned top = 32 + 2 * DIGIT_BITS;
-    entry *all = w->e, *kept = w->e;
-
-    memset(hist, 0, sizeof hist);
-    if (limit < n)
-        all = w->tmp; /* compacted from tmp into e */
-    for (i = 0; i < n; i++)
+    entry *all = limit < n ? w->tmp : w->e; /* compacted from tmp into e */
+    for (uint32_t i = 0; i < n; i++) {
         all[i] = (entry)desc_key(map[i]) << 32 | i;
-    if (limit < n) {
-        /* Neighbouring pixels of a smooth map share their top digit: counting into one array
-         * would make each increment wait for the previous one. Two arrays, even and odd pixels,
-         * halve that chain. */
-        uint32_t odd[N_BUCKETS], sum = 0;
-        memset(odd, 0, sizeof odd);
-        for (i = 0; i + 1 < n; i += 2) {
-            hist[2][all[i] >> top]++;
-            odd[all[i + 1] >> top]++;
-        }
-        if (i < n)
-            hist[2][all[i] >> top]++;
-        for (cut = 0; cut < N_BUCKETS; cut++) {
-            sum += hist[2][cut] + odd[cut];
-            if (sum >= limit)
-                break;
-        }
-        memset(hist[2], 0, sizeof hist[2]);
-        for (i = 0; i < n; i++) {
-            const entry e = all[i];
-            kept[m] = e;
-            m += (e >> top) <= cut; /* branch-free: the next pixel overwrites a skipped one */
-        }
-    } else {
-        m = n;
     }
-    for (i = 0; i < m; i++) {
-        const uint32_t k = ENTRY_KEY(kept[i]);
+    const uint32_t m = limit < n ? keep_head(all, n, limit, w->e) : n;
+    uint32_t hist[N_PASSES][N_BUCKETS];
+    memset(hist, 0, sizeof hist);
+    for (uint32_t i = 0; i < m; i++) {
+        const uint32_t k = ENTRY_KEY(w->e[i]);
         hist[0][k & (N_BUCKETS - 1)]++;
         hist[1][(k >> DIGIT_BITS) & (N_BUCKETS - 1)]++;
         hist[2][k >> (2 * DIGIT_BITS)]++;
@@ -151,26 +156,30 @@ static uint32_t sort_top(const float *map, uint32_t n, uint32_t limit, work_t *w
 typedef struct {
     const float *maps;
     ptrdiff_t n_pix, first;
-    uint32_t limit;  /* how much of each order is needed (n_pix: all of it) */
-    int64_t *order;  /* argsort_desc: order[j] = the order; or NULL */
-    int64_t *rank;   /* rank_desc: rank[j][p] = the position of p; or NULL */
-    uint32_t *head;  /* mask_top: head[j][p] = the position of p, RANK_NEVER past the head */
+    uint32_t limit; /* how much of each order is needed (n_pix: all of it) */
+    int64_t *order; /* argsort_desc: order[j] = the order; or NULL */
+    int64_t *rank;  /* rank_desc: rank[j][p] = the position of p; or NULL */
+    uint32_t *head; /* mask_top: head[j][p] = the position of p, RANK_NEVER past the head */
 } sort_job;
 
 static void write_sorted(const sort_job *job, ptrdiff_t j, const entry *e, uint32_t m)
 {
     const ptrdiff_t at = j * job->n_pix;
-    uint32_t r;
-    if (job->order)
-        for (r = 0; r < m; r++)
+    if (job->order) {
+        for (uint32_t r = 0; r < m; r++) {
             job->order[at + r] = ENTRY_INDEX(e[r]);
-    if (job->rank)
-        for (r = 0; r < m; r++)
+        }
+    }
+    if (job->rank) {
+        for (uint32_t r = 0; r < m; r++) {
             job->rank[at + ENTRY_INDEX(e[r])] = r;
+        }
+    }
     if (job->head) {
         memset(job->head + at, 0xFF, (size_t)job->n_pix * sizeof(uint32_t)); /* RANK_NEVER */
-        for (r = 0; r < m; r++)
+        for (uint32_t r = 0; r < m; r++) {
             job->head[at + ENTRY_INDEX(e[r])] = r;
+        }
     }
 }
 
@@ -180,20 +189,18 @@ static int sort_worker(void *arg, fc_queue *q)
     const sort_job *job = arg;
     work_t w = {NULL, NULL};
     int status = FC_OK, have = 0;
-    ptrdiff_t b, e, j;
-    uint32_t m;
-
+    ptrdiff_t b, e;
     while (fc_queue_next(q, &b, &e)) {
         /* scratch on the first claim: a thread that finds the queue empty allocates nothing */
         if (!have) {
             have = 1;
-            status = work_alloc(&w, job->n_pix);
-            if (status)
+            if ((status = work_alloc(&w, job->n_pix)) != FC_OK) {
                 goto exit;
+            }
         }
-        for (j = b; j < e; j++) {
-            m = sort_top(job->maps + (job->first + j) * job->n_pix, (uint32_t)job->n_pix,
-                         job->limit, &w);
+        for (ptrdiff_t j = b; j < e; j++) {
+            const uint32_t m = sort_top(job->maps + (job->first + j) * job->n_pix,
+                                        (uint32_t)job->n_pix, job->limit, &w);
             write_sorted(job, j, w.e, m);
         }
     }
@@ -205,26 +212,20 @@ exit:
 static int rank_or_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *out,
                          int inverse, int n_threads)
 {
-    sort_job job = {NULL, 0, 0, 0, NULL, NULL, NULL};
-    int status = FC_OK;
-
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
-        status = FC_EOVERFLOW;
-        goto exit;
+        return FC_EOVERFLOW;
     }
-    if (n_maps <= 0 || n_pix <= 0)
-        goto exit;
-    job.maps = maps;
-    job.n_pix = n_pix;
-    job.limit = (uint32_t)n_pix;
-    if (inverse)
+    if (n_maps <= 0 || n_pix <= 0) {
+        return FC_OK;
+    }
+    sort_job job = {.maps = maps, .n_pix = n_pix, .limit = (uint32_t)n_pix};
+    if (inverse) {
         job.rank = out;
-    else
+    } else {
         job.order = out;
+    }
     /* n_maps * n_pix is the size of the caller's output array: it fits */
-    status = fc_parallel(sort_worker, &job, n_maps, n_maps * n_pix, n_threads);
-exit:
-    return status;
+    return fc_parallel(sort_worker, &job, n_maps, n_maps * n_pix, n_threads);
 }
 
 int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *order,
@@ -233,8 +234,7 @@ int fc_argsort_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_
     return rank_or_order(maps, n_maps, n_pix, order, 0, n_threads);
 }
 
-int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank,
-                 int n_threads)
+int fc_rank_desc(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, int64_t *rank, int n_threads)
 {
     return rank_or_order(maps, n_maps, n_pix, rank, 1, n_threads);
 }
@@ -256,7 +256,7 @@ typedef struct {
     float *out;
     const uint32_t *rank; /* (group, n_pix) ranks of the group's images, RANK_NEVER past the head */
     ptrdiff_t n_ch, n_pix, n_counts;
-    ptrdiff_t first;      /* the group's first image */
+    ptrdiff_t first; /* the group's first image */
     int stream;
 } mask_job;
 
@@ -271,24 +271,27 @@ static void fill_plane(float *o, const float *img, const float *base, const uint
         /* unsigned rank < k as a signed compare: flip the sign bit of both sides */
         const __m128i bias = _mm_set1_epi32(INT32_MIN);
         const __m128i kv = _mm_xor_si128(_mm_set1_epi32((int32_t)k), bias);
-        for (; p < n && ((uintptr_t)(o + p) & 15) != 0; p++)
+        for (; p < n && ((uintptr_t)(o + p) & 15) != 0; p++) {
             o[p] = rank[p] < k ? base[p] : img[p];
+        }
         for (; p + 4 <= n; p += 4) {
             const __m128i r = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(rank + p)), bias);
             const __m128 sel = _mm_castsi128_ps(_mm_cmplt_epi32(r, kv));
             const __m128 v = _mm_or_ps(_mm_and_ps(sel, _mm_loadu_ps(base + p)),
                                        _mm_andnot_ps(sel, _mm_loadu_ps(img + p)));
-            if (stream)
+            if (stream) {
                 _mm_stream_ps(o + p, v);
-            else
+            } else {
                 _mm_store_ps(o + p, v);
+            }
         }
     }
 #else
     (void)stream;
 #endif
-    for (; p < n; p++)
+    for (; p < n; p++) {
         o[p] = rank[p] < k ? base[p] : img[p];
+    }
 }
 
 /* Items: the group's output planes (image, count, channel), in the output's order. */
@@ -296,10 +299,9 @@ static int mask_fill_worker(void *arg, fc_queue *q)
 {
     const mask_job *job = arg;
     const ptrdiff_t n_ch = job->n_ch, n_pix = job->n_pix, per_img = job->n_counts * n_ch;
-    ptrdiff_t b, e, t;
-
+    ptrdiff_t b, e;
     while (fc_queue_next(q, &b, &e)) {
-        for (t = b; t < e; t++) {
+        for (ptrdiff_t t = b; t < e; t++) {
             const ptrdiff_t j = t / per_img, s = (t / n_ch) % job->n_counts, c = t % n_ch;
             const ptrdiff_t plane = ((job->first + j) * n_ch + c) * n_pix;
             /* counts are in [0, n_pix] <= UINT32_MAX, so the comparison is exact */
@@ -310,9 +312,55 @@ static int mask_fill_worker(void *arg, fc_queue *q)
     }
 #if defined(__SSE2__)
     /* streaming stores are weakly ordered: make them visible before the thread is joined */
-    if (job->stream)
+    if (job->stream) {
         _mm_sfence();
+    }
 #endif
+    return FC_OK;
+}
+
+/* Images per group: as many rank arrays as the budget holds, and one per thread (up to the
+ * default cap) so that the ranking of a group keeps every thread busy. */
+static ptrdiff_t group_size(ptrdiff_t n_img, ptrdiff_t n_pix, int n_threads)
+{
+    ptrdiff_t group = RANK_BUDGET / n_pix;
+    if (group < n_threads) {
+        group = n_threads < FC_DEFAULT_MAX_THREADS ? n_threads : FC_DEFAULT_MAX_THREADS;
+    }
+    if (group < 1) {
+        group = 1;
+    }
+    return group > n_img ? n_img : group;
+}
+
+/* The largest count: how much of each map's order is needed. Counts are in [0, n_pix] (checked
+ * by the caller). */
+static uint32_t max_count(const int64_t *counts, ptrdiff_t n_counts)
+{
+    uint32_t limit = 0;
+    for (ptrdiff_t s = 0; s < n_counts; s++) {
+        limit = (uint32_t)counts[s] > limit ? (uint32_t)counts[s] : limit;
+    }
+    return limit;
+}
+
+/* Ranks the images of each group, then fills their planes: two rounds of threads per group. */
+static int mask_groups(sort_job *sort, mask_job *job, ptrdiff_t n_img, ptrdiff_t group,
+                       int n_threads)
+{
+    const ptrdiff_t n_pix = job->n_pix, per_img = job->n_counts * job->n_ch;
+    for (job->first = 0; job->first < n_img; job->first += group) {
+        const ptrdiff_t g = n_img - job->first < group ? n_img - job->first : group;
+        sort->first = job->first;
+        int status = fc_parallel(sort_worker, sort, g, g * n_pix, n_threads);
+        if (status == FC_OK) {
+            status =
+                fc_parallel(mask_fill_worker, job, g * per_img, g * per_img * n_pix, n_threads);
+        }
+        if (status != FC_OK) {
+            return status;
+        }
+    }
     return FC_OK;
 }
 
@@ -320,65 +368,37 @@ int fc_mask_top(const float *images, const float *maps, const float *baseline, p
                 ptrdiff_t n_ch, ptrdiff_t n_pix, const int64_t *counts, ptrdiff_t n_counts,
                 float *out, int n_threads)
 {
-    sort_job sort = {NULL, 0, 0, 0, NULL, NULL, NULL};
-    mask_job job;
-    uint32_t *rank = NULL;
-    int status = FC_OK;
-    ptrdiff_t s, group, per_img, out_bytes = (ptrdiff_t)sizeof(float);
-
     if (n_pix > 0 && (uint64_t)n_pix > UINT32_MAX) {
-        status = FC_EOVERFLOW;
-        goto exit;
+        return FC_EOVERFLOW;
     }
-    if (n_img <= 0 || n_ch <= 0 || n_pix <= 0 || n_counts <= 0)
-        goto exit;
-    per_img = n_counts; /* output planes per image */
+    if (n_img <= 0 || n_ch <= 0 || n_pix <= 0 || n_counts <= 0) {
+        return FC_OK;
+    }
+    ptrdiff_t per_img = n_counts, out_bytes = (ptrdiff_t)sizeof(float); /* planes per image */
+    ptrdiff_t rank_count = group_size(n_img, n_pix, n_threads);
+    const ptrdiff_t group = rank_count;
     if (!fc_mul_ok(&per_img, n_ch) || !fc_mul_ok(&out_bytes, n_img) ||
-        !fc_mul_ok(&out_bytes, per_img) || !fc_mul_ok(&out_bytes, n_pix)) {
-        status = FC_EOVERFLOW;
-        goto exit;
+        !fc_mul_ok(&out_bytes, per_img) || !fc_mul_ok(&out_bytes, n_pix) ||
+        !fc_mul_ok(&rank_count, n_pix)) {
+        return FC_EOVERFLOW;
     }
-    /* images per group: as many rank arrays as the budget holds, and one per thread (up to the
-     * default cap) so that the ranking of a group keeps every thread busy */
-    group = RANK_BUDGET / n_pix;
-    if (group < n_threads)
-        group = n_threads < FC_DEFAULT_MAX_THREADS ? n_threads : FC_DEFAULT_MAX_THREADS;
-    if (group < 1)
-        group = 1;
-    if (group > n_img)
-        group = n_img;
-    rank = malloc((size_t)group * (size_t)n_pix * sizeof(uint32_t));
-    if (!rank) {
-        status = FC_ENOMEM;
-        goto exit;
+    int status = FC_OK;
+    uint32_t *rank = fc_malloc(rank_count, sizeof(uint32_t), &status);
+    if (rank == NULL) {
+        return status;
     }
-    sort.maps = maps;
-    sort.n_pix = n_pix;
-    sort.head = rank;
-    for (s = 0; s < n_counts; s++) /* counts are in [0, n_pix] (checked by the caller) */
-        sort.limit = (uint32_t)counts[s] > sort.limit ? (uint32_t)counts[s] : sort.limit;
-    job.images = images;
-    job.baseline = baseline;
-    job.counts = counts;
-    job.out = out;
-    job.rank = rank;
-    job.n_ch = n_ch;
-    job.n_pix = n_pix;
-    job.n_counts = n_counts;
-    job.stream = out_bytes >= STREAM_BYTES;
-    for (job.first = 0; job.first < n_img; job.first += group) {
-        const ptrdiff_t g = n_img - job.first < group ? n_img - job.first : group;
-        /* rank the group's images, then fill their planes: two rounds of threads per group */
-        sort.first = job.first;
-        status = fc_parallel(sort_worker, &sort, g, g * n_pix, n_threads);
-        if (status)
-            goto exit;
-        status = fc_parallel(mask_fill_worker, &job, g * per_img, g * per_img * n_pix,
-                             n_threads);
-        if (status)
-            goto exit;
-    }
-exit:
+    sort_job sort = {
+        .maps = maps, .n_pix = n_pix, .limit = max_count(counts, n_counts), .head = rank};
+    mask_job job = {.images = images,
+                    .baseline = baseline,
+                    .counts = counts,
+                    .out = out,
+                    .rank = rank,
+                    .n_ch = n_ch,
+                    .n_pix = n_pix,
+                    .n_counts = n_counts,
+                    .stream = out_bytes >= STREAM_BYTES};
+    status = mask_groups(&sort, &job, n_img, group, n_threads);
     free(rank);
     return status;
 }

@@ -3,25 +3,14 @@
 #include <math.h>
 #include <stdlib.h>
 
-static void *alloc_array(ptrdiff_t count, ptrdiff_t item, int *status)
-{
-    ptrdiff_t bytes = count;
-    if (!fc_mul_ok(&bytes, item)) {
-        *status = FC_EOVERFLOW;
-        return NULL;
-    }
-    void *p = malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (p == NULL) {
-        *status = FC_ENOMEM;
-    }
-    return p;
-}
+#include "alloc.h"
 
 static void axis_table(ptrdiff_t n_in, ptrdiff_t n_out, int align_corners, ptrdiff_t *i0,
                        ptrdiff_t *i1, double *lam)
 {
-    const double scale = align_corners ? (n_out > 1 ? (double)(n_in - 1) / (double)(n_out - 1) : 0.0)
-                                       : (double)n_in / (double)n_out;
+    const double scale = align_corners
+                             ? (n_out > 1 ? (double)(n_in - 1) / (double)(n_out - 1) : 0.0)
+                             : (double)n_in / (double)n_out;
     for (ptrdiff_t d = 0; d < n_out; d++) {
         double src;
         if (align_corners) {
@@ -52,23 +41,21 @@ fc_resize_plan *fc_resize_plan_new(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdif
         *status = FC_EOVERFLOW;
         goto fail;
     }
-    plan = calloc(1, sizeof(*plan));
-    if (plan == NULL) {
-        *status = FC_ENOMEM;
+    if ((plan = fc_calloc(1, sizeof(*plan), status)) == NULL) {
         goto fail;
     }
     plan->h = h;
     plan->w = w;
     plan->H = H;
     plan->W = W;
-    if ((plan->r0 = alloc_array(H, sizeof(ptrdiff_t), status)) == NULL ||
-        (plan->r1 = alloc_array(H, sizeof(ptrdiff_t), status)) == NULL ||
-        (plan->ry = alloc_array(H, sizeof(double), status)) == NULL ||
-        (plan->c0 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
-        (plan->c1 = alloc_array(W, sizeof(ptrdiff_t), status)) == NULL ||
-        (plan->cx = alloc_array(W, sizeof(double), status)) == NULL ||
-        (plan->tmp = alloc_array(tmp_count, sizeof(double), status)) == NULL ||
-        (plan->tmp_bad = alloc_array(h, 1, status)) == NULL) {
+    if ((plan->r0 = fc_malloc(H, sizeof(ptrdiff_t), status)) == NULL ||
+        (plan->r1 = fc_malloc(H, sizeof(ptrdiff_t), status)) == NULL ||
+        (plan->ry = fc_malloc(H, sizeof(double), status)) == NULL ||
+        (plan->c0 = fc_malloc(W, sizeof(ptrdiff_t), status)) == NULL ||
+        (plan->c1 = fc_malloc(W, sizeof(ptrdiff_t), status)) == NULL ||
+        (plan->cx = fc_malloc(W, sizeof(double), status)) == NULL ||
+        (plan->tmp = fc_malloc(tmp_count, sizeof(double), status)) == NULL ||
+        (plan->tmp_bad = fc_malloc(h, 1, status)) == NULL) {
         goto fail;
     }
     axis_table(h, H, align_corners, plan->r0, plan->r1, plan->ry);

@@ -13,18 +13,7 @@
 #include "resize.h"
 #include "status.h"
 
-static int passed, failed;
-
-static void check(int ok, const char *what, int line)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL line %d: %s\n", line, what);
-    }
-}
-#define CHECK(cond) check((cond), #cond, __LINE__)
+#include "check.h"
 
 static int close_to(double a, double b, double tol)
 {
@@ -81,35 +70,36 @@ static void test_combine(void)
     CHECK(fc_combine(A, W, 1, 2, 0, 2, 0, NULL) == FC_OK);
     CHECK(fc_combine(A, W, 1, 0, 1, 2, 0, out) == FC_OK && out[0] == 0.0f && out[1] == 0.0f);
 
-    /* K = 6 runs one four-channel sweep and two single ones; G = 3 weight sets share each
-     * activation row: compare with the plain triple loop (small integers: exact in any order) */
-    {
-        enum { N6 = 2, K6 = 6, G6 = 3, P6 = 5 };
-        float a6[N6 * K6 * P6], w6[N6 * G6 * K6], o6[N6 * G6 * P6];
-        for (int i = 0; i < N6 * K6 * P6; i++) {
-            a6[i] = (float)((i * 7) % 11 - 5);
-        }
-        for (int i = 0; i < N6 * G6 * K6; i++) {
-            w6[i] = (float)((i * 5) % 7 - 3);
-        }
-        CHECK(fc_combine(a6, w6, N6, K6, G6, P6, 0, o6) == FC_OK);
-        int same = 1;
-        for (int n = 0; n < N6; n++) {
-            for (int g = 0; g < G6; g++) {
-                for (int p = 0; p < P6; p++) {
-                    double sum = 0;
-                    for (int k = 0; k < K6; k++) {
-                        sum += (double)w6[(n * G6 + g) * K6 + k] * a6[(n * K6 + k) * P6 + p];
-                    }
-                    same &= o6[(n * G6 + g) * P6 + p] == (float)sum;
-                }
-            }
-        }
-        CHECK(same);
-    }
-
     /* sizes whose scratch would overflow are refused, not allocated */
     CHECK(fc_combine(A, W, 1, 1, PTRDIFF_MAX / 2, 4, 0, out) == FC_EOVERFLOW);
+}
+
+/* K = 6 runs one four-channel sweep and two single ones; G = 3 weight sets share each
+ * activation row: compare with the plain triple loop (small integers: exact in any order) */
+static void test_combine_sweeps(void)
+{
+    enum { N = 2, K = 6, G = 3, P = 5 };
+    float a[N * K * P], w[N * G * K], out[N * G * P];
+    for (int i = 0; i < N * K * P; i++) {
+        a[i] = (float)((i * 7) % 11 - 5);
+    }
+    for (int i = 0; i < N * G * K; i++) {
+        w[i] = (float)((i * 5) % 7 - 3);
+    }
+    CHECK(fc_combine(a, w, N, K, G, P, 0, out) == FC_OK);
+    int same = 1;
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            for (int p = 0; p < P; p++) {
+                double sum = 0;
+                for (int k = 0; k < K; k++) {
+                    sum += (double)w[(n * G + g) * K + k] * a[(n * K + k) * P + p];
+                }
+                same &= out[(n * G + g) * P + p] == (float)sum;
+            }
+        }
+    }
+    CHECK(same);
 }
 
 static void test_combine_pixelwise(void)
@@ -129,91 +119,87 @@ static void test_combine_pixelwise(void)
     CHECK(out[0] == 0.0f && out[1] == 0.0f);
 }
 
-static void test_resize(void)
+/* Resizes one (h, w) map to (H, W) and compares the result with want (tolerance tol). */
+static void check_resize(ptrdiff_t h, ptrdiff_t w, ptrdiff_t H, ptrdiff_t W, int align_corners,
+                         const float *src, const double *want, double tol)
 {
     int status = -7;
+    fc_resize_plan *plan = fc_resize_plan_new(h, w, H, W, align_corners, &status);
+    float *out = malloc(sizeof(float) * (size_t)(H * W));
+    CHECK(plan != NULL && status == FC_OK && out != NULL);
+    if (plan != NULL && out != NULL) {
+        CHECK(fc_resize(plan, src, 1, out) == FC_OK && all_close(out, want, H * W, tol));
+    }
+    free(out);
+    fc_resize_plan_free(plan);
+}
+
+static void test_resize(void)
+{
     /* 2x2 -> 4x4 at half-pixel centres: each axis samples [a, .75a + .25b, .25a + .75b, b] */
     const float m[4] = {0, 1, 2, 3};
     const double axis[4] = {0, 0.25, 0.75, 1};
-    fc_resize_plan *plan = fc_resize_plan_new(2, 2, 4, 4, 0, &status);
-    CHECK(plan != NULL && status == FC_OK);
-    if (plan != NULL) {
-        float out[16];
-        double want[16];
-        for (int y = 0; y < 4; y++) {
-            for (int x = 0; x < 4; x++) {
-                want[y * 4 + x] = 2 * axis[y] + axis[x];
-            }
+    double want[16];
+    for (int y = 0; y < 4; y++) {
+        for (int x = 0; x < 4; x++) {
+            want[y * 4 + x] = 2 * axis[y] + axis[x];
         }
-        CHECK(fc_resize(plan, m, 1, out) == FC_OK);
-        CHECK(all_close(out, want, 16, 1e-7));
-        fc_resize_plan_free(plan);
     }
+    check_resize(2, 2, 4, 4, 0, m, want, 1e-7);
 
     /* align_corners: 2 -> 3 samples 0, .5, 1 */
-    plan = fc_resize_plan_new(1, 2, 1, 3, 1, &status);
-    CHECK(plan != NULL);
-    if (plan != NULL) {
-        const float r[2] = {10, 20};
-        float out[3];
-        const double want[3] = {10, 15, 20};
-        CHECK(fc_resize(plan, r, 1, out) == FC_OK && all_close(out, want, 3, 0));
-        fc_resize_plan_free(plan);
-    }
+    const float row2[2] = {10, 20};
+    const double want3[3] = {10, 15, 20};
+    check_resize(1, 2, 1, 3, 1, row2, want3, 0);
 
     /* 4 -> 2 downsampling at half-pixel centres: src = 0.5 and 2.5 */
-    plan = fc_resize_plan_new(1, 4, 1, 2, 0, &status);
-    CHECK(plan != NULL);
-    if (plan != NULL) {
-        const float r[4] = {0, 2, 4, 8};
-        float out[2];
-        const double want[2] = {1, 6};
-        CHECK(fc_resize(plan, r, 1, out) == FC_OK && all_close(out, want, 2, 0));
-        fc_resize_plan_free(plan);
-    }
-
-    /* a constant map stays exactly constant (a + lam * (b - a)), even at float32's edge */
-    plan = fc_resize_plan_new(3, 3, 7, 5, 0, &status);
-    CHECK(plan != NULL);
-    if (plan != NULL) {
-        float c[9], out[35];
-        for (int i = 0; i < 9; i++) {
-            c[i] = 0.1f;
-        }
-        CHECK(fc_resize(plan, c, 1, out) == FC_OK);
-        int exact = 1;
-        for (int i = 0; i < 35; i++) {
-            exact &= out[i] == 0.1f;
-        }
-        CHECK(exact);
-        /* opposite extremes do not overflow */
-        for (int i = 0; i < 9; i++) {
-            c[i] = (i % 2) ? FLT_MAX : -FLT_MAX;
-        }
-        CHECK(fc_resize(plan, c, 1, out) == FC_OK);
-        int finite = 1;
-        for (int i = 0; i < 35; i++) {
-            finite &= isfinite(out[i]) != 0;
-        }
-        CHECK(finite);
-        fc_resize_plan_free(plan);
-    }
+    const float row4[4] = {0, 2, 4, 8};
+    const double want2[2] = {1, 6};
+    check_resize(1, 4, 1, 2, 0, row4, want2, 0);
 
     /* 1x1 input, 1x1 output */
-    plan = fc_resize_plan_new(1, 1, 1, 1, 0, &status);
-    CHECK(plan != NULL);
-    if (plan != NULL) {
-        const float one[1] = {-3};
-        float out[1];
-        CHECK(fc_resize(plan, one, 1, out) == FC_OK && out[0] == -3.0f);
-        fc_resize_plan_free(plan);
-    }
+    const float one[1] = {-3};
+    const double want1[1] = {-3};
+    check_resize(1, 1, 1, 1, 0, one, want1, 0);
 
     /* refused geometries */
+    int status;
     CHECK(fc_resize_plan_new(0, 2, 2, 2, 0, &status) == NULL && status == FC_EOVERFLOW);
     CHECK(fc_resize_plan_new(PTRDIFF_MAX / 2, 2, 2, 4, 0, &status) == NULL &&
           status == FC_EOVERFLOW);
     fc_resize_plan_free(NULL);
+}
+
+/* A constant map stays exactly constant (a + lam * (b - a)), even at float32's edge. */
+static void test_resize_constant(void)
+{
+    int status;
+    fc_resize_plan *plan = fc_resize_plan_new(3, 3, 7, 5, 0, &status);
+    CHECK(plan != NULL);
+    if (plan == NULL) {
+        return;
+    }
+    float c[9], out[35];
+    for (int i = 0; i < 9; i++) {
+        c[i] = 0.1f;
+    }
+    CHECK(fc_resize(plan, c, 1, out) == FC_OK);
+    int exact = 1;
+    for (int i = 0; i < 35; i++) {
+        exact &= out[i] == 0.1f;
+    }
+    CHECK(exact);
+    /* opposite extremes do not overflow */
+    for (int i = 0; i < 9; i++) {
+        c[i] = (i % 2) ? FLT_MAX : -FLT_MAX;
+    }
+    CHECK(fc_resize(plan, c, 1, out) == FC_OK);
+    int finite = 1;
+    for (int i = 0; i < 35; i++) {
+        finite &= isfinite(out[i]) != 0;
+    }
+    CHECK(finite);
+    fc_resize_plan_free(plan);
 }
 
 static void test_minmax(void)
@@ -336,11 +322,12 @@ static void test_fuse_layers(void)
 int main(void)
 {
     test_combine();
+    test_combine_sweeps();
     test_combine_pixelwise();
     test_resize();
+    test_resize_constant();
     test_minmax();
     test_postprocess();
     test_fuse_layers();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_report();
 }

@@ -16,18 +16,20 @@
 /* The rule spelled out: p ranks after q when q is larger, or equal and earlier; NaN last. */
 static int64_t brute_rank(const float *x, int64_t n, int64_t p)
 {
-    int64_t q, r = 0;
-    for (q = 0; q < n; q++) {
-        int q_nan = x[q] != x[q], p_nan = x[p] != x[p];
+    int64_t r = 0;
+    for (int64_t q = 0; q < n; q++) {
+        const int q_nan = x[q] != x[q], p_nan = x[p] != x[p];
         int before;
-        if (q == p)
+        if (q == p) {
             continue;
-        if (p_nan && q_nan)
+        }
+        if (p_nan && q_nan) {
             before = q < p;
-        else if (p_nan || q_nan)
+        } else if (p_nan || q_nan) {
             before = p_nan;
-        else
+        } else {
             before = x[q] > x[p] || (x[q] == x[p] && q < p);
+        }
         r += before;
     }
     return r;
@@ -38,24 +40,24 @@ static void test_argsort_hand(void)
     const float x[6] = {0.5f, -0.0f, 1.0f, 0.0f, 0.5f, -INFINITY};
     const int64_t want[6] = {2, 0, 4, 1, 3, 5};
     int64_t order[6], rank[6];
-    int i, ok = 1;
-
+    int ok = 1;
     CHECK(fc_argsort_desc(x, 1, 6, order, 2) == 0);
-    for (i = 0; i < 6; i++)
+    for (int i = 0; i < 6; i++) {
         ok &= order[i] == want[i];
+    }
     CHECK(ok);
     CHECK(fc_rank_desc(x, 1, 6, rank, 2) == 0);
     ok = 1;
-    for (i = 0; i < 6; i++)
+    for (int i = 0; i < 6; i++) {
         ok &= rank[want[i]] == i;
+    }
     CHECK(ok);
 }
 
 static void test_argsort_nan_last(void)
 {
-    float x[4];
+    const float x[4] = {NAN, -1.0f, NAN, 2.0f};
     int64_t order[4];
-    x[0] = NAN; x[1] = -1.0f; x[2] = NAN; x[3] = 2.0f;
     CHECK(fc_argsort_desc(x, 1, 4, order, 2) == 0);
     CHECK(order[0] == 3 && order[1] == 1 && order[2] == 0 && order[3] == 2);
 }
@@ -65,22 +67,23 @@ static void test_rank_against_brute(void)
     enum { M = 3, N = 257 };
     float *x = malloc(sizeof(float) * M * N);
     int64_t *rank = malloc(sizeof(int64_t) * M * N), *order = malloc(sizeof(int64_t) * M * N);
-    ptrdiff_t m, p;
     int ok = 1, inv = 1;
-
     if (!x || !rank || !order) {
         failed++;
         goto exit;
     }
-    for (p = 0; p < M * N; p++) /* few distinct values: many ties, both signs, a NaN or two */
+    /* few distinct values: many ties, both signs, a NaN or two */
+    for (ptrdiff_t p = 0; p < M * N; p++) {
         x[p] = (rng() % 97 == 0) ? NAN : (float)((int)(rng() % 9) - 4) * 0.25f;
+    }
     CHECK(fc_rank_desc(x, M, N, rank, 2) == 0);
     CHECK(fc_argsort_desc(x, M, N, order, 2) == 0);
-    for (m = 0; m < M; m++)
-        for (p = 0; p < N; p++) {
+    for (ptrdiff_t m = 0; m < M; m++) {
+        for (ptrdiff_t p = 0; p < N; p++) {
             ok &= rank[m * N + p] == brute_rank(x + m * N, N, p);
             inv &= rank[m * N + order[m * N + p]] == p;
         }
+    }
     CHECK(ok);
     CHECK(inv);
 exit:
@@ -95,29 +98,30 @@ static void test_mask_top(const int64_t *counts)
     enum { NI = 2, NC = 3, NP = 50, NS = 4 };
     float *img = malloc(sizeof(float) * NI * NC * NP), *base = malloc(sizeof(float) * NI * NC * NP);
     float *maps = malloc(sizeof(float) * NI * NP), *out = malloc(sizeof(float) * NI * NS * NC * NP);
-    ptrdiff_t i, s, c, p;
     int ok = 1;
-
     if (!img || !base || !maps || !out) {
         failed++;
         goto exit;
     }
-    for (p = 0; p < NI * NC * NP; p++) {
+    for (ptrdiff_t p = 0; p < NI * NC * NP; p++) {
         img[p] = (float)p;
         base[p] = -1.0f - (float)p;
     }
-    for (p = 0; p < NI * NP; p++)
+    for (ptrdiff_t p = 0; p < NI * NP; p++) {
         maps[p] = (float)(rng() % 7) * (p % 3 ? 1.0f : 1e-3f); /* ties, several exponents */
+    }
     CHECK(fc_mask_top(img, maps, base, NI, NC, NP, counts, NS, out, 2) == 0);
-    for (i = 0; i < NI; i++)
-        for (s = 0; s < NS; s++)
-            for (c = 0; c < NC; c++)
-                for (p = 0; p < NP; p++) {
-                    ptrdiff_t src = (i * NC + c) * NP + p;
-                    int masked = brute_rank(maps + i * NP, NP, p) < counts[s];
-                    float want = masked ? base[src] : img[src];
-                    ok &= out[((i * NS + s) * NC + c) * NP + p] == want;
+    for (ptrdiff_t i = 0; i < NI; i++) {
+        for (ptrdiff_t s = 0; s < NS; s++) {
+            for (ptrdiff_t c = 0; c < NC; c++) {
+                for (ptrdiff_t p = 0; p < NP; p++) {
+                    const ptrdiff_t src = (i * NC + c) * NP + p;
+                    const int masked = brute_rank(maps + i * NP, NP, p) < counts[s];
+                    ok &= out[((i * NS + s) * NC + c) * NP + p] == (masked ? base[src] : img[src]);
                 }
+            }
+        }
+    }
     CHECK(ok);
 exit:
     free(img);
@@ -138,8 +142,8 @@ static void test_degenerate_sizes(void)
     CHECK(out[0] == 1.0f && out[1] == 0.0f);
     /* checked before any memory is touched */
     CHECK(fc_argsort_desc(NULL, 0, (ptrdiff_t)UINT32_MAX + 1, NULL, 2) == FC_EOVERFLOW);
-    CHECK(fc_mask_top(NULL, NULL, NULL, 1, 1, (ptrdiff_t)UINT32_MAX + 1, counts, 1, NULL, 2)
-          == FC_EOVERFLOW);
+    CHECK(fc_mask_top(NULL, NULL, NULL, 1, 1, (ptrdiff_t)UINT32_MAX + 1, counts, 1, NULL, 2) ==
+          FC_EOVERFLOW);
 }
 
 static void test_energy(void)
@@ -156,11 +160,10 @@ static void test_energy(void)
 
 static void test_pointing(void)
 {
-    float maps[3 * 3] = {1, 5, 5, 2, 1, 0, 0, 0, 0};
+    const float maps[3 * 3] = {1, 5, 5, 2, 1, 0, NAN, NAN, NAN};
     const uint8_t masks[3 * 3] = {0, 1, 0, 0, 1, 1, 1, 1, 1};
     uint8_t out[3];
 
-    maps[6] = NAN; maps[7] = NAN; maps[8] = NAN;
     fc_pointing_hit(maps, masks, 3, 3, out);
     CHECK(out[0] == 1); /* first of the tied maxima, index 1 */
     CHECK(out[1] == 0);

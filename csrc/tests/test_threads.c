@@ -26,16 +26,15 @@ int __wrap_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *)
 static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int spawn_budget = -1, spawned;
 
-int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
-                          void *arg)
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
-    int refuse;
     pthread_mutex_lock(&spawn_lock);
-    refuse = spawn_budget == 0;
+    const int refuse = spawn_budget == 0;
     if (!refuse) {
         spawned++;
-        if (spawn_budget > 0)
+        if (spawn_budget > 0) {
             spawn_budget--;
+        }
     }
     pthread_mutex_unlock(&spawn_lock);
     return refuse ? 11 /* EAGAIN */ : __real_pthread_create(t, attr, fn, arg);
@@ -51,10 +50,12 @@ static int cmp_desc(const void *pa, const void *pb)
     const int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
     const float x = sort_map[a], y = sort_map[b];
     const int xn = x != x, yn = y != y;
-    if (xn != yn)
+    if (xn != yn) {
         return xn ? 1 : -1;
-    if (!xn && x != y)
+    }
+    if (!xn && x != y) {
         return x > y ? -1 : 1;
+    }
     return a < b ? -1 : a > b;
 }
 
@@ -62,8 +63,9 @@ static void oracle_order(const float *maps, ptrdiff_t n_maps, ptrdiff_t n_pix, i
 {
     for (ptrdiff_t m = 0; m < n_maps; m++) {
         int64_t *o = order + m * n_pix;
-        for (ptrdiff_t p = 0; p < n_pix; p++)
+        for (ptrdiff_t p = 0; p < n_pix; p++) {
             o[p] = p;
+        }
         sort_map = maps + m * n_pix;
         qsort(o, (size_t)n_pix, sizeof(int64_t), cmp_desc);
     }
@@ -94,36 +96,59 @@ static void check_ranking(ptrdiff_t n_maps, ptrdiff_t n_pix, int tied)
     float *maps = malloc(sizeof(float) * n);
     int64_t *want = malloc(sizeof(int64_t) * n), *order = malloc(sizeof(int64_t) * n);
     int64_t *rank = malloc(sizeof(int64_t) * n);
-    size_t t;
-
     if (!maps || !want || !order || !rank) {
         failed++;
         goto exit;
     }
     fill_maps(maps, n, tied);
     oracle_order(maps, n_maps, n_pix, want);
-    for (t = 0; t < N_COUNTS; t++) {
+    for (size_t t = 0; t < N_COUNTS; t++) {
         int ok_order = 1, ok_rank = 1;
         memset(order, 0xAB, sizeof(int64_t) * n);
         CHECK(fc_argsort_desc(maps, n_maps, n_pix, order, thread_counts[t]) == FC_OK);
         CHECK(fc_rank_desc(maps, n_maps, n_pix, rank, thread_counts[t]) == FC_OK);
-        for (ptrdiff_t m = 0; m < n_maps; m++)
+        for (ptrdiff_t m = 0; m < n_maps; m++) {
             for (ptrdiff_t r = 0; r < n_pix; r++) {
                 const int64_t p = want[m * n_pix + r];
                 ok_order &= order[m * n_pix + r] == p;
                 ok_rank &= rank[m * n_pix + p] == r;
             }
+        }
         CHECK(ok_order);
         CHECK(ok_rank);
-        if (!ok_order || !ok_rank)
+        if (!ok_order || !ok_rank) {
             printf("  ranking of %td x %td px (tied %d) with %d threads\n", n_maps, n_pix, tied,
                    thread_counts[t]);
+        }
     }
 exit:
     free(maps);
     free(want);
     free(order);
     free(rank);
+}
+
+/* The masked copies made from the oracle's order (order: scratch of n_img * n_pix, rank: of
+ * n_pix). */
+static void oracle_mask(const float *img, const float *maps, const float *base, ptrdiff_t n_img,
+                        ptrdiff_t n_ch, ptrdiff_t n_pix, const int64_t *counts, ptrdiff_t n_counts,
+                        int64_t *order, int64_t *rank, float *want)
+{
+    oracle_order(maps, n_img, n_pix, order);
+    for (ptrdiff_t i = 0; i < n_img; i++) {
+        for (ptrdiff_t r = 0; r < n_pix; r++) {
+            rank[order[i * n_pix + r]] = r;
+        }
+        for (ptrdiff_t s = 0; s < n_counts; s++) {
+            for (ptrdiff_t c = 0; c < n_ch; c++) {
+                for (ptrdiff_t p = 0; p < n_pix; p++) {
+                    const ptrdiff_t src = (i * n_ch + c) * n_pix + p;
+                    want[((i * n_counts + s) * n_ch + c) * n_pix + p] =
+                        rank[p] < counts[s] ? base[src] : img[src];
+                }
+            }
+        }
+    }
 }
 
 /* mask_top with every thread count against masks made from the oracle's order. */
@@ -136,8 +161,6 @@ static void check_mask(ptrdiff_t n_img, ptrdiff_t n_ch, ptrdiff_t n_pix, const i
     float *want = malloc(sizeof(float) * n_out), *out = malloc(sizeof(float) * n_out);
     int64_t *order = malloc(sizeof(int64_t) * n_img * n_pix);
     int64_t *rank = malloc(sizeof(int64_t) * n_pix);
-    size_t t;
-
     if (!img || !base || !maps || !want || !out || !order || !rank) {
         failed++;
         goto exit;
@@ -147,19 +170,8 @@ static void check_mask(ptrdiff_t n_img, ptrdiff_t n_ch, ptrdiff_t n_pix, const i
         base[p] = -1.0f - (float)p;
     }
     fill_maps(maps, n_img * n_pix, tied);
-    oracle_order(maps, n_img, n_pix, order);
-    for (ptrdiff_t i = 0; i < n_img; i++) {
-        for (ptrdiff_t r = 0; r < n_pix; r++)
-            rank[order[i * n_pix + r]] = r;
-        for (ptrdiff_t s = 0; s < n_counts; s++)
-            for (ptrdiff_t c = 0; c < n_ch; c++)
-                for (ptrdiff_t p = 0; p < n_pix; p++) {
-                    const ptrdiff_t src = (i * n_ch + c) * n_pix + p;
-                    want[((i * n_counts + s) * n_ch + c) * n_pix + p] =
-                        rank[p] < counts[s] ? base[src] : img[src];
-                }
-    }
-    for (t = 0; t < N_COUNTS; t++) {
+    oracle_mask(img, maps, base, n_img, n_ch, n_pix, counts, n_counts, order, rank, want);
+    for (size_t t = 0; t < N_COUNTS; t++) {
         memset(out, 0xAB, sizeof(float) * n_out);
         CHECK(fc_mask_top(img, maps, base, n_img, n_ch, n_pix, counts, n_counts, out,
                           thread_counts[t]) == FC_OK);
@@ -190,19 +202,20 @@ static void test_kernels(void)
     const int64_t few[3] = {0, 1000, 5000}, all[2] = {70000, 0};
     int64_t steps[21], tiny[3] = {0, 1, 4};
     const int before = spawned;
-    for (int s = 0; s <= 20; s++)
+    for (int s = 0; s <= 20; s++) {
         steps[s] = (s * 67 * 67 + 19) / 20; /* a deletion curve's counts, up to every pixel */
+    }
 
-    check_ranking(1, 300 * 300, 0);   /* one map: one thread sorts it */
-    check_ranking(2, 181 * 181, 1);   /* fewer maps than threads, ties and NaN */
-    check_ranking(7, 113 * 97, 0);    /* more maps than threads, an odd count */
-    check_ranking(20000, 4, 1);       /* tiny maps, many of them */
-    check_mask(1, 3, 67 * 67, steps, 21, 0);   /* one image: the planes are split */
-    check_mask(3, 1, 151 * 151, few, 3, 1);    /* head-only sort, RD-like counts */
-    check_mask(2, 2, 70000, all, 2, 0);        /* every pixel masked, and none */
-    check_mask(6000, 3, 4, tiny, 3, 1);        /* tiny maps: 2x2 */
-    check_mask(1, 3, 301, tiny, 1, 0);         /* below the threshold: single-threaded */
-    CHECK(spawned > before); /* the checks above did run on several threads */
+    check_ranking(1, 300 * 300, 0);          /* one map: one thread sorts it */
+    check_ranking(2, 181 * 181, 1);          /* fewer maps than threads, ties and NaN */
+    check_ranking(7, 113 * 97, 0);           /* more maps than threads, an odd count */
+    check_ranking(20000, 4, 1);              /* tiny maps, many of them */
+    check_mask(1, 3, 67 * 67, steps, 21, 0); /* one image: the planes are split */
+    check_mask(3, 1, 151 * 151, few, 3, 1);  /* head-only sort, RD-like counts */
+    check_mask(2, 2, 70000, all, 2, 0);      /* every pixel masked, and none */
+    check_mask(6000, 3, 4, tiny, 3, 1);      /* tiny maps: 2x2 */
+    check_mask(1, 3, 301, tiny, 1, 0);       /* below the threshold: single-threaded */
+    CHECK(spawned > before);                 /* the checks above did run on several threads */
 }
 
 /* pthread_create failing (from the first thread, or after one) changes nothing but the time. */
@@ -231,10 +244,8 @@ typedef struct {
 static int count_worker(void *arg, fc_queue *q)
 {
     count_job *job = arg;
-    ptrdiff_t b, e;
     int status = FC_OK;
     void *scratch = malloc(64); /* a worker's own scratch, freed on every path */
-
     pthread_mutex_lock(&job->lock);
     job->workers++;
     pthread_mutex_unlock(&job->lock);
@@ -242,6 +253,7 @@ static int count_worker(void *arg, fc_queue *q)
         status = FC_ENOMEM;
         goto exit;
     }
+    ptrdiff_t b, e;
     while (fc_queue_next(q, &b, &e)) {
         for (ptrdiff_t i = b; i < e; i++) {
             pthread_mutex_lock(&job->lock);
@@ -263,17 +275,17 @@ static int run_counted(ptrdiff_t n_items, ptrdiff_t work, int n_threads, ptrdiff
                        int *workers, int *all_once)
 {
     count_job job;
-    int status;
     pthread_mutex_init(&job.lock, NULL);
     job.n_items = n_items;
     job.seen = calloc((size_t)(n_items > 0 ? n_items : 1), 1);
     job.workers = 0;
     job.fail_at = fail_at;
-    status = fc_parallel(count_worker, &job, n_items, work, n_threads);
+    const int status = fc_parallel(count_worker, &job, n_items, work, n_threads);
     *workers = job.workers;
     *all_once = 1;
-    for (ptrdiff_t i = 0; i < n_items; i++)
+    for (ptrdiff_t i = 0; i < n_items; i++) {
         *all_once &= job.seen[i] == 1;
+    }
     free(job.seen);
     pthread_mutex_destroy(&job.lock);
     return status;
@@ -281,13 +293,12 @@ static int run_counted(ptrdiff_t n_items, ptrdiff_t work, int n_threads, ptrdiff
 
 static void test_parallel(void)
 {
-    int workers, once, before;
-
+    int workers, once;
     CHECK(run_counted(1000, 1 << 20, 4, -1, &workers, &once) == FC_OK);
     CHECK(workers == 4 && once);
     CHECK(run_counted(3, 1 << 20, 8, -1, &workers, &once) == FC_OK);
     CHECK(workers == 3 && once); /* never more threads than items */
-    before = spawned;
+    const int before = spawned;
     CHECK(run_counted(1000, FC_SERIAL_WORK - 1, 8, -1, &workers, &once) == FC_OK);
     CHECK(workers == 1 && once && spawned == before); /* a small job stays on the caller */
     CHECK(run_counted(0, 1 << 20, 4, -1, &workers, &once) == FC_OK);
