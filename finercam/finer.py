@@ -121,7 +121,8 @@ class FinerCAM:
     Parameters:
 
     - `model`: the classifier; its output is (N, C) logits, a tuple (first item), a dict
-      (``"logits"``) or an object with ``.logits``. ``nn.DataParallel`` and
+      (``"logits"``) or an object with ``.logits`` (:func:`finercam.capture.extract_logits`: an output
+      holding no logits tensor is a ``TypeError``). ``nn.DataParallel`` and
       ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
       module, on one device.
     - `target_layer`: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.

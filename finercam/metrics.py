@@ -9,7 +9,8 @@ of the model's input as given (normalised or not), by the baseline:
 * ``"blur"``: the image blurred by a Gaussian of ``BLUR_SIGMA`` pixels (edges replicated);
 * an array or tensor broadcastable to the images.
 
-Probabilities are ``softmax`` of the model's logits, computed in float64. The ranking and the
+Probabilities are ``softmax`` of the model's logits, computed in float64; the logits are read from
+the model's output as FinerCAM reads them (:func:`finercam.capture.extract_logits`). The ranking and the
 construction of every masked copy happen in the C core (:func:`finercam.kernels.mask_top`): all
 fractions or steps of a group of images are written in one call into one preallocated buffer,
 which is then forwarded in chunks of ``batch_size`` rows. Masked inputs go through float32.
