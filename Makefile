@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -pthread
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build csan test demo bench docs clean
+.PHONY: all venv build csan chromium test demo bench docs clean
 
 all: build
 
@@ -46,7 +46,15 @@ csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csr
 csan: $(C_TESTS)
 	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
 
-test: build csan
+# The browser tests (tests/test_explorer*.py) need a chromium: installed here when missing and
+# this is root with apt-get; otherwise they say what to install (and fail on CI).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && apt-get install -y -qq chromium; } || \
+	  echo "chromium is missing and cannot be installed here: the browser tests will say so"
+
+test: build csan chromium
 	$(VPY) -m pytest -q
 
 demo: build
