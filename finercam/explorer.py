@@ -151,10 +151,10 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
 
     >>> import torch, finercam
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> d = view_data(finercam.FinerCAM(net, "1", num_references=1)(torch.rand(1, 3, 8, 8)))
     >>> d["method"], d["size"], d["images"][0]["layers"][0]["kind"], len(d["images"][0]["candidates"])
-    ('gradcam', [8, 8], 'linear', 3)
+    ('gradcam', [8, 8], 'linear', 5)
     """
     store = exp._store
     photos = _check_images(images, len(exp.targets))
@@ -180,20 +180,22 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
             "images": items}
 
 
-def page_html(data: dict | None, title: str = "finercam", app: bool = False) -> str:
-    """The whole page around ``data`` (from :func:`view_data`; ``None`` for the app's empty
-    page): inline CSS, inline JavaScript, the data as a JSON script element.
+def page_html(data: dict | None, title: str = "finercam", app_script: str | None = None) -> str:
+    """The whole page around ``data`` (from :func:`view_data`; ``None`` for an empty view): inline
+    CSS, inline JavaScript, the data as a JSON script element. ``app_script`` (the local web app's
+    script, :mod:`finercam.apps.app`) runs before the view's script, in a ``#finercam-app`` block.
 
-    >>> page_html(None, app=True).count("<script")
-    2
+    >>> page_html(None, app_script="window.finercamApp = function (api) {};").count("<script")
+    3
     """
     payload = "null" if data is None else json.dumps(data, separators=(",", ":"))
     # "</" cannot appear inside the JSON script element: the HTML parser would end it there.
     payload = payload.replace("</", "<\\/")
+    app = "" if app_script is None else f"<div id=\"finercam-app\"></div><script>{app_script}</script>"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>{asset('explorer.css')}</style></head>"
-            f"<body class=\"{'fc-app' if app else 'fc-static'}\"><div id=\"finercam-root\"></div>"
+            f"<body>{app}<div id=\"finercam-root\"></div>"
             f"<script type=\"application/json\" id=\"finercam-data\">{payload}</script>"
             f"<script>{asset('explorer.js')}</script></body></html>\n")
 
@@ -207,7 +209,7 @@ def to_html(exp, path=None, images=None, class_names=None, title: str | None = N
 
     >>> import torch, finercam
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> x = torch.rand(1, 3, 8, 8)
     >>> len(to_html(finercam.FinerCAM(net, "1")(x), images=x)) > 10000
     True
@@ -225,7 +227,7 @@ def write_html(exp, images, path, class_names=None, title: str | None = None) ->
 
     >>> import tempfile, torch, finercam
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> x = torch.rand(1, 3, 8, 8)
     >>> write_html(finercam.FinerCAM(net, "1")(x), x, Path(tempfile.mkdtemp()) / "v.html").suffix
     '.html'
@@ -241,7 +243,7 @@ def repr_html(exp, images=None, class_names=None, height: int = 640) -> str:
 
     >>> import torch, finercam
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> repr_html(finercam.FinerCAM(net, "1")(torch.rand(1, 3, 8, 8))).startswith("<iframe")
     True
     """
