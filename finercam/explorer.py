@@ -35,13 +35,9 @@ row-major, equal to ``exp.recombine(gamma, references, aggregate, reverse).maps[
 ``exp.baseline()`` with ``base: true``) within 1e-4.
 
 >>> import torch, finercam
->>> from torch import nn
->>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-<...>
->>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-...                     nn.Flatten(), nn.Linear(8, 5))
->>> exp = finercam.FinerCAM(net, "1")(torch.rand(1, 3, 16, 16))
->>> page = to_html(exp, class_names=["a", "b", "c", "d", "e"])
+>>> head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5))
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5), torch.nn.ReLU(), head)
+>>> page = to_html(finercam.FinerCAM(net, "1")(torch.rand(1, 3, 20, 20)), class_names=list("abcde"))
 >>> page.startswith("<!DOCTYPE html>"), "window.finercam" in page, "http://" in page
 (True, True, False)
 """

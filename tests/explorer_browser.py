@@ -61,3 +61,12 @@ def block_network(page, seen: list) -> None:
         route.abort()
 
     page.route("http*://**/*", handle)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the test module that imports this fixture."""
+    pw, browser = launch()
+    yield browser
+    browser.close()
+    pw.stop()

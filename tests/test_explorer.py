@@ -12,21 +12,13 @@ import pytest
 import torch
 
 import finercam
-from explorer_browser import block_network, launch
+from explorer_browser import block_network, browser  # noqa: F401 (the fixture)
 from models_for_tests import TinyResNet, TinyViT, images, seeded
 
 NAMES = [f"bird {i}" for i in range(10)]
 GAMMAS = (0.0, 0.6, 2.5)
 AGGREGATES = ("mean", "max", "mean_after_relu")
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def browser():
-    pw, browser = launch()
-    yield browser
-    browser.close()
-    pw.stop()
 
 
 def _explain(model, layer, method, **kw):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import finercam
-from explorer_browser import launch
+from explorer_browser import browser  # noqa: F401 (the fixture)
 from finercam.apps.app import ExplainService, builtin_models, make_server
 from finercam.apps.explain import read_image
 
@@ -136,14 +136,6 @@ def test_server_binds_localhost_by_default():
         server.server_close()
     with pytest.raises(ValueError, match="max_upload_mb"):
         make_server(ExplainService(builtin_models()), port=0, max_upload_mb=0)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    pw, browser = launch()
-    yield browser
-    browser.close()
-    pw.stop()
 
 
 def test_upload_in_the_browser_then_explore(app, browser, tmp_path):
