@@ -316,10 +316,13 @@
     this.ctx = this.canvas.getContext("2d");
     this.pixels = this.ctx.createImageData(this.W, this.H);
     var stage = el("div", {class: "fc-stage"}, [this.photo2, this.canvas]);
+    var stages = [stage], aspect = this.H / this.W;
     this.caption = el("p", {class: "fc-caption"});
     var figs = el("div", {class: "fc-figs"}, [
       el("figure", {}, [el("div", {class: "fc-stage"}, [this.photo]), el("figcaption", {text: "photo"})]),
       el("figure", {}, [stage, el("figcaption", {text: "map over the photo"})])]);
+    stages.push(figs.querySelector(".fc-stage"));
+    stages.forEach(function (s) { s.style.height = Math.round(300 * aspect) + "px"; });  // the input's shape
 
     this.gamma = el("input", {type: "range", min: "0", max: "3", step: "0.01", id: "fc-gamma", "aria-label": "gamma"});
     this.gammaOut = el("output", {for: "fc-gamma", class: "fc-value"});

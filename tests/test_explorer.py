@@ -215,3 +215,49 @@ def test_python_side_checks_its_arguments():
         exp.to_html(images=x[:1])
     with pytest.raises(TypeError, match="class_names"):
         exp.to_html(class_names=42)
+
+
+def test_browser_kernels_equal_the_numpy_twins(browser):
+    """The page's resize and min-max against finercam._reference (float64 NumPy): up and down,
+    odd sizes, a constant map (-> zeros), a map with NaN (-> all NaN)."""
+    from finercam import _reference
+
+    exp, _ = _explain(TinyResNet, "layer2", "gradcam")
+    page, _, _ = _open(browser, exp.to_html())
+    rng = np.random.default_rng(3)
+    js = """([m, h, w, H, W]) => {
+      const f = window.finercam._internals, out = new Float64Array(H * W);
+      f.resize(Float64Array.from(m, v => v === null ? NaN : v), h, w, H, W, {rows: f.axis(h, H), cols: f.axis(w, W)}, out);
+      const r = Array.from(out).map(v => Number.isNaN(v) ? null : v);
+      return [r, Array.from(f.minmax(out)).map(v => Number.isNaN(v) ? null : v)];
+    }"""
+    try:
+        for (h, w), (H, W) in [((7, 7), (224, 224)), ((5, 3), (13, 17)), ((6, 9), (4, 2)), ((1, 4), (3, 8))]:
+            for kind in ("random", "constant", "nan"):
+                m = rng.normal(size=(h, w))
+                if kind == "constant":
+                    m[:] = 0.25
+                if kind == "nan":
+                    m[h // 2, w // 2] = np.nan
+                resized, normed = page.evaluate(js, [[None if np.isnan(v) else float(v) for v in m.ravel()], h, w, H, W])
+                want = _reference._resize64(m[None], (H, W), False)[0]
+                got = np.array([np.nan if v is None else v for v in resized]).reshape(H, W)
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+                got_n = np.array([np.nan if v is None else v for v in normed], np.float64).reshape(H, W)
+                np.testing.assert_allclose(got_n, _reference._minmax64(want[None], 1e-8)[0], rtol=0, atol=1e-12)
+    finally:
+        page.close()
+
+
+def test_all_zero_map_stays_zero(browser):
+    """Score-CAM of this tiny net is non-positive everywhere: after the ReLU an all-zero map,
+    which min-max leaves at zeros (not a spike where rounding left a crumb)."""
+    exp, x = _explain(TinyResNet, "layer2", "scorecam")
+    assert float(exp.maps.max()) == 0.0
+    page, _, _ = _open(browser, exp.to_html(images=x))
+    try:
+        for state in ({"gamma": 0.0}, {"gamma": 2.5, "aggregate": "max"}, {"base": True}):
+            page.evaluate("s => window.finercam.set(s)", state)
+            assert float(np.abs(_page_map(page)).max()) == 0.0
+    finally:
+        page.close()

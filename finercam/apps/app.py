@@ -229,6 +229,7 @@ class Handler(BaseHTTPRequestHandler):
     image file as the body; everything else 404. Errors are JSON ``{"error": message}``."""
 
     server_version = "finercam-app"
+    timeout = 60          # seconds a connection may stay idle or slow before it is closed
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
