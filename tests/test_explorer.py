@@ -261,3 +261,26 @@ def test_all_zero_map_stays_zero(browser):
             assert float(np.abs(_page_map(page)).max()) == 0.0
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "hirescam"])
+def test_random_states(browser, method):
+    """Seeded random states: any gamma in [0, 3], any non-empty subset of the stored classes in
+    any order, any aggregation, either direction, either image."""
+    exp, x = _explain(TinyResNet, "layer2", method)
+    page, errors, _ = _open(browser, exp.to_html(images=x))
+    rng = np.random.default_rng(11)
+    try:
+        for _ in range(25):
+            image = int(rng.integers(2))
+            stored = exp.candidates[image, 1:]
+            refs = [int(c) for c in rng.permutation(stored)[: int(rng.integers(1, len(stored) + 1))]]
+            gamma = float(np.round(rng.uniform(0, 3), 3))
+            agg, reverse = str(rng.choice(AGGREGATES)), bool(rng.integers(2))
+            page.evaluate("s => window.finercam.set(s)", {"image": image, "gamma": gamma, "references": refs,
+                                                          "aggregate": agg, "reverse": reverse, "base": False})
+            want = _expected(exp, image, refs, gamma=gamma, aggregate=agg, reverse=reverse)
+            np.testing.assert_allclose(_page_map(page), want, rtol=0, atol=TOL, err_msg=f"{image} {refs} {gamma} {agg} {reverse}")
+        assert errors == []
+    finally:
+        page.close()

@@ -169,3 +169,22 @@ def test_upload_in_the_browser_then_explore(app, browser, tmp_path):
         assert errors == []
     finally:
         page.close()
+
+
+def test_your_model_from_an_import_string(tmp_path):
+    """--model PKG.MOD:FACTORY --layer NAME: resized to 224, ImageNet-normalised, ids for names."""
+    from finercam.apps.cli import main
+    from finercam.apps.explain import IMAGENET_MEAN, IMAGENET_STD, default_transform
+
+    service = ExplainService(builtin_models("models_for_tests:TinyResNet", "layer2"))
+    assert list(service.models)[0] == "models_for_tests:TinyResNet"
+    path = _photo(tmp_path, "mine.png", (10, 200, 90))
+    answer = service.explain(path.read_bytes(), "models_for_tests:TinyResNet", "xgradcam")
+    m = service._model("models_for_tests:TinyResNet")
+    x = default_transform()(read_image(path))[None]
+    exp = finercam.FinerCAM(m.model, "layer2", method="xgradcam")(x)
+    assert answer["view"]["size"] == [224, 224] and answer["predictions"][0]["id"] == int(exp.targets[0])
+    assert answer["predictions"][0]["name"] == f"class {int(exp.targets[0])}"
+    assert m.mean == IMAGENET_MEAN and m.std == IMAGENET_STD
+    assert main(["app", "--model", "models_for_tests:TinyResNet"]) == 2          # no --layer
+    assert main(["app", "--references", "0", "--port", "0"]) == 2
