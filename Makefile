@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -pthread
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build lint csan cstyle test demo bench docs clean
+.PHONY: all venv build lint csan cstyle chromium test demo bench docs clean
 
 all: build
 
@@ -64,7 +64,15 @@ cstyle:
 		{ echo "cstyle: clang-format is missing: apt-get install clang-format" >&2; exit 1; }
 	clang-format --dry-run --Werror $(C_STYLE_FILES)
 
-test: lint build csan cstyle
+# The browser tests (tests/test_explorer*.py) need a chromium: installed here when missing and
+# this is root with apt-get; otherwise they say what to install (and fail on CI).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && apt-get install -y -qq chromium; } || \
+	  echo "chromium is missing and cannot be installed here: the browser tests will say so"
+
+test: lint build csan cstyle chromium
 	$(VPY) -m pytest -q
 
 demo: build

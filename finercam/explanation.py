@@ -216,3 +216,18 @@ class Explanation:
         return (f"Explanation(method={self.method!r}, objective={self.objective!r}, gamma={self.gamma}, "
                 f"aggregate={self.aggregate!r}, reverse={self.reverse}, maps={N}x{H}x{W}, "
                 f"layers={self.layer_names})")
+
+    # -- the interactive view (finercam.explorer) ---------------------------------------------
+    def to_html(self, path=None, images=None, class_names=None) -> str:
+        """One self-contained HTML page (inline JS/CSS, no network) to explore this Explanation:
+        gamma slider, reference toggles, aggregation, base method, recombined in the browser;
+        written to ``path`` when given. See :func:`finercam.explorer.to_html`."""
+        from . import explorer
+
+        return explorer.to_html(self, path, images=images, class_names=class_names)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the interactive view inline (:func:`finercam.explorer.repr_html`)."""
+        from . import explorer
+
+        return explorer.repr_html(self)

@@ -137,7 +137,15 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
     "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
                  "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
                  "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
+    "app": ("a local web app: upload an image, choose model and method, explore gamma, references "
+            "and aggregation in the browser", lambda p: _app().add_arguments(p), lambda a: _app().run(a)),
 }
+
+
+def _app():
+    from . import app
+
+    return app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['demo', 'evaluate', 'explain', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")
