@@ -167,7 +167,7 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
             item["fixed"] = {"map": _b64(exp.maps[n]), "base": _b64(base.maps[n])}
         else:
             item["layers"] = [_layer_payload(store.method, A[n], st[n], None if b is None else b[n])
-                              for A, st, b in zip(store.activations, store.stats, store.baselines)]
+                              for A, st, b in zip(store.activations, store.stats, store.baselines, strict=True)]
         items.append(item)
     return {"version": 1, "title": title or f"finercam: {store.method}", "method": store.method,
             "objective": store.objective, "layers": list(store.layer_names), "size": [H, W],
