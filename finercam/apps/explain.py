@@ -172,6 +172,9 @@ def _check(args) -> None:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.model and ":" in args.model and (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
+    if args.model and ":" in args.model and not args.layer:
+        raise UsageError("--layer is required with --model package.module:factory "
+                         "(the dotted name of the target layer)")
     check_preprocessing_args(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -393,7 +396,9 @@ def run(args) -> int:
     from .report import Report, save_png
 
     names, out, report, failed, used = inputs.class_names, Path(args.out), None, 0, set()
-    with progress_bar(show=len(args.images) > 1, total=len(args.images), desc="explain", file=sys.stderr) as bar:
+    # A bar on a terminal only: in a log or a pipe it would bury the one-line error reports.
+    show = len(args.images) > 1 and sys.stderr.isatty()
+    with progress_bar(show=show, total=len(args.images), desc="explain", file=sys.stderr) as bar:
         for path in args.images:
             bar.update(0)
             try:

@@ -354,7 +354,7 @@ def _user_model(spec) -> ModelInputs:
         elif callable(obj):
             model = obj()
         else:
-            raise UsageError(f"--model: {spec!r} is neither an nn.Module nor callable")
+            raise UsageError(f"--model: {spec!r} is not callable (nor an nn.Module)")
         if not isinstance(model, nn.Module):
             raise UsageError(f"--model: {spec!r} returned {type(model).__name__}, not an nn.Module")
         source = spec
