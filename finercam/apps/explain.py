@@ -41,7 +41,7 @@ from .inputs import (UsageError, add_model_arguments, add_preprocessing_argument
                      check_preprocessing_args, inputs_from_args, resolve_class, resolve_classes,
                      warn_if_probabilities)
 
-__all__ = ["UsageError", "GAMMA_STRIP", "add_arguments", "map_change", "read_image", "run", "main"]
+__all__ = ["GAMMA_STRIP", "add_arguments", "map_change", "name_of", "one_line_errors", "read_image", "run", "main"]
 
 METHODS = ("gradcam", "layercam", "scorecam", "gradcam++", "xgradcam", "hirescam")
 #: The comparison strengths of the strip against the nearest reference (paper Fig. 8).

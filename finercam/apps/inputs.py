@@ -73,6 +73,12 @@ class ModelInputs:
     photo for a plain resize; the centre for ImageNet's centre crop; the whole photo is assumed
     for a user's ``--transform``), so a map can be laid back on the photo at its own size.
     ``class_names`` is None when neither the model nor ``--labels`` names its classes.
+
+    >>> from PIL import Image
+    >>> net = load_model("cnn")
+    >>> x = net.transform(Image.new("RGB", (120, 80)))
+    >>> tuple(x.shape), net.crop(120, 80), net.class_names[8]
+    ((3, 96, 96), (0, 0, 120, 80), 'blue jay')
     """
 
     model: Any
@@ -141,18 +147,16 @@ def default_transform(size: int = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET
 
 
 def center_crop_box(size: int) -> Callable[[int, int], Tuple[int, int, int, int]]:
-    """The photo region :func:`finercam.world.models.imagenet.center_crop_transform` keeps:
-    shorter side scaled to ``round(size / 0.875)``, centre ``size x size``, in photo pixels.
+    """The photo region :func:`finercam.world.models.imagenet.center_crop_transform` keeps
+    (:func:`~finercam.world.models.imagenet.center_crop_geometry`), in the photo's pixels.
 
     >>> center_crop_box(224)(512, 256)
     (144, 16, 368, 240)
     """
-    short = int(round(size / 0.875))
+    from ..world.models.imagenet import center_crop_geometry
 
     def crop(width: int, height: int) -> Tuple[int, int, int, int]:
-        scale = short / min(width, height)
-        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        left, top = (new_w - size) // 2, (new_h - size) // 2
+        new_w, new_h, left, top = center_crop_geometry(width, height, size)
         # Back to the photo's pixels: divide by the scale of each axis.
         sx, sy = new_w / width, new_h / height
         return (int(round(left / sx)), int(round(top / sy)),
