@@ -43,6 +43,16 @@ USER_MODULE = textwrap.dedent('''
                                          "num_labels": 5})()
         return net
 
+    def build_empty():
+        """Class 0 wins by its bias, but every reference weighs the (non-negative) features
+        more: y_0 - gamma * mean y_t has negative weights and the ReLU empties the map."""
+        net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(2, 3))
+        with torch.no_grad():
+            net[4].weight.copy_(torch.tensor([[1.0, 1.0], [3.0, 3.0], [2.0, 2.0]]))
+            net[4].bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+        return net
+
     def build_softmax():
         return nn.Sequential(build(), nn.Softmax(dim=1))
 
@@ -306,3 +316,15 @@ def test_probability_outputs_warn(tmp_path, user_module, capsys):
         code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build_softmax", "--layer", "0.1",
                      "--out", str(tmp_path / "o")])
     assert code == 0
+
+
+def test_empty_maps_are_said(tmp_path, user_module, capsys):
+    out = tmp_path / "o"
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build_empty", "--layer", "1",
+                 "--num-references", "2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    # alpha = 1 - 0.6 * (3 + 2) / 2 < 0 (default) and 1 - 1.0 * 3 or 2 < 0 (each reference alone).
+    assert text.count("empty map") == 3, text
+    page = (out / "index.html").read_text()
+    assert "n/a" in page

@@ -313,7 +313,8 @@ def _console(say, path, maps: _Maps, names) -> None:
     lines = [f"{path}: {name_of(names, top[0][0])} {top[0][2]:.1%}; top-5: "
              + ", ".join(f"{n} {p:.1%}" for _, n, p, _ in top),
              "  references: " + ", ".join(name_of(names, r) for r in maps.refs)]
-    lines += [f"  {label}: r = {r:.3f} with the base map, {moved:.1%} of its energy moved"
+    lines += [f"  {label}: " + (f"r = {r:.3f} with the base map, {moved:.1%} of its energy moved"
+                                 if np.isfinite(moved) else "empty map (the ReLU removed every value)")
               for label, r, moved in maps.numbers[1:2 + len(maps.refs)]]
     say("\n".join(lines))
 
