@@ -23,7 +23,8 @@ Maps are laid back on the photo at its own size (a centre crop on the part it sh
 every panel with the top-5 predictions and the references.
 
 Bad arguments give one line on stderr and exit status 2 before anything is written; an image that
-cannot be read gives one line naming it, the others are still explained, and the exit status is 1.
+cannot be read gives one line naming it, the others are still explained, and the exit status is 1
+(2 when no image could be read).
 No file or folder is written before the model has produced its first logits.
 """
 from __future__ import annotations
@@ -379,7 +380,8 @@ def _say(bar, text: str, stream) -> None:
 
 def run(args) -> int:
     """Explain ``args.images`` (options of :func:`add_arguments`); returns 0, or 1 if an image
-    could not be read (reported on stderr, one line each; the others are still explained).
+    could not be read (reported on stderr, one line each; the others are still explained), or 2
+    if none could (nothing is written).
 
     A bad option raises :class:`UsageError` before any work, which :func:`main` and the
     ``finercam`` CLI report as one line (exit status 2).
@@ -425,8 +427,9 @@ def run(args) -> int:
             save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), out / f"{stem}_finer.png")
             _console(lambda text: _say(bar, text, sys.stdout), path, maps, names)
             bar.update(1)
-    if report is not None:
-        print(f"wrote {report.write()} and {len(used)} panel(s) in {out}")
+    if report is None:  # not one image could be read: nothing written, as for a bad argument
+        return 2
+    print(f"wrote {report.write()} and {len(used)} panel(s) in {out}")
     return 1 if failed else 0
 
 
