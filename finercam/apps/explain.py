@@ -443,7 +443,10 @@ def main(argv=None) -> int:
     """
     p = argparse.ArgumentParser(prog="finercam explain", description=__doc__.split("\n")[0])
     add_arguments(p)
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad value already reported in one line
+        return int(stop.code or 0)
     try:
         return run(args)
     except UsageError as exc:

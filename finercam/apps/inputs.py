@@ -451,19 +451,27 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = False) -> N
                    help="class names, one per line in output order (default: the model's own)")
 
 
+def _numbers(text: str) -> list:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def add_preprocessing_arguments(p: argparse.ArgumentParser) -> None:
     """``--size``, ``--mean``, ``--std``, ``--transform``.
 
     >>> p = argparse.ArgumentParser(); add_preprocessing_arguments(p)
-    >>> a = p.parse_args(["--size", "160", "--mean", "0.5", "0.5", "0.5"])
+    >>> a = p.parse_args(["--size", "160", "--mean", "0.5,0.5,0.5"])
     >>> a.size, a.mean, a.std, a.transform
     (160, [0.5, 0.5, 0.5], None, None)
     """
     p.add_argument("--size", type=int, default=None, metavar="PIXELS",
                    help="resize the photo to PIXELS x PIXELS (default: the model's size, 224)")
-    p.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
-                   help="per-channel mean of [0, 1] pixels (default: the model's; ImageNet's)")
-    p.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+    # One comma-separated word, not nargs="+": a list option before the images would swallow them.
+    p.add_argument("--mean", type=_numbers, default=None, metavar="R,G,B",
+                   help="per-channel mean of [0, 1] pixels, e.g. 0.5,0.5,0.5 (default: the model's; ImageNet's)")
+    p.add_argument("--std", type=_numbers, default=None, metavar="R,G,B",
                    help="per-channel std of [0, 1] pixels (default: the model's; ImageNet's)")
     p.add_argument("--transform", metavar="PKG.MOD:FN", default=None,
                    help="PIL RGB image -> input tensor (replaces --size/--mean/--std)")
