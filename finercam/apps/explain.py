@@ -260,13 +260,16 @@ def _maps(exp, photo, region, names, args) -> _Maps:
     method = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}.get(args.method, args.method)
     row1 = [{"map": None, "title": f"photo: {_short(names, int(exp.targets[0]))}"},
             _cell(base, base_raw, f"{method} (base)", region, size, numbers, "base"),
-            _cell(exp, base_raw, f"Finer \u03b3={args.gamma:g}, {len(refs)} refs averaged", region, size,
-                  numbers, f"Finer \u03b3={args.gamma:g}, mean of {len(refs)}")]
+            _cell(exp, base_raw, f"Finer \u03b3={args.gamma:g}, "
+                  + (f"{len(refs)} refs averaged" if len(refs) > 1 else "1 ref"), region, size,
+                  numbers, f"Finer \u03b3={args.gamma:g}, "
+                  + (f"mean of {len(refs)}" if len(refs) > 1 else "1 reference"))]
     for r in refs:
         one = exp.recombine(gamma=args.reference_gamma, references=[[r]])
         row1.append(_cell(one, base_raw, f"vs {_short(names, r)} (\u03b3={args.reference_gamma:g})",
                           region, size, numbers, f"vs {name_of(names, r)}, \u03b3={args.reference_gamma:g}"))
-    row2 = [{"text": f"\u03b3 strip against\n{_short(names, refs[0])}\n(nearest reference)"}]
+    which = "first reference given" if args.references else "nearest reference"
+    row2 = [{"text": f"\u03b3 strip against\n{_short(names, refs[0])}\n({which})"}]
     for g in GAMMA_STRIP:
         one = exp.recombine(gamma=g, references=[[refs[0]]])
         row2.append(_cell(one, base_raw, f"\u03b3 = {g:g}", region, size, numbers,
