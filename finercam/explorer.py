@@ -16,7 +16,7 @@ without a model call. What is embedded depends on the base method:
 * **layercam**, **gradcam++**: their weights are not linear in the gradient, so the page holds the
   activations ``A`` (K, h, w) and the per-class gradients ``G_s`` (S, K, h, w) at the layer's grid,
   and the browser evaluates the method's formula on ``g = sum_s c_s G_s`` exactly as
-  :func:`finercam.methods.method_groups` does (no gamma grid, any gamma is exact). This is the
+  :func:`finercam.methods.signed_maps` does (no gamma grid, any gamma is exact). This is the
   largest page: ``(S + 1) K h w`` floats per image and layer (about 2.7 MB for a 1,280-channel
   7 x 7 layer with 10 stored references).
 * ``objective="pgc"`` explanations cannot be recombined (pgc's objective depends on all logits):
@@ -53,7 +53,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import kernels
-from .methods import method_groups
+from .methods import signed_maps
 
 __all__ = ["LINEAR_METHODS", "view_data", "to_html", "write_html", "repr_html", "page_html",
            "asset"]
@@ -89,8 +89,8 @@ def _layer_payload(method: str, A: np.ndarray, stats: np.ndarray, base: np.ndarr
         return {"kind": "gradient", "h": h, "w": w, "K": K, "A": _b64(A), "G": _b64(stats)}
     # One signed map per stored class: the objective "y_s alone" (identity coefficients).
     eye = np.eye(S, dtype=np.float32)[None]
-    per_class = method_groups(method, A[None], stats[None], eye, np.zeros_like(eye),
-                              None if base is None else base[None])[0]
+    per_class = signed_maps(method, A[None], stats[None], eye, np.zeros_like(eye),
+                            None if base is None else base[None])[0]
     out = {"kind": "linear", "h": h, "w": w, "maps": _b64(per_class)}
     if method == "scorecam":
         out["asum"] = _b64(kernels.combine(A[None], np.ones((1, 1, K), np.float32))[0, 0])
@@ -156,7 +156,7 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
     photos = _check_images(images, len(exp.targets))
     H, W = (int(v) for v in store.input_size)
     fixed = store.objective == "pgc"
-    base = exp.baseline() if fixed else None
+    base_maps = exp.baseline().maps if fixed else np.empty((0,))
     items, ids = [], set()
     for n, photo in enumerate(photos):
         cand = [int(c) for c in store.candidates[n]]
@@ -164,7 +164,7 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
         item = {"target": cand[0], "candidates": cand, "references": [int(r) for r in exp.references[n]],
                 "logits": [float(exp.logits[n, c]) for c in cand], "image": _image_uri(photo)}
         if fixed:
-            item["fixed"] = {"map": _b64(exp.maps[n]), "base": _b64(base.maps[n])}
+            item["fixed"] = {"map": _b64(exp.maps[n]), "base": _b64(base_maps[n])}
         else:
             item["layers"] = [_layer_payload(store.method, A[n], st[n], None if b is None else b[n])
                               for A, st, b in zip(store.activations, store.stats, store.baselines, strict=True)]
