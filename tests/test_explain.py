@@ -329,3 +329,38 @@ def test_empty_maps_are_said(tmp_path, user_module, capsys):
     assert text.count("empty map") == 3, text
     page = (out / "index.html").read_text()
     assert "n/a" in page
+
+
+def test_html_writes_the_interactive_view_of_the_same_explanation(tmp_path, user_module, capsys):
+    """--html: one view per image, linked from index.html, holding the same explanation (its
+    stored classes and raw maps recomputed here with FinerCAM on the same input) and, as the photo,
+    the network's input with the ImageNet normalisation undone."""
+    import base64
+    import importlib
+    import io
+    import json
+    import re
+
+    import finercam
+    from finercam.apps.inputs import IMAGENET_MEAN, IMAGENET_STD, default_transform
+    from finercam.explorer import view_data
+
+    out = tmp_path / "o"
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build", "--layer", "1", "--html",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    stem = Path(PHOTOS[0]).stem
+    page = (out / f"{stem}.html").read_text()
+    assert f'href="{stem}.html"' in (out / "index.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="finercam-data">(.*?)</script>',
+                                page, re.S).group(1))
+    x = default_transform()(read_image(DATA / PHOTOS[0]))[None]
+    net = importlib.import_module(user_module).build()
+    want = view_data(finercam.FinerCAM(net, "1")(x))
+    got_item, want_item = data["images"][0], want["images"][0]
+    assert got_item["candidates"] == want_item["candidates"]
+    assert got_item["references"] == want_item["references"]
+    assert got_item["layers"] == want_item["layers"]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(got_item["image"].split(",", 1)[1]))), np.float64)
+    pixels = x[0].numpy() * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]
+    assert np.abs(shown / 255.0 - np.clip(pixels, 0, 1).transpose(1, 2, 0)).max() <= 1 / 255 + 1e-6

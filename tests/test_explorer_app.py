@@ -174,7 +174,7 @@ def test_upload_in_the_browser_then_explore(app, browser, tmp_path):
 def test_your_model_from_an_import_string(tmp_path):
     """--model PKG.MOD:FACTORY --layer NAME: resized to 224, ImageNet-normalised, ids for names."""
     from finercam.apps.cli import main
-    from finercam.apps.explain import IMAGENET_MEAN, IMAGENET_STD, default_transform
+    from finercam.apps.inputs import IMAGENET_MEAN, IMAGENET_STD, default_transform
 
     service = ExplainService(builtin_models("models_for_tests:TinyResNet", "layer2"))
     assert list(service.models)[0] == "models_for_tests:TinyResNet"

@@ -36,7 +36,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .explain import UsageError, default_transform, import_object, one_line_errors, read_image
+from .explain import one_line_errors, read_image
+from .inputs import UsageError, load_model
 
 __all__ = ["AppModel", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
            "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB"]
@@ -74,38 +75,13 @@ class AppModel:
         return str(names[k]) if names is not None and 0 <= k < len(names) else f"class {k}"
 
 
-def _bird_model(name: str) -> AppModel:
-    from ..world import datasets, models
-
-    net = models.load(name)
-    size = int(getattr(net, "config", {}).get("image_size", 96))
-    # our models take [0, 1] pixels at their training size and normalise inside
-    return AppModel(name, f"embedded {name} (bird world, 16 classes, {size} px)", net,
-                    net.default_target_layer, default_transform(size, (0.0,) * 3, (1.0,) * 3),
-                    (0.0,) * 3, (1.0,) * 3, list(datasets.CLASS_NAMES))
-
-
-def _imagenet_model() -> AppModel:
-    from ..world.models.imagenet import load_imagenet
-
-    net = load_imagenet()
-    return AppModel("imagenet", "EfficientNet-Lite0, ImageNet-1k (1,000 classes, 224 px)", net.model,
-                    net.target_layers[0], net.preprocess, net.mean, net.std, list(net.class_names))
-
-
-def _custom_model(spec: str, layer: str) -> AppModel:
-    from torch import nn
-
-    factory = import_object(spec, "--model")
-    if not callable(factory):
-        raise UsageError(f"--model: {spec!r} is not callable")
-    net = factory()
-    if not isinstance(net, nn.Module):
-        raise UsageError(f"--model: {spec!r} returned {type(net).__name__}, not an nn.Module")
-    from .explain import IMAGENET_MEAN, IMAGENET_STD
-
-    return AppModel(spec, f"{spec} (layer {layer}, 224 px, ImageNet normalisation)", net.eval(), layer,
-                    default_transform(), IMAGENET_MEAN, IMAGENET_STD, getattr(net, "class_names", None))
+def _app_model(spec: str, description: str, layer: str | None = None) -> AppModel:
+    """Load ``spec`` the way ``finercam explain`` does (:func:`finercam.apps.inputs.load_model`:
+    the embedded models at their training size in [0, 1], the ImageNet network with its own
+    preprocessing, an import string at 224 px with the ImageNet mean/std)."""
+    inputs = load_model(spec)
+    return AppModel(spec, description, inputs.model.eval(), layer or inputs.layer, inputs.transform,
+                    inputs.mean, inputs.std, None if inputs.class_names is None else list(inputs.class_names))
 
 
 def builtin_models(custom: str | None = None, layer: str | None = None) -> dict:
@@ -115,13 +91,17 @@ def builtin_models(custom: str | None = None, layer: str | None = None) -> dict:
     >>> list(builtin_models())
     ['cnn', 'vit', 'imagenet']
     """
-    out = {"cnn": ("embedded CNN, bird world", lambda: _bird_model("cnn")),
-           "vit": ("embedded ViT, bird world", lambda: _bird_model("vit")),
-           "imagenet": ("EfficientNet-Lite0, ImageNet-1k", _imagenet_model)}
+    out = {"cnn": ("embedded CNN, bird world",
+                   lambda: _app_model("cnn", "embedded cnn (bird world, 16 classes, 96 px)")),
+           "vit": ("embedded ViT, bird world",
+                   lambda: _app_model("vit", "embedded vit (bird world, 16 classes, 96 px)")),
+           "imagenet": ("EfficientNet-Lite0, ImageNet-1k",
+                        lambda: _app_model("imagenet", "EfficientNet-Lite0, ImageNet-1k (1,000 classes, 224 px)"))}
     if custom is not None:
         if not layer:
             raise UsageError("--layer is required with --model (the dotted name of the target layer)")
-        out = {custom: (f"{custom} (layer {layer})", lambda: _custom_model(custom, layer)), **out}
+        description = f"{custom} (layer {layer}, 224 px, ImageNet normalisation)"
+        out = {custom: (f"{custom} (layer {layer})", lambda: _app_model(custom, description, layer)), **out}
     return out
 
 
@@ -337,7 +317,7 @@ def run(args) -> int:
     >>> run(p.parse_args(["--model", "os:getcwd"]))
     Traceback (most recent call last):
     ...
-    finercam.apps.explain.UsageError: --layer is required with --model (the dotted name of the target layer)
+    finercam.apps.inputs.UsageError: --layer is required with --model (the dotted name of the target layer)
     """
     from ..explanation import check_gamma
 

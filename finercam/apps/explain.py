@@ -93,6 +93,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gamma of the maps against each reference alone (default 1.0)")
     p.add_argument("--out", default="finercam-explain", metavar="DIR", help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--html", action="store_true",
+                   help="also write STEM.html per image: the interactive view (gamma slider, reference "
+                        "toggles; recombined in the browser, no model call)")
 
 
 def _to_8bit(im):
@@ -373,6 +376,28 @@ def _explain_one(cam, inputs, photo, target, refs, args):
         raise UsageError(str(exc)) from None
 
 
+def _view_image(inputs, photo, args) -> np.ndarray:
+    """What the network saw, for the interactive view (whose maps are at the input's size): the
+    transformed photo with its normalisation undone, (3, H, W) in [0, 1]. A custom ``--transform``
+    has no known normalisation: each channel is min-max scaled instead."""
+    x = np.asarray(inputs.transform(photo), dtype=np.float32)
+    if args.transform:
+        lo = x.min(axis=(1, 2), keepdims=True)
+        return (x - lo) / np.maximum(x.max(axis=(1, 2), keepdims=True) - lo, 1e-12)
+    mean = np.asarray(inputs.mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(inputs.std, np.float32).reshape(-1, 1, 1)
+    return np.clip(x * std + mean, 0.0, 1.0)
+
+
+def _write_view(report, inputs, photo, exp, stem: str, names, args) -> None:
+    """``--html``: the interactive view of this image beside the report, linked from it."""
+    from ..explorer import write_html
+
+    write_html(exp, [_view_image(inputs, photo, args)], Path(args.out) / f"{stem}.html",
+               class_names=names, title=f"finercam: {stem}")
+    report.link("Interactive view (gamma slider, reference toggles)", f"{stem}.html")
+
+
 def _say(bar, text: str, stream) -> None:
     """Print above a progress bar (tqdm's write keeps the bar on its own line)."""
     if hasattr(bar, "write"):
@@ -426,6 +451,8 @@ def run(args) -> int:
             maps = _maps(exp, photo, inputs.crop(*photo.size), names, args)
             fig = _figure(maps, Path(path).name, names, args)
             _report_image(report, path, stem, maps, names, fig)
+            if args.html:
+                _write_view(report, inputs, photo, exp, stem, names, args)
             save_png(viz.overlay(photo, maps.base, alpha=args.alpha), out / f"{stem}_baseline.png")
             save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), out / f"{stem}_finer.png")
             _console(lambda text: _say(bar, text, sys.stdout), path, maps, names)

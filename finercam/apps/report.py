@@ -107,6 +107,16 @@ class Report:
         for para in str(text).strip().split("\n\n"):
             self._parts.append(f"<p>{html.escape(para.strip())}</p>")
 
+    def link(self, text: str, href: str) -> None:
+        """A paragraph holding one link to a file beside the report (``href`` relative to it).
+
+        >>> r = Report(tempfile.mkdtemp(), "t")
+        >>> r.link("interactive view", "bird.html")
+        >>> r.html().count('<a href="bird.html">interactive view</a>')
+        1
+        """
+        self._parts.append(f'<p><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></p>')
+
     def code(self, text: str) -> None:
         """A preformatted block, e.g. the command that produced the report."""
         self._parts.append(f"<pre>{html.escape(str(text))}</pre>")
