@@ -110,6 +110,7 @@ class Report:
     def link(self, text: str, href: str) -> None:
         """A paragraph holding one link to a file beside the report (``href`` relative to it).
 
+        >>> import tempfile
         >>> r = Report(tempfile.mkdtemp(), "t")
         >>> r.link("interactive view", "bird.html")
         >>> r.html().count('<a href="bird.html">interactive view</a>')
