@@ -41,16 +41,20 @@ def dataset() -> BoxDataset:
     return BoxDataset()
 
 
-def cli_child(argv: list, env: dict) -> None:
-    """A child process's entry point: the ``finercam`` command with ``env`` added to the
-    environment; exits with the command's status."""
+def killed_child(out: str, after: int) -> None:
+    """A child process's entry point: the runner on this model and data set (the settings of
+    the tests' ``CLI`` command), SIGKILLed by itself once ``after`` images are recorded."""
     import os
-    import sys
+    import signal
 
-    from finercam.apps.cli import main
+    from finercam.apps.evaluate import evaluate
 
-    os.environ.update(env)
-    sys.exit(main(argv))
+    def kill(recorded: int) -> None:
+        if recorded >= after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    evaluate(model(), LAYER, dataset(), methods=["gradcam"], steps=4, batch_size=4,
+             out_dir=out, progress=False, verbose=False, after_batch=kill)
 
 
 if __name__ == "__main__":  # `torchrun --run-path tests/evalkit.py evaluate ...`

@@ -70,7 +70,7 @@ def test_accuracy_and_part_shares_against_direct_computation(quick):
             assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6), kind
     for key in ("cnn", "vit"):
         for method in ("gradcam", "layercam", "scorecam"):
-            for setting in ("t1", "t3"):
+            for setting in ("nearest", "aggregated"):
                 for kind in ("base", "finer"):
                     row = res["scores"][key][method][setting][kind]
                     for col in ("loc", "energy", "pointing"):
@@ -104,7 +104,7 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
     for i, m in enumerate(maps):
         inside = m[y0[i]:y1[i], x0[i]:x1[i]].sum(dtype=np.float64)
         energy.append(inside / m.sum(dtype=np.float64))
-    got = res["scores"]["cnn"]["gradcam"]["t1"]["base"]["loc"]
+    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["loc"]
     assert got == pytest.approx(float(np.mean(energy)), abs=2e-4)
 
 

@@ -97,9 +97,8 @@ def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
                     **FAST)
     out = tmp_path / "killed"
     argv = [*CLI, "--out", str(out)]
-    # a real process, SIGKILLed by the runner's test hook after the batch that reaches 6 images
-    child = FORKSERVER.Process(target=evalkit.cli_child,
-                                  args=(argv, {"FINERCAM_EVAL_KILL_AFTER": "6"}))
+    # a real process, SIGKILLed after the batch that reaches 6 images (its after_batch callback)
+    child = FORKSERVER.Process(target=evalkit.killed_child, args=(str(out), 6))
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL

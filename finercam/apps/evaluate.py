@@ -32,14 +32,14 @@ configured gamma, references and aggregation), then the ablations: ``"... gamma=
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import itertools
 import json
 import math
 import os
-import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -60,8 +60,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
                     ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: A test hook: the process SIGKILLs itself once this many images are recorded.
-KILL_ENV = "FINERCAM_EVAL_KILL_AFTER"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -167,6 +165,9 @@ class ImageFolder(torch.utils.data.Dataset):
 
 @dataclass
 class _Config:
+    """What a run computes. Checked when built (a bad value raises naming its argument) and
+    recorded as the header of every per-image file: a resumed run must match it."""
+
     methods: list
     finer: bool
     gamma: float
@@ -182,6 +183,34 @@ class _Config:
     target: str
     batch_size: int
     n_images: int
+
+    def __post_init__(self) -> None:
+        self.methods = list(self.methods)
+        if not self.methods:
+            raise ValueError("methods must name at least one CAM method")
+        if self.target not in ("label", "predicted"):
+            raise ValueError(f'target must be "label" or "predicted", got {self.target!r}')
+        self.finer = bool(self.finer)
+        self.fractions = [metrics._check_fraction(f, "fractions") for f in self.fractions]
+        self.aggregations = [check_aggregate(a) for a in self.aggregations]
+        if isinstance(self.baseline, (str, bool, np.bool_, int, float)):  # arrays: per batch
+            metrics._baseline(self.baseline, np.zeros((1, 1, 1, 1), np.float32))
+        self.steps = metrics._check_steps(self.steps)
+        self.batch_size = metrics._check_batch_size(self.batch_size)
+        self.reference_ranks = [check_int(r, "reference_ranks") for r in self.reference_ranks]
+        self.gamma = check_gamma(self.gamma)
+        self.gammas = [check_gamma(g) for g in self.gammas]
+        self.num_references = check_int(self.num_references, "num_references")
+
+    def record(self) -> dict:
+        """The configuration as JSON stores it (an array baseline is recorded as "custom")."""
+        rec = asdict(replace(self, baseline=0.0))
+        rec["baseline"] = self.baseline if isinstance(self.baseline, (str, int, float)) else "custom"
+        return json.loads(json.dumps(rec))
+
+    def batch_indices(self, b: int) -> range:
+        """The data set indices of batch ``b`` of the fixed grid."""
+        return range(b * self.batch_size, min(self.n_images, (b + 1) * self.batch_size))
 
 
 @dataclass
@@ -282,6 +311,51 @@ def _read_records(path: Path) -> tuple[dict | None, list[dict], int]:
     return header, records, good
 
 
+class _Journal:
+    """The per-image JSONL files of a run in ``out``: this rank appends to its own file, which
+    (with ``out`` itself) is created at the first write, so a run that fails before its first
+    batch is recorded leaves nothing behind."""
+
+    def __init__(self, out: Path, rank: int, config: dict):
+        self.out, self.config = out, config
+        self.own = out / ("per_image.jsonl" if rank == 0 else f"per_image.rank{rank}.jsonl")
+        self._good = 0       # byte length of the complete lines of this rank's file
+        self._opened = False
+
+    def read(self) -> list[dict]:
+        """The records of every rank's file; a file of another configuration is refused."""
+        records = []
+        for path in _rank_files(self.out):
+            header, recs, good = _read_records(path)
+            if header is not None and header["config"] != self.config:
+                raise ValueError(f"out_dir {str(self.out)!r} holds a run with another "
+                                 f"configuration ({path.name}); use a new out_dir or remove it")
+            records += recs
+            if path == self.own:
+                self._good = good
+        return records
+
+    def append(self, records: list[dict]) -> None:
+        """One write per batch, on disk before the next batch starts."""
+        if not self._opened:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.own.exists():
+                os.truncate(self.own, self._good)  # drop a torn last line
+            if self._good == 0:
+                self.own.write_text(json.dumps({"config": self.config}) + "\n")
+            self._opened = True
+        with open(self.own, "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def own_records(self) -> list[dict]:
+        return _read_records(self.own)[1] if self.own.exists() else []
+
+    def all_records(self) -> list[dict]:
+        return [r for path in _rank_files(self.out) for r in _read_records(path)[1]]
+
+
 # --- the model, data and process group --------------------------------------------------------
 
 
@@ -339,19 +413,73 @@ def _resolve_dataset(dataset, transform, image_size, normalize):
     return dataset
 
 
-def _process_group(device):
-    """(dist module or None, rank, world size, whether we initialised it)."""
+@dataclass
+class _Group:
+    """The process group of a run: ``dist`` is None for a single process."""
+
+    dist: Any = None
+    rank: int = 0
+    world: int = 1
+
+    def barrier(self) -> None:
+        if self.dist is not None:
+            self.dist.barrier()
+
+    def gather(self, value) -> list:
+        """Every rank's ``value``, in rank order."""
+        if self.dist is None:
+            return [value]
+        out = [None] * self.world
+        self.dist.all_gather_object(out, value)
+        return out
+
+    def union(self, values: list) -> list:
+        return [v for part in self.gather(values) for v in part]
+
+
+@contextlib.contextmanager
+def _joined_group(device):
+    """The process group: the caller's, a new one under torchrun (``WORLD_SIZE`` > 1; gloo on
+    CPU, nccl on GPU; destroyed on exit) or none."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available():
-        use_nccl = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
-        if use_nccl:  # nccl's collectives (all_gather_object included) use the current device
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-        return dist, dist.get_rank(), dist.get_world_size(), True
-    return None, 0, 1, False
+        yield _Group(dist, dist.get_rank(), dist.get_world_size())
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        yield _Group()
+        return
+    use_nccl = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    if use_nccl:  # nccl's collectives (all_gather_object included) use the current device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_nccl else "gloo")
+    try:
+        yield _Group(dist, dist.get_rank(), dist.get_world_size())
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _placed(net, device, group: _Group):
+    """The model in eval mode on ``device`` (under nccl: this rank's GPU) for the run; yields
+    the device of its parameters. Its modes and its device are restored afterwards."""
+    place = device
+    if place is None and group.dist is not None and torch.cuda.is_available() \
+            and group.dist.get_backend() == "nccl":
+        place = f"cuda:{int(os.environ.get('LOCAL_RANK', group.rank))}"
+    modes = {m: m.training for m in net.modules()}
+    home = None
+    try:
+        home = _home_device(net, place is not None)
+        if place is not None:
+            net.to(place)
+        net.eval()
+        yield next(iter(net.parameters()), torch.zeros(0)).device
+    finally:
+        for m, flag in modes.items():
+            m.training = flag
+        if place is not None and home is not None:
+            net.to(home)  # the caller's model goes back where it was
 
 
 def _home_device(net, moving: bool):
@@ -395,48 +523,82 @@ def _region_mask(region, h, w):
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _evaluate_batch(model, model_device, cams, settings, cfg, batch, indices):
+@dataclass
+class _Job:
+    """Everything one batch needs: the placed model, one FinerCAM per method, the rows."""
+
+    net: torch.nn.Module
+    device: torch.device
+    cams: dict
+    settings: list
+    cfg: _Config
+    data: Any
+
+
+def _setting_maps(exp, kw: dict | None) -> np.ndarray:
+    """The maps of one row from its method's explanation (no model call)."""
+    if kw is None:
+        return exp.baseline().maps
+    if "rank" in kw:
+        return exp.recombine(references=exp.candidates[:, kw["rank"]].reshape(-1, 1).tolist()).maps
+    return exp.recombine(**kw).maps
+
+
+def _region_scores(maps, masks, has_region) -> dict:
+    """Loc. (the energy share inside the box or mask) and the pointing game; NaN / False for
+    the images without a region."""
+    n, sel = len(maps), np.nonzero(has_region)[0]
+    energy, pointing = np.full(n, np.nan), np.zeros(n, bool)
+    energy[sel] = metrics.energy_in_mask(np.maximum(maps[sel], 0), masks)
+    pointing[sel] = metrics.pointing_game(maps[sel], masks)
+    return {"energy": energy, "pointing": pointing}
+
+
+def _evaluate_batch(job: _Job, batch, indices) -> list[dict]:
+    """The per-image records of one batch of readable items: every row's metrics."""
+    cfg = job.cfg
     xs, labels, regions = zip(*batch)
-    images = torch.stack(xs).to(model_device)
+    images = torch.stack(xs).to(job.device)
     labels = np.array(labels, dtype=np.int64)
     n, _, h, w = images.shape
     with torch.no_grad():
-        logits = metrics._logits(model(images)).double().cpu().numpy()
+        logits = metrics._logits(job.net(images)).double().cpu().numpy()
     targets = labels if cfg.target == "label" else logits.argmax(1)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([r is not None for r in regions])
-    masks = np.stack([_region_mask(r, h, w) for r in regions if r is not None]) if has_region.any() else None
+    masks = (np.stack([_region_mask(r, h, w) for r in regions if r is not None])
+             if has_region.any() else None)
     records = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
                 "compare_to": int(compare[j]), "metrics": {}} for j, i in enumerate(indices)]
-    explained = {m: cams[m](images, targets=targets) for m in cfg.methods}
-    for name, method, kw in settings:
-        exp = explained[method]
-        if kw is None:
-            maps = exp.baseline().maps
-        elif "rank" in kw:
-            ref = exp.candidates[:, kw["rank"]].reshape(-1, 1).tolist()
-            maps = exp.recombine(references=ref).maps
-        else:
-            maps = exp.recombine(**kw).maps
-        res = metrics.evaluate_maps(model, images, maps, targets, compare,
+    explained = {m: job.cams[m](images, targets=targets) for m in cfg.methods}
+    for name, method, kw in job.settings:
+        maps = _setting_maps(explained[method], kw)
+        res = metrics.evaluate_maps(job.net, images, maps, targets, compare,
                                     fractions=cfg.fractions, steps=cfg.steps,
                                     baseline=cfg.baseline, batch_size=max(cfg.batch_size, 1) * 4)
         if masks is not None:
-            sel = np.nonzero(has_region)[0]
-            res["energy"] = np.full(n, np.nan)
-            res["pointing"] = np.zeros(n, bool)
-            res["energy"][sel] = metrics.energy_in_mask(np.maximum(maps[sel], 0), masks)
-            res["pointing"][sel] = metrics.pointing_game(maps[sel], masks)
+            res.update(_region_scores(maps, masks, has_region))
         for j in range(n):
-            row = {}
-            for key, v in res.items():
-                if key in ("target", "compare_to"):
-                    continue
-                if key in ("energy", "pointing") and not has_region[j]:
-                    continue
-                row[key] = bool(v[j]) if key == "pointing" else float(v[j])
-            records[j]["metrics"][name] = row
+            records[j]["metrics"][name] = {
+                key: bool(v[j]) if key == "pointing" else float(v[j]) for key, v in res.items()
+                if key not in ("target", "compare_to")
+                and (has_region[j] or key not in ("energy", "pointing"))}
     return records
+
+
+def _batch_records(job: _Job, indices: range) -> list[dict]:
+    """The records of one batch of the grid, unreadable items included, in index order."""
+    batch, kept, recs = [], [], []
+    for i in indices:
+        split = _split_item(job.data[i], i)
+        if isinstance(split, Unreadable):
+            recs.append({"index": i, "skipped": split.reason, "path": split.path})
+        else:
+            batch.append(split)
+            kept.append(i)
+    if batch:
+        recs += _evaluate_batch(job, batch, kept)
+    return sorted(recs, key=lambda r: r["index"])
 
 
 def _table(records: list[dict], settings, cfg: _Config) -> list[dict]:
@@ -445,9 +607,8 @@ def _table(records: list[dict], settings, cfg: _Config) -> list[dict]:
     for name, _, _ in settings:
         row: dict[str, Any] = {"setting": name}
         for key in keys:
-            vals = [r["metrics"][name][key] for r in records
+            vals = [float(r["metrics"][name][key]) for r in records
                     if name in r["metrics"] and key in r["metrics"][name]]
-            vals = [float(v) for v in vals]
             finite = [v for v in vals if not math.isnan(v)]
             if vals:
                 row[key] = math.fsum(finite) / len(finite) if finite else float("nan")
@@ -456,6 +617,11 @@ def _table(records: list[dict], settings, cfg: _Config) -> list[dict]:
         row["n"] = sum(1 for r in records if name in r["metrics"])
         rows.append(row)
     return rows
+
+
+def _image_count(data, limit) -> int:
+    n = len(data)
+    return n if limit is None else min(n, check_int(limit, "limit"))
 
 
 def evaluate(model, target_layer=None, dataset=None, *,
@@ -467,7 +633,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
              target: str = "label", batch_size: int = 16, out_dir=None, transform=None,
              image_size: int = 224, normalize: bool | None = None,
              limit: int | None = None, device=None,
-             progress: bool = True, verbose: bool = True) -> EvalResult:
+             progress: bool = True, verbose: bool = True,
+             after_batch: Callable[[int], None] | None = None) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see the module docstring.
 
     model: an ``nn.Module``, an import string ``"package.module:factory"`` or one of our models
@@ -480,6 +647,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     resumable and receives the outputs. The model is put in eval mode for the run and restored.
     A folder's images are resized to ``image_size`` and, with ``normalize`` (default: True, but
     False for our own models, which normalise inside), standardised with the ImageNet statistics.
+    ``after_batch(n)``, if given, is called after each batch is recorded with the number of
+    images this process has recorded so far.
 
     Eight images of the bird world with the embedded CNN, Grad-CAM only, a 4-step deletion curve:
 
@@ -496,8 +665,6 @@ def evaluate(model, target_layer=None, dataset=None, *,
     ...     for r in res.rows)
     True
     """
-    from ..finer import FinerCAM
-
     net, default_layer = _resolve_model(model)
     layer = target_layer if target_layer is not None else default_layer
     if layer is None:
@@ -507,157 +674,90 @@ def evaluate(model, target_layer=None, dataset=None, *,
     if normalize is None:  # our own models normalise inside; others expect ImageNet statistics
         normalize = not (isinstance(model, str) and ":" not in model)
     data = _resolve_dataset(dataset, transform, image_size, bool(normalize))
-    methods = list(methods)
-    if not methods:
-        raise ValueError("methods must name at least one CAM method")
-    if target not in ("label", "predicted"):
-        raise ValueError(f'target must be "label" or "predicted", got {target!r}')
-    fractions = [metrics._check_fraction(f, "fractions") for f in fractions]
-    aggregations = [check_aggregate(a) for a in aggregations]
-    if isinstance(baseline, (str, bool, np.bool_, int, float)):  # arrays are checked per batch
-        metrics._baseline(baseline, np.zeros((1, 1, 1, 1), np.float32))
-    steps = metrics._check_steps(steps)
-    batch_size = metrics._check_batch_size(batch_size)
-    reference_ranks = [check_int(r, "reference_ranks") for r in reference_ranks]
-    gamma = check_gamma(gamma)
-    gammas = [check_gamma(g) for g in gammas]
-    num_references = check_int(num_references, "num_references")
-    n_total = len(data)
-    if limit is not None:
-        n_total = min(n_total, check_int(limit, "limit"))
-    cfg = _Config(methods, bool(finer), gamma, num_references, reference_rule,
-                  aggregate, gammas, reference_ranks,
-                  list(aggregations), fractions, steps,
-                  baseline if isinstance(baseline, (str, int, float)) else "custom", target,
-                  batch_size, n_total)
-    settings = _settings(cfg)
-
-    dist, rank, world, owns_group = _process_group(device)
-    place = device
-    if place is None and dist is not None and torch.cuda.is_available() and dist.get_backend() == "nccl":
-        place = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    modes = {m: m.training for m in net.modules()}
-    home = None
-    try:
-        home = _home_device(net, place is not None)
-        if place is not None:
-            net.to(place)
-        model_device = next(iter(net.parameters()), torch.zeros(0)).device
-        net.eval()
-        cams = {m: FinerCAM(net, layer, method=m, gamma=gamma, num_references=num_references,
-                            reference_rule=reference_rule, aggregate=aggregate,
-                            candidates=max(cfg.reference_ranks) if cfg.reference_ranks else None)
-                for m in methods}
-        result = _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dist,
-                      progress and rank == 0)
-    finally:
-        for m, flag in modes.items():
-            m.training = flag
-        if place is not None and home is not None:
-            net.to(home)  # the caller's model goes back where it was
-        if owns_group:
-            dist.destroy_process_group()
-    if verbose and rank == 0:
-        print(result.markdown())
-        if result.skipped:
-            print(f"{len(result.skipped)} unreadable image(s):")
-            for s in result.skipped:
-                print(f"  [{s['index']}] {s['path']}: {s['skipped']}")
+    cfg = _Config(methods, finer, gamma, num_references, reference_rule, aggregate, gammas,
+                  reference_ranks, aggregations, fractions, steps, baseline, target, batch_size,
+                  _image_count(data, limit))
+    with _joined_group(device) as group, _placed(net, device, group) as model_device:
+        job = _Job(net, model_device, _cams(net, layer, cfg), _settings(cfg), cfg, data)
+        result = _run(job, out_dir, group, progress and group.rank == 0, after_batch)
+    if verbose and group.rank == 0:
+        _print_result(result)
     return result
 
 
-def _run(net, model_device, cams, settings, cfg, data, out_dir, rank, world, dist, show):
+def _cams(net, layer, cfg: _Config) -> dict:
+    from ..finer import FinerCAM
+
+    candidates = max(cfg.reference_ranks) if cfg.reference_ranks else None
+    return {m: FinerCAM(net, layer, method=m, gamma=cfg.gamma, num_references=cfg.num_references,
+                        reference_rule=cfg.reference_rule, aggregate=cfg.aggregate,
+                        candidates=candidates)
+            for m in cfg.methods}
+
+
+def _print_result(result: EvalResult) -> None:
+    print(result.markdown())
+    if result.skipped:
+        print(f"{len(result.skipped)} unreadable image(s):")
+        for s in result.skipped:
+            print(f"  [{s['index']}] {s['path']}: {s['skipped']}")
+
+
+def _run(job: _Job, out_dir, group: _Group, show: bool, after_batch) -> EvalResult:
+    """Resume from ``out_dir``, evaluate this rank's share of the missing batches, merge."""
+    cfg = job.cfg
+    journal = None if out_dir is None else _Journal(Path(out_dir), group.rank, cfg.record())
+    previous = journal.read() if journal is not None else []
+    group.barrier()  # everyone has read the same state before anyone writes
+    # ranks on machines without a shared out_dir see different files: agree on the union
+    done = set(group.union(sorted({r["index"] for r in previous})))
     n_batches = (cfg.n_images + cfg.batch_size - 1) // cfg.batch_size
-    config = asdict(cfg)
-    records: list[dict] = []
-    own: Path | None = None
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        own = out / ("per_image.jsonl" if rank == 0 else f"per_image.rank{rank}.jsonl")
-        good_len = 0
-        for path in _rank_files(out):
-            header, recs, good = _read_records(path)
-            if header is not None and header["config"] != json.loads(json.dumps(config)):
-                raise ValueError(f"out_dir {str(out)!r} holds a run with another configuration "
-                                 f"({path.name}); use a new out_dir or remove it")
-            records += recs
-            if path == own:
-                good_len = good
-        if dist is not None:
-            dist.barrier()  # everyone has read the same state before anyone writes
-        if own.exists():
-            os.truncate(own, good_len)  # drop a torn last line
-        if not own.exists() or good_len == 0:
-            with open(own, "w") as f:
-                f.write(json.dumps({"config": config}) + "\n")
-    done = {r["index"] for r in records}
-    if dist is not None:
-        # ranks on machines without a shared out_dir see different files: agree on the union
-        seen = [None] * world
-        dist.all_gather_object(seen, sorted(done))
-        done = {i for part in seen for i in part}
-    todo = [b for b in range(n_batches)
-            if not all(i in done for i in range(b * cfg.batch_size,
-                                                 min(cfg.n_images, (b + 1) * cfg.batch_size)))]
-    mine = todo[rank::world]
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
-    written = 0
-    bar = progress_bar(show=show, total=sum(min(cfg.n_images, (b + 1) * cfg.batch_size)
-                                            - b * cfg.batch_size for b in mine),
-                       unit="img", desc="evaluate")
-    fresh: list[dict] = []
-    for b in mine:
-        idx = range(b * cfg.batch_size, min(cfg.n_images, (b + 1) * cfg.batch_size))
-        batch, kept, recs = [], [], []
-        for i in idx:
-            item = data[i]
-            split = _split_item(item, i)
-            if isinstance(split, Unreadable):
-                recs.append({"index": i, "skipped": split.reason, "path": split.path})
-            else:
-                batch.append(split)
-                kept.append(i)
-        if batch:
-            recs += _evaluate_batch(net, model_device, cams, settings, cfg, batch, kept)
-        recs.sort(key=lambda r: r["index"])
-        fresh += recs
-        if own is not None:
-            with open(own, "a") as f:  # one write per batch, flushed before the next starts
-                f.write("".join(json.dumps(r) + "\n" for r in recs))
-                f.flush()
-                os.fsync(f.fileno())
-        written += len(recs)
-        bar.update(len(idx))
-        if kill_after and written >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    bar.close()
-    if own is not None:
-        mine_all = _read_records(own)[1]  # this rank's records of every attempt
-        local = [r for path in _rank_files(Path(out_dir)) for r in _read_records(path)[1]]
-    else:
-        mine_all, local = fresh, []
-    if dist is not None:
-        # merged from what every rank sends, so that out_dir need not be shared between machines
-        gathered = [None] * world
-        dist.all_gather_object(gathered, mine_all)
-        records = local + [r for part in gathered for r in part]
-    else:
-        records = local or mine_all
-    by_index = {}
-    for r in records:
-        by_index[r["index"]] = r  # a batch computed twice gives equal records: keep one
-    merged = [by_index[i] for i in sorted(by_index)]
+    todo = [b for b in range(n_batches) if not set(cfg.batch_indices(b)) <= done]
+    fresh = _evaluate_batches(job, todo[group.rank::group.world], journal, show, after_batch)
+    merged = _merge(journal, fresh, group)
     skipped = [r for r in merged if "skipped" in r]
     evaluated = [r for r in merged if "metrics" in r]
-    result = EvalResult(_table(evaluated, settings, cfg), len(evaluated), skipped, config,
-                        None if out_dir is None else str(out_dir))
-    if out_dir is not None and rank == 0:
+    result = EvalResult(_table(evaluated, job.settings, cfg), len(evaluated), skipped,
+                        cfg.record(), None if out_dir is None else str(out_dir))
+    if out_dir is not None and group.rank == 0:
         _write_outputs(result, Path(out_dir), cfg)
     return result
 
 
+def _evaluate_batches(job: _Job, batches: list[int], journal, show: bool, after_batch) -> list:
+    """Evaluate ``batches`` in order, recording each as soon as it is done."""
+    total = sum(len(job.cfg.batch_indices(b)) for b in batches)
+    fresh: list[dict] = []
+    with progress_bar(show=show, total=total, unit="img", desc="evaluate") as bar:
+        for b in batches:
+            recs = _batch_records(job, job.cfg.batch_indices(b))
+            fresh += recs
+            if journal is not None:
+                journal.append(recs)
+            bar.update(len(recs))
+            if after_batch is not None:
+                after_batch(len(fresh))
+    return fresh
+
+
+def _merge(journal, fresh: list[dict], group: _Group) -> list[dict]:
+    """Every record of the run, one per index, in index order."""
+    if journal is not None:
+        mine = journal.own_records()  # this rank's records of every attempt
+        local = journal.all_records()
+    else:
+        mine, local = fresh, []
+    if group.dist is not None:
+        # merged from what every rank sends, so that out_dir need not be shared between machines
+        records = local + [r for part in group.gather(mine) for r in part]
+    else:
+        records = local or mine
+    by_index = {r["index"]: r for r in records}  # a batch computed twice gives equal records
+    return [by_index[i] for i in sorted(by_index)]
+
+
 def _write_outputs(result: EvalResult, out: Path, cfg: _Config) -> None:
+    out.mkdir(parents=True, exist_ok=True)  # a run with nothing left to evaluate
     keys = [c[0] for c in _columns(cfg.fractions)] + ["deletion_ref"]
     keys = [k for k in keys if any(k in r for r in result.rows)]
     with open(out / "table.csv", "w", newline="") as f:
@@ -665,6 +765,7 @@ def _write_outputs(result: EvalResult, out: Path, cfg: _Config) -> None:
         w.writerow(["setting", *keys, "n"])
         for r in result.rows:
             w.writerow([r["setting"], *[repr(r[k]) if k in r else "" for k in keys], r["n"]])
+
     def strict(v):  # NaN (a mean over no defined value) is null in standard JSON
         return None if isinstance(v, float) and math.isnan(v) else v
 
