@@ -35,7 +35,7 @@ from .. import kernels
 
 __all__ = [
     "to_image", "colorize", "overlay", "compare", "draw_image", "panel_grid", "gamma_sweep",
-    "deletion_curves", "similarity_curve", "plot_similarity_curve", "to_uint8",
+    "deletion_curves", "similarity_curve", "plot_similarity_curve", "to_uint8", "map_panel",
 ]
 
 _CHANNELS = (1, 3, 4)
@@ -388,3 +388,83 @@ def plot_similarity_curve(curves: Mapping[str, tuple], *, title: str | None = No
     if title:
         ax.set_title(title, fontsize=9)
     return ax.figure
+
+
+def _draw_map_cell(ax, image, cell, cmap, alpha: float, region) -> None:
+    """One cell of :func:`map_panel`: a note, the photo (``cell["map"]`` None) or an overlay."""
+    if "text" in cell:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, cell["text"], transform=ax.transAxes, ha="center", va="center", fontsize=9)
+        return
+    m = cell.get("map")
+    if m is None:
+        draw_image(ax, image, cell.get("title"))
+    else:
+        m = _map2d(m, "map")
+        draw_image(ax, overlay(image, m, cmap=cmap, alpha=alpha), cell.get("title"))
+        if not np.nanmax(np.nan_to_num(m, nan=0.0)) > 0:
+            # A ReLU that removed every pixel leaves an all-zero map, which would otherwise
+            # draw as a uniform tint that looks like "everything matters equally".
+            ax.text(0.5, 0.5, "empty map", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+    if region is not None:
+        from matplotlib.patches import Rectangle
+
+        left, top, right, bottom = region
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                               linestyle="--", linewidth=0.8, edgecolor="white"))
+    if cell.get("caption"):
+        ax.set_xlabel(cell["caption"], fontsize=7)
+
+
+def map_panel(image, rows: Sequence[Sequence[Mapping | None]], *, row_labels=None,
+              suptitle: str | None = None, cmap="jet", alpha: float = 0.5, region=None,
+              cell_size: float = 2.1, colorbar_label: str = "map value (min-max per map)") -> Figure:
+    """A grid of overlays of one image with titles, captions and a colour scale.
+
+    ``rows[r][c]`` is a dict with ``"map"`` (an (h, w) map in [0, 1], resized to the image; NaN
+    pixels show the image unchanged; None draws the image itself), ``"title"`` and ``"caption"``
+    (written under the cell); a dict with ``"text"`` only (a note in place of an image); or None
+    for an empty cell. A map with no positive value is marked
+    "empty map". ``region`` (left, top, right, bottom), in image pixels, outlines the part of the
+    image the model saw (e.g. a centre crop) on every cell.
+
+    >>> img = np.zeros((20, 30, 3))
+    >>> rows = [[{"map": None, "title": "photo"}, {"map": np.zeros((4, 4)), "title": "Grad-CAM",
+    ...          "caption": "r = 1.00"}]]
+    >>> fig = map_panel(img, rows)
+    >>> [t.get_text() for t in fig.axes[1].texts], fig.axes[1].get_xlabel()
+    (['empty map'], 'r = 1.00')
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, (list, tuple)) for r in rows):
+        raise TypeError("rows must be a non-empty list of rows, each a list of cells")
+    nrows, ncols = len(rows), max(len(r) for r in rows)
+    if ncols == 0:
+        raise ValueError("rows: every row is empty")
+    img = to_image(image)
+    # Rows as tall as the image's aspect asks, plus room for each row's title and caption.
+    aspect = img.shape[0] / img.shape[1]
+    fig = Figure(figsize=(ncols * cell_size + 0.6, nrows * (cell_size * aspect + 0.5) + (0.5 if suptitle else 0.1)),
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            cell = row[c] if c < len(row) else None
+            if cell is None:
+                ax.set_axis_off()
+                continue
+            _draw_map_cell(ax, img, cell, cmap, alpha, region)
+            if c == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), _cmap(cmap)), ax=axes.ravel().tolist(),
+                       shrink=0.6, fraction=0.02, pad=0.01)
+    bar.set_label(colorbar_label, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    if suptitle:
+        width = max(40, int(fig.get_figwidth() * 14))
+        fig.suptitle(textwrap.fill(suptitle, width), fontsize=10)
+    return fig
