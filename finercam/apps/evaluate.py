@@ -39,6 +39,7 @@ import itertools
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -48,18 +49,18 @@ import torch
 
 from .. import metrics
 from .._checks import check_int
-from .progress import progress_bar
+from . import inputs
+from .inputs import ModelInputs, default_transform
+from .progress import RunCost, best_chunk_size, progress_bar, timed_forward
 from ..explanation import check_aggregate, check_gamma
 
-__all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES", "load_object"]
+__all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES"]
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM",
                 "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM",
                 "cam": "CAM"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif",
                     ".ppm", ".pgm")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -78,15 +79,20 @@ class Unreadable:
 
 
 class ImageFolder(torch.utils.data.Dataset):
-    """``root/<class>/<image>``, classes in sorted order, read with Pillow.
+    """``root/<class>/<image>``, read with Pillow; ``classes`` are the folder names, sorted.
+
+    A folder's label is its index among the sorted folder names, unless ``class_names`` (the
+    model's classes in output order, e.g. from ``--labels``) is given: then it is the index of
+    its name there (matched exactly, else ignoring case and ``_`` vs space), and a folder whose
+    name is not found is an error.
 
     Each item is ``(image, label)`` or, when ``root/boxes.csv`` exists (lines
-    ``relative/path,x0,y0,x1,y1`` in the original pixels), ``(image, label, box)`` with the box
-    scaled to the transformed image (which assumes the transform resizes, as the default does).
-    The default transform resizes to ``image_size`` squared (bilinear), scales to [0, 1] and, with
-    ``normalize`` (default), standardises with the ImageNet mean and std. A file that cannot be
-    decoded gives an :class:`Unreadable` item instead of an exception: the runner counts and
-    reports it.
+    ``relative/path,x0,y0,x1,y1`` in the photo's pixels), ``(image, label, box)`` with the box
+    carried into the transformed image: ``crop(width, height)`` gives the part of the photo the
+    transform keeps (default: all of it, as a plain resize does). ``transform`` maps a PIL RGB
+    image to a ``(3, H, W)`` tensor (default: a 224 x 224 resize and the ImageNet mean and std).
+    A file that cannot be decoded gives an :class:`Unreadable` item instead of an exception: the
+    runner counts and reports it.
 
     >>> import tempfile; from PIL import Image
     >>> root = Path(tempfile.mkdtemp())
@@ -95,7 +101,7 @@ class ImageFolder(torch.utils.data.Dataset):
     ...     Image.new("RGB", (8, 6), (255, 255, 255)).save(root / name / "a.png")
     >>> (root / "wren" / "b.png").write_bytes(b"not a png")
     9
-    >>> ds = ImageFolder(root, image_size=4, normalize=False)
+    >>> ds = ImageFolder(root, transform=default_transform(4, (0.0,) * 3, (1.0,) * 3))
     >>> ds.classes, len(ds)
     (['crow', 'wren'], 3)
     >>> x, label = ds[0]
@@ -103,41 +109,30 @@ class ImageFolder(torch.utils.data.Dataset):
     ((3, 4, 4), 0, 1.0)
     >>> type(ds[2]).__name__
     'Unreadable'
+    >>> ImageFolder(root, class_names=["robin", "Wren", "crow"]).samples[0][1]   # crow
+    2
     """
 
-    def __init__(self, root, transform: Callable | None = None, image_size: int = 224,
-                 normalize: bool = True):
+    def __init__(self, root, transform: Callable | None = None,
+                 crop: Callable[[int, int], tuple] | None = None,
+                 class_names: Sequence[str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"dataset directory {str(root)!r} does not exist")
         self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         if not self.classes:
             raise ValueError(f"dataset directory {str(root)!r} has no class subdirectories")
-        self.samples = [(str(p), c) for c, name in enumerate(self.classes)
+        ids = (range(len(self.classes)) if class_names is None
+               else _class_ids(self.classes, class_names))
+        self.samples = [(str(p), c) for c, name in zip(ids, self.classes)
                         for p in sorted((self.root / name).iterdir())
                         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-        self.transform = transform
-        self.image_size = int(image_size)
-        self.normalize = bool(normalize)
-        self.boxes: dict[str, tuple[float, ...]] = {}
-        box_file = self.root / "boxes.csv"
-        if box_file.is_file():
-            with open(box_file, newline="") as f:
-                for row in csv.reader(f):
-                    if row and not row[0].startswith("#"):
-                        self.boxes[os.path.normpath(row[0])] = tuple(float(v) for v in row[1:5])
+        self.transform = transform if transform is not None else default_transform()
+        self.crop = crop
+        self.boxes = _read_boxes(self.root / "boxes.csv")
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    def _default_transform(self, img) -> torch.Tensor:
-        from PIL import Image
-
-        img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        if self.normalize:
-            x = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        return x.contiguous()
 
     def __getitem__(self, index: int):
         from PIL import Image, UnidentifiedImageError
@@ -147,17 +142,51 @@ class ImageFolder(torch.utils.data.Dataset):
             with Image.open(path) as img:
                 img = img.convert("RGB")  # decodes fully: a truncated file fails here
                 size = img.size
-                x = (self.transform or self._default_transform)(img)
+                x = self.transform(img)
         except (OSError, ValueError, SyntaxError, UnidentifiedImageError,
                 Image.DecompressionBombError) as e:
             return Unreadable(path, f"{type(e).__name__}: {e}")
         rel = os.path.normpath(os.path.relpath(path, self.root))
         if rel in self.boxes:
-            sx, sy = x.shape[-1] / size[0], x.shape[-2] / size[1]
-            x0, y0, x1, y1 = self.boxes[rel]
-            box = (x0 * sx, y0 * sy, min(x1 * sx, x.shape[-1]), min(y1 * sy, x.shape[-2]))
-            return x, label, torch.tensor(box, dtype=torch.float64)
+            return x, label, self._carried_box(self.boxes[rel], size, x.shape[-2:])
         return x, label
+
+    def _carried_box(self, box, photo_size, shape) -> torch.Tensor:
+        """A box in the photo's pixels -> in the transformed image's (clipped to it)."""
+        left, top, right, bottom = (self.crop(*photo_size) if self.crop is not None
+                                    else (0, 0, *photo_size))
+        h, w = int(shape[0]), int(shape[1])
+        sx, sy = w / (right - left), h / (bottom - top)
+        x0, y0, x1, y1 = box
+        carried = (min(max((x0 - left) * sx, 0.0), w), min(max((y0 - top) * sy, 0.0), h),
+                   min(max((x1 - left) * sx, 0.0), w), min(max((y1 - top) * sy, 0.0), h))
+        return torch.tensor(carried, dtype=torch.float64)
+
+
+def _read_boxes(path: Path) -> dict[str, tuple[float, ...]]:
+    boxes: dict[str, tuple[float, ...]] = {}
+    if path.is_file():
+        with open(path, newline="") as f:
+            for row in csv.reader(f):
+                if row and not row[0].startswith("#"):
+                    boxes[os.path.normpath(row[0])] = tuple(float(v) for v in row[1:5])
+    return boxes
+
+
+def _class_ids(folders: Sequence[str], class_names: Sequence[str]) -> list[int]:
+    """The model's class id of each folder name: exact, else ignoring case and ``_``/space."""
+    def loose(name: str) -> str:
+        return name.strip().lower().replace("_", " ")
+
+    exact = {n: i for i, n in reversed(list(enumerate(class_names)))}
+    relaxed = {loose(n): i for i, n in reversed(list(enumerate(class_names)))}
+    ids = [exact.get(f, relaxed.get(loose(f))) for f in folders]
+    missing = [f for f, i in zip(folders, ids) if i is None]
+    if missing:
+        shown = ", ".join(repr(f) for f in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"labels: {len(missing)} of the {len(folders)} class folders are not "
+                         f"among the {len(class_names)} class names: {shown}")
+    return ids
 
 
 # --- configuration and records --------------------------------------------------------------
@@ -185,9 +214,10 @@ class _Config:
     n_images: int
 
     def __post_init__(self) -> None:
-        self.methods = list(self.methods)
-        if not self.methods:
-            raise ValueError("methods must name at least one CAM method")
+        if self.methods is not None:  # None: the default methods, chosen at the first batch
+            self.methods = list(self.methods)
+            if not self.methods:
+                raise ValueError("methods must name at least one CAM method")
         if self.target not in ("label", "predicted"):
             raise ValueError(f'target must be "label" or "predicted", got {self.target!r}')
         self.finer = bool(self.finer)
@@ -359,52 +389,39 @@ class _Journal:
 # --- the model, data and process group --------------------------------------------------------
 
 
-def load_object(spec: str):
-    """``"package.module:attr"`` -> that attribute, called if callable and not a Module/Dataset.
-
-    >>> load_object("collections:OrderedDict")()
-    OrderedDict()
-    """
-    import importlib
-
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"expected an import string 'package.module:factory', got {spec!r}")
-    mod, _, attr = spec.partition(":")
-    try:
-        obj = importlib.import_module(mod)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load {spec!r}: {e}") from None
-    return obj
-
-
-def _resolve_model(model):
-    if isinstance(model, torch.nn.Module):
-        return model, getattr(model, "default_target_layer", None)
-    if isinstance(model, str):
-        if ":" in model:
-            obj = load_object(model)
-            m = obj if isinstance(obj, torch.nn.Module) else obj()
-        else:
-            try:
-                from ..world import models  # our own models, loaded offline
-            except ImportError:
-                raise ValueError(f"model {model!r} is not an import string 'package.module:factory' "
-                                 "and finercam.world.models is not available") from None
-            m = models.load(model)
-        if not isinstance(m, torch.nn.Module):
-            raise TypeError(f"model {model!r} did not give a torch.nn.Module, got {type(m).__name__}")
-        return m, getattr(m, "default_target_layer", None)
-    raise TypeError(f"model must be a torch.nn.Module or a string, got {type(model).__name__}")
+def _model_inputs(model, target_layer, preprocessing: dict, labels) -> ModelInputs:
+    """The model with its layer, preprocessing and (with ``labels``) class names, all checked
+    before any model call (a labels file must name as many classes as the model has)."""
+    if not isinstance(model, (torch.nn.Module, str)):
+        raise TypeError(f"model must be a torch.nn.Module or a string, got {type(model).__name__}")
+    found = inputs.load_model(model)
+    if target_layer is not None:
+        found = replace(found, layer=target_layer)
+    if found.layer is None:
+        raise ValueError("target_layer is required (the model has no default_target_layer)")
+    if labels is not None:
+        names = (inputs.read_labels(labels) if isinstance(labels, (str, os.PathLike))
+                 else tuple(str(n) for n in labels))
+        inputs.check_labels(names, len(found.class_names) if found.class_names
+                            else inputs.num_classes_of(found.model), "labels")
+        found = replace(found, class_names=names)
+    return inputs.with_preprocessing(found, **preprocessing)
 
 
-def _resolve_dataset(dataset, transform, image_size, normalize):
+def _resolve_dataset(dataset, found: ModelInputs, preprocessing: dict, labels):
+    """A folder is read with the model's preprocessing (and, with ``labels``, its class
+    names); a Dataset, or an import string giving one, is used as it is."""
+    if dataset is None:
+        raise ValueError("dataset is required")
+    if isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
+        return ImageFolder(dataset, transform=found.transform, crop=found.crop,
+                           class_names=found.class_names if labels is not None else None)
+    given = [k for k, v in preprocessing.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: the preprocessing options apply to a folder of "
+                         "images; a Dataset's items are used as they are")
     if isinstance(dataset, (str, os.PathLike)):
-        if os.path.isdir(dataset):
-            return ImageFolder(dataset, transform=transform, image_size=image_size,
-                               normalize=normalize)
-        obj = load_object(str(dataset))
+        obj = inputs.import_object(str(dataset), "dataset")
         is_dataset = not isinstance(obj, type) and hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
         dataset = obj if is_dataset else obj()  # a class or a factory is called without arguments
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
@@ -520,6 +537,151 @@ def _region_mask(region, h, w):
     return r != 0
 
 
+# --- before the run: the first batch, the chunk size, the plan --------------------------------
+
+#: Score-CAM joins the default methods when its forwards per image (one per channel of the
+#: target layer) are at most this many times the forwards the metrics make for its rows.
+SCORECAM_COST_FACTOR = 4
+#: The least share of the first batch whose label is among the model's top-5 classes.
+MIN_LABEL_AGREEMENT = 0.05
+
+
+@dataclass(frozen=True)
+class _FirstLook:
+    """What the first batch shows before anything is written."""
+
+    seconds_per_image: float   # its forward, timed
+    channels: int              # of the target layer(s): Score-CAM's forwards per image
+    example: torch.Tensor      # one input, for the chunk calibration
+
+
+def _first_batch(data, cfg: _Config) -> tuple[torch.Tensor, np.ndarray]:
+    """The readable items among the first ``batch_size`` indices (or the first readable one)."""
+    items = []
+    for i in range(cfg.n_images):
+        split = _split_item(data[i], i)
+        if not isinstance(split, Unreadable):
+            items.append(split)
+        if items and (len(items) == cfg.batch_size or i + 1 >= cfg.batch_size):
+            break
+    if not items:
+        raise ValueError(f"dataset: none of its {cfg.n_images} images can be read")
+    return torch.stack([x for x, _, _ in items]), np.array([y for _, y, _ in items], np.int64)
+
+
+def _layer_channels(out, name) -> int:
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    shape = tuple(getattr(out, "shape", ()))
+    if len(shape) not in (3, 4):
+        raise ValueError(f"target_layer {name!r} gives outputs of shape {shape}: a CAM needs a "
+                         "feature map (N, K, h, w) or tokens (N, T, D)")
+    return int(shape[1] if len(shape) == 4 else shape[-1])
+
+
+def _check_logits(logits: np.ndarray, labels: np.ndarray, cfg: _Config) -> None:
+    """The model's first outputs: logits of at least two classes that cover the labels and,
+    for ``target="label"``, agree with the labels often enough to be in the same class order."""
+    if logits.ndim != 2:
+        raise ValueError(f"model: must return (N, classes) logits, got shape {logits.shape}")
+    n, classes = logits.shape
+    if classes < 2:
+        raise ValueError(f"model: returns {classes} output per image; Finer-CAM compares the "
+                         "target with other classes and needs logits for at least 2")
+    inputs.warn_if_probabilities(logits, "the model")
+    if cfg.target != "label":
+        return
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels: the data set has label {int(labels.max())} but the model has "
+                         f"{classes} classes (give labels naming the model's classes, or "
+                         "target='predicted')")
+    top = np.argsort(-logits, axis=1)[:, :5]
+    hits = int((top == labels[:, None]).any(axis=1).sum())
+    if hits < MIN_LABEL_AGREEMENT * n:
+        raise ValueError(
+            f"labels: the data set's labels are among the model's top-5 classes for {hits} of "
+            f"the first {n} images (less than {MIN_LABEL_AGREEMENT:.0%}). Likely causes: the "
+            "label ids do not follow the model's class order (a folder's label is its index "
+            "among the sorted folder names), or the images are not preprocessed as the model "
+            "expects (size, mean, std, transform). Options: labels (--labels FILE, the model's "
+            "class names in output order, matched to the folder names) or target='predicted' "
+            "(--target predicted) to explain the model's own prediction")
+
+
+def _first_look(net, device, layer, data, cfg: _Config) -> _FirstLook:
+    """Forward the first batch (timed), with the target layer's shape captured; check it."""
+    from ..layers import resolve_layers
+
+    images, labels = _first_batch(data, cfg)
+    images = images.to(device)
+    channels: dict = {}
+
+    def keep_channels(name):
+        def hook(module, args, out) -> None:  # returns None: the output is left as it is
+            channels.setdefault(name, _layer_channels(out, name))
+        return hook
+
+    handles = [module.register_forward_hook(keep_channels(name))
+               for name, module in resolve_layers(net, layer)]
+    try:
+        out, seconds = timed_forward(net, images)
+    finally:
+        for h in handles:
+            h.remove()
+    _check_logits(metrics._logits(out).detach().double().cpu().numpy(), labels, cfg)
+    return _FirstLook(seconds, sum(channels.values()), images[0])
+
+
+def _masked_counts(cfg: _Config, pixels: int) -> int:
+    """Distinct masked-pixel counts a map costs (RD fractions and deletion steps share)."""
+    counts = {metrics.top_count(f, pixels) for f in cfg.fractions}
+    counts |= {int(c) for c in metrics._deletion_counts(cfg.steps, pixels)}
+    return len(counts - {0})
+
+
+def _rows_per_method(cfg: _Config) -> int:
+    return 1 + cfg.finer + len(cfg.gammas) + len(cfg.reference_ranks) + len(cfg.aggregations)
+
+
+def _default_methods(cfg: _Config, look: _FirstLook) -> list[str]:
+    """Grad-CAM and Layer-CAM, and Score-CAM when its cost is comparable to theirs."""
+    pixels = int(look.example.shape[-1] * look.example.shape[-2])
+    metric_forwards = _rows_per_method(cfg) * (1 + _masked_counts(cfg, pixels))
+    cheap = look.channels <= SCORECAM_COST_FACTOR * metric_forwards
+    return ["gradcam", "layercam"] + (["scorecam"] if cheap else [])
+
+
+def _chunk_size(net, look: _FirstLook, chunk_size) -> int:
+    """Images per forward: ``chunk_size`` if given, else a short calibration."""
+    if chunk_size is not None:
+        return chunk_size
+    on_gpu = look.example.is_cuda
+    chunk, _ = best_chunk_size(net, look.example, max_bytes=(2**31 if on_gpu else 2**28),
+                               max_chunk=1024 if on_gpu else 256)
+    return chunk
+
+
+def _run_cost(cfg: _Config, look: _FirstLook, images: int) -> RunCost:
+    pixels = int(look.example.shape[-1] * look.example.shape[-2])
+    rows = len(_settings(cfg))
+    forwards = {"the logits": 1,
+                f"RD and deletion ({rows} rows x {1 + _masked_counts(cfg, pixels)})":
+                    rows * (1 + _masked_counts(cfg, pixels))}
+    if "scorecam" in cfg.methods:
+        forwards[f"Score-CAM ({look.channels} channels)"] = look.channels
+    return RunCost(images, len(cfg.methods), forwards, look.seconds_per_image)
+
+
+def _announce(cfg: _Config, look: _FirstLook, chunk: int, methods_given: bool) -> None:
+    names = ", ".join(METHOD_NAMES.get(m, m) for m in cfg.methods)
+    print(f"evaluate: {cfg.n_images} images, {len(_settings(cfg))} rows ({names}), "
+          f"{chunk} images per forward", file=sys.stderr)
+    if not methods_given and "scorecam" not in cfg.methods:
+        print(f"Score-CAM left out of the default methods: {look.channels} forwards per image "
+              "(one per channel) is more than "
+              f"{SCORECAM_COST_FACTOR}x what the metrics cost; add it with --methods",
+              file=sys.stderr)
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -533,6 +695,8 @@ class _Job:
     settings: list
     cfg: _Config
     data: Any
+    chunk: int                 # images per forward of masked inputs
+    cost: RunCost | None       # announced before the first batch (None: silent)
 
 
 def _setting_maps(exp, kw: dict | None) -> np.ndarray:
@@ -575,7 +739,7 @@ def _evaluate_batch(job: _Job, batch, indices) -> list[dict]:
         maps = _setting_maps(explained[method], kw)
         res = metrics.evaluate_maps(job.net, images, maps, targets, compare,
                                     fractions=cfg.fractions, steps=cfg.steps,
-                                    baseline=cfg.baseline, batch_size=max(cfg.batch_size, 1) * 4)
+                                    baseline=cfg.baseline, batch_size=job.chunk)
         if masks is not None:
             res.update(_region_scores(maps, masks, has_region))
         for j in range(n):
@@ -625,30 +789,43 @@ def _image_count(data, limit) -> int:
 
 
 def evaluate(model, target_layer=None, dataset=None, *,
-             methods: Sequence[str] = ("gradcam", "layercam", "scorecam"), finer: bool = True,
+             methods: Sequence[str] | None = None, finer: bool = True,
              gamma: float = 0.6, num_references: int = 3, reference_rule: str = "nearest_logit",
              aggregate: str = "mean", gammas: Sequence[float] = (),
              reference_ranks: Sequence[int] = (), aggregations: Sequence[str] = (),
              fractions: Sequence[float] = (0.05, 0.1), steps: int = 20, baseline=0.0,
-             target: str = "label", batch_size: int = 16, out_dir=None, transform=None,
-             image_size: int = 224, normalize: bool | None = None,
-             limit: int | None = None, device=None,
-             progress: bool = True, verbose: bool = True,
+             target: str = "label", batch_size: int = 16, out_dir=None, labels=None,
+             size: int | None = None, mean: Sequence[float] | None = None,
+             std: Sequence[float] | None = None, transform=None, chunk_size: int | None = None,
+             limit: int | None = None, device=None, progress: bool = True, verbose: bool = True,
              after_batch: Callable[[int], None] | None = None) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see the module docstring.
 
-    model: an ``nn.Module``, an import string ``"package.module:factory"`` or one of our models
-    (``"cnn"``, ``"vit"``); target_layer: a module or dotted name (default: the model's
-    ``default_target_layer``); dataset: a torch ``Dataset`` yielding ``(image, label)`` or
+    model: an ``nn.Module``, an import string ``"package.module:factory"`` or a built-in model
+    (``"cnn"``, ``"vit"``, ``"imagenet"``); target_layer: a module or dotted name (default: the
+    model's own); dataset: a torch ``Dataset`` yielding ``(image, label)`` or
     ``(image, label, box_or_mask)`` (box ``(x0, y0, x1, y1)`` in pixels; a dict with ``"box"`` or
-    ``"mask"`` also works), a directory read as an
-    :class:`ImageFolder`, or an import string. ``gammas``, ``reference_ranks`` (1 = the most
-    similar class) and ``aggregations`` add the ablation rows. ``out_dir`` makes the run
-    resumable and receives the outputs. The model is put in eval mode for the run and restored.
-    A folder's images are resized to ``image_size`` and, with ``normalize`` (default: True, but
-    False for our own models, which normalise inside), standardised with the ImageNet statistics.
-    ``after_batch(n)``, if given, is called after each batch is recorded with the number of
-    images this process has recorded so far.
+    ``"mask"`` also works), a directory read as an :class:`ImageFolder`, or an import string.
+    ``gammas``, ``reference_ranks`` (1 = the most similar class) and ``aggregations`` add the
+    ablation rows. ``out_dir`` makes the run resumable and receives the outputs; nothing is
+    written before every argument is checked and the model has answered the first batch.
+
+    Classes: a folder's label is its index among the sorted folder names, unless ``labels`` (a
+    file with one class name per line in the model's output order, or a list of names) maps the
+    folder names to the model's classes. With ``target="label"``, a run whose labels are among
+    the model's top-5 classes for less than 5 % of the first batch stops with the likely causes.
+
+    Preprocessing of a folder's images: the model's own (the built-in models' sizes and
+    statistics; for others a 224 x 224 resize and the ImageNet mean and std), or ``size``,
+    ``mean``, ``std``, or ``transform`` (PIL RGB image -> tensor; an import string works too).
+
+    Cost: ``methods`` defaults to Grad-CAM and Layer-CAM, plus Score-CAM when its one forward per
+    channel of the layer is at most 4x the forwards the metrics make for its rows. Masked images
+    and Score-CAM's inputs are forwarded ``chunk_size`` at a time (default: the fastest size of a
+    short calibration). With ``verbose`` the plan and an estimate are printed before the start;
+    ``progress`` shows a bar counting images. ``after_batch(n)``, if given, is called after each
+    batch is recorded with the number of images this process has recorded so far. The model is
+    put in eval mode for the run and restored.
 
     Eight images of the bird world with the embedded CNN, Grad-CAM only, a 4-step deletion curve:
 
@@ -665,33 +842,38 @@ def evaluate(model, target_layer=None, dataset=None, *,
     ...     for r in res.rows)
     True
     """
-    net, default_layer = _resolve_model(model)
-    layer = target_layer if target_layer is not None else default_layer
-    if layer is None:
-        raise ValueError("target_layer is required (the model has no default_target_layer)")
-    if dataset is None:
-        raise ValueError("dataset is required")
-    if normalize is None:  # our own models normalise inside; others expect ImageNet statistics
-        normalize = not (isinstance(model, str) and ":" not in model)
-    data = _resolve_dataset(dataset, transform, image_size, bool(normalize))
+    preprocessing = {"size": size, "mean": mean, "std": std, "transform": transform}
+    found = _model_inputs(model, target_layer, preprocessing, labels)
+    data = _resolve_dataset(dataset, found, preprocessing, labels)
     cfg = _Config(methods, finer, gamma, num_references, reference_rule, aggregate, gammas,
                   reference_ranks, aggregations, fractions, steps, baseline, target, batch_size,
                   _image_count(data, limit))
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size")
+    net = found.model
     with _joined_group(device) as group, _placed(net, device, group) as model_device:
-        job = _Job(net, model_device, _cams(net, layer, cfg), _settings(cfg), cfg, data)
+        look = _first_look(net, model_device, found.layer, data, cfg)
+        cfg = cfg if cfg.methods else replace(cfg, methods=_default_methods(cfg, look))
+        chunk = _chunk_size(net, look, chunk_size)
+        if verbose and group.rank == 0:
+            _announce(cfg, look, chunk, methods is not None)
+        job = _Job(net, model_device, _cams(net, found.layer, cfg, look, chunk), _settings(cfg),
+                   cfg, data, chunk, _run_cost(cfg, look, 0) if verbose else None)
         result = _run(job, out_dir, group, progress and group.rank == 0, after_batch)
     if verbose and group.rank == 0:
         _print_result(result)
     return result
 
 
-def _cams(net, layer, cfg: _Config) -> dict:
+def _cams(net, layer, cfg: _Config, look: _FirstLook, chunk: int) -> dict:
     from ..finer import FinerCAM
 
     candidates = max(cfg.reference_ranks) if cfg.reference_ranks else None
+    # Score-CAM's chunk is a budget in MiB of masked inputs: `chunk` images of this size
+    budget = chunk * look.example.numel() * max(look.example.element_size(), 4) / 2**20
     return {m: FinerCAM(net, layer, method=m, gamma=cfg.gamma, num_references=cfg.num_references,
                         reference_rule=cfg.reference_rule, aggregate=cfg.aggregate,
-                        candidates=candidates)
+                        candidates=candidates, score_budget_mb=budget)
             for m in cfg.methods}
 
 
@@ -713,7 +895,11 @@ def _run(job: _Job, out_dir, group: _Group, show: bool, after_batch) -> EvalResu
     done = set(group.union(sorted({r["index"] for r in previous})))
     n_batches = (cfg.n_images + cfg.batch_size - 1) // cfg.batch_size
     todo = [b for b in range(n_batches) if not set(cfg.batch_indices(b)) <= done]
-    fresh = _evaluate_batches(job, todo[group.rank::group.world], journal, show, after_batch)
+    mine = todo[group.rank::group.world]
+    if job.cost is not None and group.rank == 0:
+        images = sum(len(cfg.batch_indices(b)) for b in mine)
+        print(replace(job.cost, images=images).describe(), file=sys.stderr)
+    fresh = _evaluate_batches(job, mine, journal, show, after_batch)
     merged = _merge(journal, fresh, group)
     skipped = [r for r in merged if "skipped" in r]
     evaluated = [r for r in merged if "metrics" in r]
