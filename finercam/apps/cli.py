@@ -81,7 +81,9 @@ def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
+    from .progress import keep_freed_memory
 
+    keep_freed_memory()  # our own process: forwards reuse freed memory instead of page-faulting
     evaluate(args.model, args.layer, args.data, methods=args.methods, finer=args.finer,
              gamma=args.gamma, num_references=args.num_references,
              reference_rule=args.reference_rule, aggregate=args.aggregate, gammas=args.gammas,

@@ -19,6 +19,32 @@ the ranks then exchange their records (so ``out_dir`` need not be shared between
 rank 0 writes the table. The batch grid does not depend on N, so the merged table equals
 the single-process one.
 
+Classes. A folder's label is its index among the sorted folder names, unless ``labels`` (a
+file with one class name per line in the model's output order, or a list of names) maps each
+folder name to the model's class of that name. With ``target="label"``, a run whose labels are
+among the model's top-5 classes for less than 5 % of the first batch stops, naming the likely
+causes (class order, preprocessing) and the options (``labels``, ``target="predicted"``).
+
+Preprocessing of a folder's images: the model's own (the built-in models' sizes and statistics;
+for others a 224 x 224 resize and the ImageNet mean and std), or ``size``, ``mean``, ``std``, or
+``transform`` (PIL RGB image -> tensor, or an import string naming one), all read by
+:mod:`finercam.apps.inputs`. Outputs that look like probabilities give a ``UserWarning``.
+
+Before anything is written. Every argument is checked and the first batch is forwarded (timed,
+with the target layer's shape captured): a model with one output, a layer without a feature map
+or a label outside the model's classes stops the run with nothing written to ``out_dir``.
+
+Cost. ``methods`` defaults to Grad-CAM and Layer-CAM, plus Score-CAM when its one forward per
+channel of the target layer is at most 4x the forwards the metrics make for its rows (the
+embedded CNN's 96 channels: yes; EfficientNet-Lite0's 1,280: no). Masked images and Score-CAM's
+inputs are forwarded ``chunk_size`` at a time. The default is the fastest size of a short
+calibration (:func:`finercam.apps.progress.best_chunk_size`) when it costs at most 2 % of the
+run's forwards, else a rule (:func:`finercam.apps.progress.rule_chunk_size`: the largest power of
+two up to 64 whose inputs fit in 8 MiB on CPU; larger chunks of large images spend their time in
+page faults). With ``verbose`` the plan (maps and forwards per
+image) and an estimate from the timed forward are printed before the first batch; ``progress``
+shows a bar counting images, with an ETA.
+
 Outputs in ``out_dir``: ``table.md`` (also printed), ``table.csv``, ``table.json`` (the rows, the
 configuration, the image count and every unreadable image).
 
@@ -51,7 +77,7 @@ from .. import metrics
 from .._checks import check_int
 from . import inputs
 from .inputs import ModelInputs, default_transform
-from .progress import RunCost, best_chunk_size, progress_bar, timed_forward
+from .progress import RunCost, best_chunk_size, progress_bar, rule_chunk_size, timed_forward
 from ..explanation import check_aggregate, check_gamma
 
 __all__ = ["evaluate", "EvalResult", "ImageFolder", "Unreadable", "METHOD_NAMES"]
@@ -650,13 +676,22 @@ def _default_methods(cfg: _Config, look: _FirstLook) -> list[str]:
     return ["gradcam", "layercam"] + (["scorecam"] if cheap else [])
 
 
-def _chunk_size(net, look: _FirstLook, chunk_size) -> int:
-    """Images per forward: ``chunk_size`` if given, else a short calibration."""
+#: The share of a run's forwards a calibration of the chunk size may take.
+CALIBRATION_SHARE = 0.02
+
+
+def _chunk_size(net, look: _FirstLook, chunk_size, cost: RunCost) -> int:
+    """Images per forward: ``chunk_size`` if given; else a calibration when the run is long
+    enough that it costs at most 2 % of its forwards; else :func:`rule_chunk_size`."""
     if chunk_size is not None:
         return chunk_size
     on_gpu = look.example.is_cuda
-    chunk, _ = best_chunk_size(net, look.example, max_bytes=(2**31 if on_gpu else 2**28),
-                               max_chunk=1024 if on_gpu else 256)
+    budget = int(CALIBRATION_SHARE * cost.images * cost.forwards_per_image)
+    if budget < 4 + 4 + 8 + 16:  # the warm-up and three sizes: too short a run to calibrate
+        return rule_chunk_size(look.example, max_bytes=2**28 if on_gpu else 2**23,
+                               max_chunk=256 if on_gpu else 64)
+    chunk, _ = best_chunk_size(net, look.example, max_bytes=2**31 if on_gpu else 2**28,
+                               max_chunk=1024 if on_gpu else 256, max_images=budget)
     return chunk
 
 
@@ -810,22 +845,10 @@ def evaluate(model, target_layer=None, dataset=None, *,
     ablation rows. ``out_dir`` makes the run resumable and receives the outputs; nothing is
     written before every argument is checked and the model has answered the first batch.
 
-    Classes: a folder's label is its index among the sorted folder names, unless ``labels`` (a
-    file with one class name per line in the model's output order, or a list of names) maps the
-    folder names to the model's classes. With ``target="label"``, a run whose labels are among
-    the model's top-5 classes for less than 5 % of the first batch stops with the likely causes.
-
-    Preprocessing of a folder's images: the model's own (the built-in models' sizes and
-    statistics; for others a 224 x 224 resize and the ImageNet mean and std), or ``size``,
-    ``mean``, ``std``, or ``transform`` (PIL RGB image -> tensor; an import string works too).
-
-    Cost: ``methods`` defaults to Grad-CAM and Layer-CAM, plus Score-CAM when its one forward per
-    channel of the layer is at most 4x the forwards the metrics make for its rows. Masked images
-    and Score-CAM's inputs are forwarded ``chunk_size`` at a time (default: the fastest size of a
-    short calibration). With ``verbose`` the plan and an estimate are printed before the start;
-    ``progress`` shows a bar counting images. ``after_batch(n)``, if given, is called after each
-    batch is recorded with the number of images this process has recorded so far. The model is
-    put in eval mode for the run and restored.
+    ``after_batch(n)``, if given, is called after each batch is recorded with the number of
+    images this process has recorded so far. Classes, preprocessing (``labels``, ``size``,
+    ``mean``, ``std``, ``transform``) and cost (``methods=None``, ``chunk_size``): see the module
+    docstring. The model is put in eval mode for the run and restored.
 
     Eight images of the bird world with the embedded CNN, Grad-CAM only, a 4-step deletion curve:
 
@@ -854,11 +877,12 @@ def evaluate(model, target_layer=None, dataset=None, *,
     with _joined_group(device) as group, _placed(net, device, group) as model_device:
         look = _first_look(net, model_device, found.layer, data, cfg)
         cfg = cfg if cfg.methods else replace(cfg, methods=_default_methods(cfg, look))
-        chunk = _chunk_size(net, look, chunk_size)
+        cost = _run_cost(cfg, look, cfg.n_images)
+        chunk = _chunk_size(net, look, chunk_size, cost)
         if verbose and group.rank == 0:
             _announce(cfg, look, chunk, methods is not None)
         job = _Job(net, model_device, _cams(net, found.layer, cfg, look, chunk), _settings(cfg),
-                   cfg, data, chunk, _run_cost(cfg, look, 0) if verbose else None)
+                   cfg, data, chunk, cost if verbose else None)
         result = _run(job, out_dir, group, progress and group.rank == 0, after_batch)
     if verbose and group.rank == 0:
         _print_result(result)

@@ -1,8 +1,8 @@
 """Progress and cost: what a run will do, how long it will take, and a bar while it runs.
 
 :class:`RunCost` says what a run does per image (maps, forwards by purpose) and estimates its
-time from :func:`timed_forward`; :func:`best_chunk_size` picks how many images go into one
-forward on this machine. Both runners (``finercam evaluate``, ``finercam explain``) print a
+time from :func:`timed_forward`; :func:`best_chunk_size` (a short calibration) or
+:func:`rule_chunk_size` (no forwards) picks how many images go into one forward on this machine. Both runners (``finercam evaluate``, ``finercam explain``) print a
 ``RunCost`` before they start.
 
 Progress bars: tqdm's notebook widget where it can work, its text bar everywhere else.
@@ -136,15 +136,33 @@ def timed_forward(model, images):
     return out, max(time.perf_counter() - t0, 1e-9) / max(len(images), 1)
 
 
+def rule_chunk_size(example, *, max_bytes: int = 8 * 2**20, max_chunk: int = 64) -> int:
+    """The chunk size without a calibration: the largest power of two up to ``max_chunk`` whose
+    inputs take at most ``max_bytes`` (on CPU 8 MiB keeps most networks' activations of a chunk
+    under glibc's 32 MiB limit for reusing freed memory, above which every forward maps fresh
+    pages and the time goes into page faults; on CUDA use a larger budget).
+
+    >>> import torch
+    >>> rule_chunk_size(torch.zeros(3, 224, 224)), rule_chunk_size(torch.zeros(3, 96, 96))
+    (8, 64)
+    """
+    per_input = example.numel() * max(example.element_size(), 4)
+    chunk = 1
+    while chunk * 2 <= max_chunk and chunk * 2 * per_input <= max_bytes:
+        chunk *= 2
+    return chunk
+
+
 def best_chunk_size(model, example, *, max_bytes: int = 256 * 2**20, max_chunk: int = 256,
-                    max_seconds: float = 3.0) -> tuple[int, float]:
+                    max_seconds: float = 3.0, max_images: int | None = None) -> tuple[int, float]:
     """A short calibration: the number of images per forward that gives ``model`` the most
     images per second here, and that rate as seconds per image.
 
     Forwards copies of ``example`` (one input, ``(C, H, W)``) in chunks of 4, 8, 16, ... up to
     ``max_chunk`` and to ``max_bytes`` of input, once each after a warm-up at the first size;
-    stops when two sizes in a row are not 10 % faster per image than the best so far, or after
-    ``max_seconds``.
+    stops when two sizes in a row are not 10 % faster per image than the best so far, after
+    ``max_seconds``, or before the images forwarded would exceed ``max_images``. Wall time
+    decides, so page faults and thread waits count against a size as they do in the run.
 
     >>> import torch
     >>> chunk, seconds = best_chunk_size(torch.nn.Conv2d(3, 4, 3), torch.ones(3, 8, 8),
@@ -156,12 +174,47 @@ def best_chunk_size(model, example, *, max_bytes: int = 256 * 2**20, max_chunk: 
     sizes = [c for c in (4, 8, 16, 32, 64, 128, 256, 512, 1024)
              if c <= max_chunk and c * per_input <= max_bytes] or [1]
     timed_forward(model, example.expand(sizes[0], *example.shape).contiguous())  # warm-up
-    best, best_rate, misses, start = sizes[0], float("inf"), 0, time.perf_counter()
+    best, best_rate, misses, spent = sizes[0], float("inf"), 0, sizes[0]
+    start = time.perf_counter()
     for c in sizes:
+        if max_images is not None and spent + c > max_images and best_rate < float("inf"):
+            break
         _, rate = timed_forward(model, example.expand(c, *example.shape).contiguous())
+        spent += c
         misses = 0 if rate < 0.9 * best_rate else misses + 1
         if rate < best_rate:
             best, best_rate = c, rate
         if misses >= 2 or time.perf_counter() - start > max_seconds:
             break
     return best, best_rate
+
+
+def keep_freed_memory(limit_bytes: int = 2**30) -> bool:
+    """Let glibc keep freed blocks up to ``limit_bytes`` for reuse: returns whether it could.
+
+    By default glibc serves every allocation above 32 MiB (a chunk's activations, a batch of
+    masked images) with fresh pages from the kernel and unmaps them when freed, so each forward
+    pays one page fault per 4 KiB it touches: on CPU that system time can exceed the forward
+    itself (EfficientNet-Lite0, 64 images at 224 x 224: 27.6 s of wall time instead of 5.8 s,
+    see docs/performance.md). This sets ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with
+    ``mallopt``: memory freed after a forward is reused by the next. It changes the allocator of
+    the whole process for its lifetime (the resident size stays near its peak), so the
+    ``finercam evaluate`` command calls it and a library call does not; elsewhere than glibc
+    it does nothing and returns False.
+
+    >>> isinstance(keep_freed_memory(), bool)
+    True
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, int(limit_bytes))) and \
+        bool(mallopt(m_trim_threshold, int(limit_bytes)))
