@@ -140,3 +140,46 @@ def test_embedded_cnn_by_default_through_the_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_page_reads_on_its_own(quick):
+    """A first section with what Finer-CAM shows and the run's finding, computed from its own
+    paired differences; every column defined before the tables; why RD can exceed 1."""
+    out, _ = quick
+    html = (out / "index.html").read_text()
+    res = json.loads((out / "results.json").read_text())
+    first = html.index("<h2>")
+    assert html[first:].startswith("<h2>What Finer-CAM shows, and what this run found</h2>")
+    finding = re.search(r'<p class="finding">(.*?)</p>', html).group(1)
+    # the oracle: the verdict of every model x method, recomputed from results.json
+    for key, label in (("cnn", "CNN"), ("vit", "ViT")):
+        for method, name in (("gradcam", "Grad-CAM"), ("layercam", "Layer-CAM"),
+                             ("scorecam", "Score-CAM")):
+            d = res["scores"][key][method]["nearest"]["diff"]["loc"]
+            entry = f"{label} {name} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
+            group = ("into the bird's box for" if d["mean"] > 2 * d["se"] else
+                     "less for" if d["mean"] < -2 * d["se"] else "no difference")
+            assert entry in finding
+            # the entry sits in its group: after the group's words, before the next group's
+            start = finding.index(group)
+            assert finding.index(entry) > start
+    before_tables = html[:html.index("<table>")]
+    for term in ("Del. \u2193", "RD@5%, RD@10%", "Loc. (box)", "Disc. energy", "Part PG",
+                 "empty maps"):
+        assert f"<dt>{term}</dt>" in before_tables
+    assert "so RD lies in [-2, 2]; it exceeds 1" in html
+    assert html.count("<dl>") == 2   # before each model's tables
+
+
+def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
+    from finercam.apps import viz
+    from finercam.apps.demo import _finish_overlays
+
+    img = np.zeros((8, 8, 3))
+    full, empty = np.linspace(0, 1, 64).reshape(8, 8), np.zeros((8, 8))
+    fig = viz.panel_grid([[img, viz.overlay(img, full), viz.overlay(img, empty)]])
+    _finish_overlays(fig, [[None, full, empty]])
+    texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:3]]
+    assert texts == [[], [], ["empty map"]]
+    bar = fig.axes[3]                              # the colour scale, 0 to 1
+    assert bar.get_ylabel() == "map value (min-max per map)" and bar.get_ylim() == (0.0, 1.0)

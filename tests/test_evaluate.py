@@ -449,18 +449,11 @@ def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
             out.append(torch.from_numpy((a / 255 - mean) / std).permute(2, 0, 1))
         return out
 
-    class Given(torch.utils.data.Dataset):
-        def __init__(self, images):
-            self.images = images
-
-        def __len__(self):
-            return len(self.images)
-
-        def __getitem__(self, i):
-            return self.images[i], i % 2
+    def given(images):  # a list of (image, label) is a data set too
+        return [(x, i % 2) for i, x in enumerate(images)]
 
     kw = {**FAST, "target": "predicted"}
-    want = evaluate(evalkit.model(), evalkit.LAYER, Given(by_hand(0.5, 0.25)), **kw)
+    want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.25)), **kw)
     got = evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, mean=[0.5], std=[0.25],
                    **kw)
     assert got.n_images == want.n_images == 6
@@ -468,7 +461,7 @@ def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
         np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
                                    [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-6)
     halves = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform="evalkit:halves", **kw)
-    want = evaluate(evalkit.model(), evalkit.LAYER, Given(by_hand(0.5, 0.5)), **kw)
+    want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.5)), **kw)
     np.testing.assert_allclose(halves.rows[0]["rd@0.05"], want.rows[0]["rd@0.05"], atol=1e-6)
     with pytest.raises(ValueError, match="--transform does its own"):
         evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, transform="evalkit:halves",

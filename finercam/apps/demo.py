@@ -265,22 +265,47 @@ def _name(c: int) -> str:
 def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
     from . import viz
 
-    cells, titles, labels = [], [], []
+    cells, maps, titles, labels = [], [], [], []
     for i in rows:
         img = batch.images[i]
         ref = int(runs["gradcam"].references[i, 0])
-        row = [img, _example_of(batch, ref, i)]
+        row, row_maps = [img, _example_of(batch, ref, i)], [None, None]
         tit = ["image", f"similar: {_name(ref)}"]
         for key, label in METHODS:
-            r = runs[key]
-            row += [viz.overlay(img, r.maps["base"][i]), viz.overlay(img, r.maps["aggregated"][i])]
+            pair = [runs[key].maps["base"][i], runs[key].maps["aggregated"][i]]
+            row += [viz.overlay(img, m) for m in pair]
+            row_maps += pair
             tit += [label, f"Finer-{label}"]
         cells.append(row)
+        maps.append(row_maps)
         titles.append(tit)
         labels.append(_name(batch.labels[i]))
-    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
-                          suptitle=f"{model.label}: baseline and Finer-CAM (\u03b3 = {GAMMA}, "
-                                   f"T = {NUM_REFERENCES}), as the paper's Fig. 4")
+    fig = viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                         suptitle=f"{model.label}: baseline and Finer-CAM (\u03b3 = {GAMMA}, "
+                                  f"T = {NUM_REFERENCES}), as the paper's Fig. 4")
+    return _finish_overlays(fig, maps)
+
+
+def _finish_overlays(fig, maps: list[list]):
+    """Write "empty map" on each overlay whose map the ReLU emptied (an all-zero map would
+    draw as a uniform tint) and add the colour scale; ``maps`` mirrors the figure's grid of
+    axes (row-major), None where a cell is not a map. Returns ``fig``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    ncols = max(len(row) for row in maps)
+    for r, row in enumerate(maps):
+        for c, m in enumerate(row):
+            if m is not None and not np.max(m) > 0:
+                fig.axes[r * ncols + c].text(
+                    0.5, 0.5, "empty map", transform=fig.axes[r * ncols + c].transAxes,
+                    ha="center", va="center", fontsize=8, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), "jet"), ax=fig.axes, shrink=0.6,
+                       fraction=0.015, pad=0.01)
+    bar.set_label("map value (min-max per map)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    return fig
 
 
 def _fig7(model: _Model, run: _Run, batch, i: int):
@@ -289,10 +314,12 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
 
     exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
     refs = [int(r) for r in exp.references[i]]
-    maps_row = [img, viz.overlay(img, exp.baseline().maps[i])]
+    base, aggregated = exp.baseline().maps[i], exp.maps[i]
+    maps_row = [img, viz.overlay(img, base)]
+    maps_grid = [[None, base], [None, aggregated], [None, None]]
     # the paper's Fig. 7 heads the baseline's column "None"
     maps_titles = [_name(c), "no reference (Grad-CAM)"]
-    truth_row = [None, viz.overlay(img, exp.maps[i])]
+    truth_row = [None, viz.overlay(img, aggregated)]
     truth_titles = [None, f"all {len(refs)} (aggregated)"]
     class_row = [None, None]
     class_titles = [None, None]
@@ -301,6 +328,9 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
         per_ref[:, 0] = exp.references[:, t]
         m = exp.recombine(references=per_ref[:, :1]).maps[i]
         maps_row.append(viz.overlay(img, m))
+        maps_grid[0].append(m)
+        maps_grid[1].append(None)
+        maps_grid[2].append(None)
         maps_titles.append(f"vs {_name(r)}")
         region = _regions(batch.parts[i:i + 1], batch.labels[i:i + 1], np.array([[r]]))[0]
         # The region in cyan over a dimmed image: small parts (beak, eye) must stay visible.
@@ -311,11 +341,12 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
         truth_titles.append("differs: " + ", ".join(differing_parts(c, r)))
         class_row.append(_example_of(batch, r, i))
         class_titles.append(_name(r))
-    return viz.panel_grid([maps_row, truth_row, class_row],
-                          titles=[maps_titles, truth_titles, class_titles],
-                          row_labels=["Finer-Grad-CAM", "ground truth", "reference class"],
-                          cell_size=1.7, suptitle=f"{model.label}: one image against each of its "
-                          "top-3 references (paper's Fig. 7)")
+    fig = viz.panel_grid([maps_row, truth_row, class_row],
+                         titles=[maps_titles, truth_titles, class_titles],
+                         row_labels=["Finer-Grad-CAM", "ground truth", "reference class"],
+                         cell_size=1.7, suptitle=f"{model.label}: one image against each of its "
+                         "top-3 references (paper's Fig. 7)")
+    return _finish_overlays(fig, maps_grid)
 
 
 def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
@@ -324,17 +355,19 @@ def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
     exp = run.exp0
     nearest = exp.references[:, :1]
     sweep = [exp.recombine(gamma=g, references=nearest).maps for g in GAMMAS]  # no model call
-    cells, titles, labels = [], [], []
+    cells, maps, titles, labels = [], [], [], []
     for i in rows:
         img = batch.images[i]
         cells.append([img, _example_of(batch, int(nearest[i, 0]), i)] +
                      [viz.overlay(img, s[i]) for s in sweep])
+        maps.append([None, None] + [s[i] for s in sweep])
         titles.append(["image", f"vs {_name(nearest[i, 0])}"] +
                       [f"\u03b3 = {g:.1f}" for g in GAMMAS])
         labels.append(_name(batch.labels[i]))
-    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
-                          suptitle=f"{model.label}: comparison strength \u03b3 from 0 (Grad-CAM) "
-                          "to 1, one model call (paper's Fig. 8)")
+    fig = viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                         suptitle=f"{model.label}: comparison strength \u03b3 from 0 (Grad-CAM) "
+                         "to 1, one model call (paper's Fig. 8)")
+    return _finish_overlays(fig, maps)
 
 
 def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
@@ -368,7 +401,9 @@ def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
                                 title=f"{kind}: gap area to 20% = {gap:.3f}")
     fig.suptitle(f"{model.label}: deletion curves of the target and the second class; shaded: "
                  "their gap while the top 20% are deleted (paper's Fig. 5)", fontsize=10)
-    return fig
+    maps = [[None, None, curves["Grad-CAM"][0][r], None, curves["Finer-Grad-CAM"][0][r], None]
+            for r in range(len(rows))]
+    return _finish_overlays(fig, maps)
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -555,6 +590,7 @@ def _model_figures(report, model: _Model, runs: dict, x, batch, rows: list[int],
 def _model_tables(report, model: _Model, scores: dict, meta: dict) -> None:
     """The Table-1-style tables, the paired differences and the part shares of one model."""
     labels = _row_labels(meta)
+    report.definitions(_column_definitions(meta))
     for setting, _, title in SETTINGS:
         rows, best = _table_rows(scores, setting, labels)
         report.table(rows, ["method"] + [h for _, h in COLUMNS] + ["empty maps"], best=best,
@@ -603,6 +639,72 @@ def _similarity_section(report, models: list[_Model], meta: dict) -> None:
         "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
 
 
+WHAT_FINER_SHOWS = (
+    "Finer-CAM explains what sets a class apart from the classes the model finds most similar. "
+    "Grad-CAM follows the gradient of the target's logit y_c; Finer-CAM follows y_c - \u03b3 y_d, "
+    "the target minus its references d (the classes with the nearest logits), so the evidence "
+    "the target shares with its look-alikes cancels and what differs remains (paper, Eq. 7-8). "
+    "The bird world makes this checkable: look-alike species differ on a few named parts "
+    "(beak, crest, wing, ...), and the masks of those parts are the ground-truth discriminative "
+    "region that the Disc. energy and Part PG columns score.")
+
+
+def _change(diff: dict) -> str:
+    """A paired difference as a word and its numbers: up / down beyond two standard errors."""
+    m, se = diff["mean"], diff["se"]
+    word = "up" if m > 2 * se else "down" if m < -2 * se else "no change"
+    return f"{word} ({m:+.3f} \u00b1 {se:.3f})"
+
+
+def _finding(scores: dict, models: list[_Model]) -> str:
+    """The run's main finding, from its paired differences with one reference: where Finer moves
+    the box energy beyond two standard errors, and how far the maps move elsewhere."""
+    up, down, same = [], [], []
+    for model in models:
+        for key, label in METHODS:
+            d = scores[model.key][key]["nearest"]["diff"]["loc"]
+            corr = scores[model.key][key]["nearest"]["map_correlation"]
+            name = f"{model.label} {label} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
+            (up if d["mean"] > 2 * d["se"] else down if d["mean"] < -2 * d["se"]
+             else same).append((name, corr))
+
+    def names(group):
+        return ", ".join(n for n, _ in group) or "none"
+
+    text = (f"Main finding of this run (one reference, Finer minus baseline over the same images): "
+            f"Finer moves more of the map's energy into the bird's box for {names(up)}; less for "
+            f"{names(down)}; no difference beyond two standard errors for {names(same)}.")
+    for model in models:
+        corr = [scores[model.key][key]["nearest"]["map_correlation"] for key, _ in METHODS]
+        text += (f" The {model.label}'s Finer maps correlate {min(corr):.2f} to {max(corr):.2f} "
+                 "with its baseline maps.")
+    return text + (" docs/benchmark.md reads the full run method by method and shows that a "
+                   "gain of the shipped ViT is one trained model's, not the ViT's: other "
+                   "checkpoints of the same architecture range from losses to gains.")
+
+
+def _column_definitions(meta: dict) -> list[tuple[str, str]]:
+    """What each column of the tables means, written where the tables appear."""
+    return [
+        ("Del. \u2193", f"deletion AUC: the target's probability as the map's top pixels are set "
+         f"to 0 in {meta['steps']} steps, area under that curve; lower is better (the map found "
+         "the evidence)."),
+        ("RD@5%, RD@10%", "relative confidence drop (paper, Eq. 10) after deleting the map's top "
+         "5 % / 10 % of pixels: the target's probability drop minus the nearest reference's, "
+         "(p_c - p*_c) - (p_d - p*_d). Each drop lies in [-1, 1], so RD lies in [-2, 2]; it "
+         "exceeds 1 when the deletion takes most of the target's probability and the reference "
+         "gains."),
+        ("Loc. (box)", "the paper's energy pointing game: the share of the map's energy inside "
+         "the bird's bounding box."),
+        ("Disc. energy", "the share of the map's energy inside the ground-truth discriminative "
+         "region: the visible parts whose attributes differ between the target and its "
+         "reference(s)."),
+        ("Part PG", "pointing game on that region: the share of maps whose maximum lies in it."),
+        ("empty maps", "maps the ReLU emptied (zero everywhere, marked \"empty map\" in the "
+         "figures); their energy is undefined and left out of the means."),
+    ]
+
+
 def _setup_text(plan: _Plan, seed: int) -> str:
     return (f"{plan.images} test images of the bird world (seed {seed}), 16 species in 4 "
             f"families; both embedded models; gamma = {GAMMA}; references = the classes with the "
@@ -625,6 +727,9 @@ def _write_report(args, plan: _Plan, models, runs, scores, x, batch, meta: dict)
     out = Path(args.out)
     report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
     with progress_bar(total=len(models) * 4, desc="figures", unit="fig", file=sys.stderr) as bar:
+        report.heading("What Finer-CAM shows, and what this run found")
+        report.text(WHAT_FINER_SHOWS)
+        report.text(_finding(scores, models), highlight=True)
         report.text(_setup_text(plan, args.seed))
         meta["accuracy"], meta["same_family_references"] = {}, {}
         for model in models:

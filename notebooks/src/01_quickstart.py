@@ -45,14 +45,16 @@ print(exp)
 print("references of image 0:", [data.class_names[r] for r in exp.references[0]])
 
 # %% [markdown]
-# `exp.maps` are (N, H, W) in [0, 1] at the input size; `exp.baseline()` is the plain Grad-CAM of
-# the target logit (gamma = 0), computed from the same stored weights.
+# `exp.maps` are (N, H, W) in [0, 1] at the input size, each compared with the image's three
+# references at once (Eq. 8); `exp.baseline()` is the plain Grad-CAM of the target logit
+# (gamma = 0), computed from the same stored weights.
 
 # %%
 base = exp.baseline()
 n = 0
-viz.compare(images[n], {"Grad-CAM": base.maps[n], "Finer-CAM": exp.maps[n]},
-            title=f"{data.class_names[labels[n]]} vs {data.class_names[exp.references[n, 0]]}")
+names = ", ".join(data.class_names[r] for r in exp.references[n])
+viz.compare(images[n], {"Grad-CAM": base.maps[n], "Finer-CAM (3 references)": exp.maps[n]},
+            title=f"{data.class_names[labels[n]]} vs its 3 nearest classes: {names}")
 
 # %% [markdown]
 # ## 2. Recombine without recomputing
