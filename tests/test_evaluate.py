@@ -495,7 +495,7 @@ def test_progress_counts_images_with_an_eta_and_the_plan_comes_first(capsys):
     plan = err[: err.index("evaluate:  ")] if "evaluate:  " in err else err
     assert "evaluate: 10 images, 6 rows (Grad-CAM, Layer-CAM, Score-CAM), 16 images per forward" in plan
     # 16 x 16 images, 4 steps: masked counts 13, 26 (RD), 64, 128, 192, 256 (deletion)
-    assert "per image: 3 maps (a forward and a backward each), 1 forward for the logits, " \
+    assert "per image: 3 maps (a forward and a backward each), " \
            "42 forwards for RD and deletion (6 rows x 7), 8 forwards for Score-CAM (8 channels)" in plan
     assert re.search(r"one forward: [0-9.]+ ms per image -> about [0-9.e-]+ s per image, "
                      r"\d+ s for 10 images", plan)

@@ -698,9 +698,8 @@ def _chunk_size(net, look: _FirstLook, chunk_size, cost: RunCost) -> int:
 def _run_cost(cfg: _Config, look: _FirstLook, images: int) -> RunCost:
     pixels = int(look.example.shape[-1] * look.example.shape[-2])
     rows = len(_settings(cfg))
-    forwards = {"the logits": 1,
-                f"RD and deletion ({rows} rows x {1 + _masked_counts(cfg, pixels)})":
-                    rows * (1 + _masked_counts(cfg, pixels))}
+    per_row = 1 + _masked_counts(cfg, pixels)  # the unmasked image and each masked count
+    forwards = {f"RD and deletion ({rows} rows x {per_row})": rows * per_row}
     if "scorecam" in cfg.methods:
         forwards[f"Score-CAM ({look.channels} channels)"] = look.channels
     return RunCost(images, len(cfg.methods), forwards, look.seconds_per_image)
@@ -760,16 +759,18 @@ def _evaluate_batch(job: _Job, batch, indices) -> list[dict]:
     images = torch.stack(xs).to(job.device)
     labels = np.array(labels, dtype=np.int64)
     n, _, h, w = images.shape
-    with torch.no_grad():
-        logits = metrics._logits(job.net(images)).double().cpu().numpy()
-    targets = labels if cfg.target == "label" else logits.argmax(1)
+    # the first method's forward gives the logits (and, for target="predicted", the targets)
+    first, *others = cfg.methods
+    explained = {first: job.cams[first](images, targets=labels if cfg.target == "label" else None)}
+    logits = np.asarray(explained[first].logits, dtype=np.float64)
+    targets = labels if cfg.target == "label" else np.asarray(explained[first].targets)
+    explained.update({m: job.cams[m](images, targets=targets) for m in others})
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([r is not None for r in regions])
     masks = (np.stack([_region_mask(r, h, w) for r in regions if r is not None])
              if has_region.any() else None)
     records = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
                 "compare_to": int(compare[j]), "metrics": {}} for j, i in enumerate(indices)]
-    explained = {m: job.cams[m](images, targets=targets) for m in cfg.methods}
     for name, method, kw in job.settings:
         maps = _setting_maps(explained[method], kw)
         res = metrics.evaluate_maps(job.net, images, maps, targets, compare,
