@@ -40,7 +40,14 @@ class _NoBar:
 
 def progress_bar(*, show: bool = True, **kwargs: Any):
     """A tqdm bar built with ``kwargs`` when ``show``, else a do-nothing stand-in (tqdm not
-    imported at all)."""
+    imported at all). The runners count images (``unit="img"``), so the bar's rate and ETA are
+    per image.
+
+    >>> with progress_bar(show=False, total=10, unit="img") as bar:
+    ...     bar.update(4)
+    >>> type(bar).__name__
+    '_NoBar'
+    """
     if not show:
         return _NoBar()
     if importlib.util.find_spec("ipywidgets") is not None:
