@@ -548,3 +548,22 @@ def test_keep_freed_memory_stops_the_page_faults_of_large_blocks():
     assert applied == "True", r.stderr                  # glibc, as on the CI machine
     assert int(plain) >= 2 * 16384 * 0.9                # 2 x 64 MiB of fresh 4 KiB pages
     assert int(again) < 0.05 * int(plain)               # once kept, the block is reused
+
+
+def test_input_options_through_the_command(tmp_path, capsys):
+    root = _folder(tmp_path)
+    argv = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--data", str(root),
+            "--methods", "gradcam", "--steps", "4", "--batch-size", "4", "--chunk-size", "16",
+            "--target", "predicted", "--no-progress"]
+    kw = {**FAST, "target": "predicted"}
+    for options, given in ((["--size", "16", "--mean", "0.5", "--std", "0.25,0.25,0.25"],
+                            {"size": 16, "mean": [0.5], "std": [0.25] * 3}),
+                           (["--transform", "evalkit:halves"], {"transform": evalkit.halves})):
+        out = tmp_path / options[0].strip("-")
+        assert cli_main([*argv, *options, "--out", str(out)]) == 0
+        want = evaluate(evalkit.model(), evalkit.LAYER, str(root), **kw, **given)
+        got = json.loads((out / "table.json").read_text())["rows"]
+        assert got == json.loads(json.dumps(want.rows))
+    capsys.readouterr()
+    assert cli_main([*argv, "--size", "16", "--transform", "evalkit:halves"]) == 2
+    assert "--transform does its own" in capsys.readouterr().err
