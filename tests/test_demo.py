@@ -140,7 +140,7 @@ def test_embedded_cnn_by_default_through_the_cli(tmp_path):
                 assert np.asarray(im).std() > 5
     r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
                        capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_the_page_reads_on_its_own(quick):
