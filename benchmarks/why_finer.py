@@ -25,17 +25,8 @@ import torch
 
 import finercam
 from finercam import metrics
+from finercam.apps.demo import mean_map_correlation
 from finercam.world import datasets, models
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    x = a.reshape(len(a), -1).astype(np.float64)
-    y = b.reshape(len(b), -1).astype(np.float64)
-    x -= x.mean(1, keepdims=True)
-    y -= y.mean(1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
-    ok = den > 0
-    return float(np.mean((x * y).sum(1)[ok] / den[ok]))
 
 
 def main() -> None:
@@ -66,9 +57,10 @@ def main() -> None:
             rows = np.arange(len(x))
             gap = float(np.median(exp.logits[rows, labels.numpy()] - exp.logits[rows, ref]))
             grid = "x".join(str(s) for s in base.raw_maps.shape[1:])
-            print(f"{name:5} {layer:16} {grid:>6} {_corr(base.raw_maps, other.raw_maps):11.3f} "
-                  f"{_corr(base.maps, finer.maps):16.3f} {e_base:11.3f} {e_finer:12.3f} "
-                  f"{ratio:9.3f} {gap:9.2f}")
+            corr_ref = mean_map_correlation(base.raw_maps, other.raw_maps)
+            corr_finer = mean_map_correlation(base.maps, finer.maps)
+            print(f"{name:5} {layer:16} {grid:>6} {corr_ref:11.3f} {corr_finer:16.3f} "
+                  f"{e_base:11.3f} {e_finer:12.3f} {ratio:9.3f} {gap:9.2f}")
 
 
 if __name__ == "__main__":

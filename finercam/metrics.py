@@ -128,7 +128,14 @@ def top_count(fraction: float, n_pix: int) -> int:
     return max(1, math.ceil(round(check_fraction(fraction) * n_pix, 6)))
 
 
-def _deletion_counts(steps: int, n_pix: int) -> np.ndarray:
+def deletion_counts(steps: int, n_pix: int) -> np.ndarray:
+    """How many pixels the deletion curve has removed at each of its ``steps + 1`` points:
+    :math:`\lceil k \, P / s \rceil` for :math:`k = 0 \ldots s` (``P = n_pix``, ``s = steps``),
+    exact in integers. The runner reads it to count the distinct masked images a map costs.
+
+    >>> deletion_counts(4, 10).tolist()
+    [0, 3, 5, 8, 10]
+    """
     k = np.arange(steps + 1, dtype=np.int64)
     return -((-k * n_pix) // steps)  # exact ceil(k * n_pix / steps)
 
@@ -342,7 +349,7 @@ def deletion_auc(model, images, maps, targets=None, steps: int = 20, baseline=0.
     steps = check_int(steps, "steps")
     images, m, t, d, bs, p0 = _prepare(model, images, maps, targets, compare_to, batch_size)
     n, _, h, w = images.shape
-    counts = _deletion_counts(steps, h * w)
+    counts = deletion_counts(steps, h * w)
     p = _masked_probs(model, images, m, counts, baseline, bs, p0)
     rows = np.arange(n)
     x = np.arange(steps + 1, dtype=np.float64) / steps
@@ -458,7 +465,7 @@ def evaluate_maps(model, images, maps, targets, compare_to=None, *,
     images, m, t, d, bs, p0 = _prepare(model, images, maps, targets, compare_to, batch_size)
     n, _, h, w = images.shape
     frac_counts = [top_count(f, h * w) for f in fracs]
-    del_counts = _deletion_counts(steps, h * w) if steps else np.zeros(0, np.int64)
+    del_counts = deletion_counts(steps, h * w) if steps else np.zeros(0, np.int64)
     counts = np.concatenate([[0], frac_counts, del_counts]).astype(np.int64)
     p = _masked_probs(model, images, m, counts, baseline, bs, p0)
     rows = np.arange(n)

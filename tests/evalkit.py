@@ -41,16 +41,20 @@ def dataset() -> BoxDataset:
     return BoxDataset()
 
 
-def cli_child(argv: list, env: dict) -> None:
-    """A child process's entry point: the ``finercam`` command with ``env`` added to the
-    environment; exits with the command's status."""
+def killed_child(out: str, after: int) -> None:
+    """A child process's entry point: the runner on this model and data set (the settings of
+    the tests' ``CLI`` command), SIGKILLed by itself once ``after`` images are recorded."""
     import os
-    import sys
+    import signal
 
-    from finercam.apps.cli import main
+    from finercam.apps.evaluate import evaluate
 
-    os.environ.update(env)
-    sys.exit(main(argv))
+    def kill(recorded: int) -> None:
+        if recorded >= after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    evaluate(model(), LAYER, dataset(), methods=["gradcam"], steps=4, batch_size=4, chunk_size=16,
+             out_dir=out, progress=False, verbose=False, after_batch=kill)
 
 
 if __name__ == "__main__":  # `torchrun --run-path tests/evalkit.py evaluate ...`
@@ -61,3 +65,43 @@ if __name__ == "__main__":  # `torchrun --run-path tests/evalkit.py evaluate ...
     status = main()
     if status:  # a clean return hands the launcher its value; only a failure exits
         sys.exit(status)
+
+
+# --- a colour classifier with many classes, for the class-mapping checks --------------------------
+
+COLOUR_CLASSES = 40
+#: The model's class of each colour (its logit 10 above the rest).
+COLOUR_IDS = {"red": 37, "green": 12, "blue": 25}
+
+
+def colour_model() -> torch.nn.Module:
+    """A per-channel mean, then a linear layer that gives each pure colour its class of
+    ``COLOUR_IDS``; the other logits rise slowly with the class id, so that the low ids (the
+    sorted-folder default) are never among the top 5 of a pure colour."""
+    conv = torch.nn.Conv2d(3, 3, 1, bias=False)
+    linear = torch.nn.Linear(3, COLOUR_CLASSES)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3)[:, :, None, None])
+        linear.weight.zero_()
+        linear.bias.copy_(0.01 * torch.arange(COLOUR_CLASSES, dtype=torch.float32))
+        for channel, name in enumerate(("red", "green", "blue")):
+            linear.weight[COLOUR_IDS[name], channel] = 10.0
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), linear)
+
+
+def colour_names() -> list:
+    """The colour model's class names in output order: the colours at their ids."""
+    names = [f"class {k}" for k in range(COLOUR_CLASSES)]
+    for name, k in COLOUR_IDS.items():
+        names[k] = name
+    return names
+
+
+def halves(image):
+    """A ``--transform`` for the tests: 16 x 16, pixels in [0, 1] scaled to [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    x = torch.from_numpy(np.asarray(image.resize((16, 16), Image.BILINEAR), np.float32) / 255.0)
+    return (x.permute(2, 0, 1) - 0.5) / 0.5

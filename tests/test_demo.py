@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -70,7 +71,7 @@ def test_accuracy_and_part_shares_against_direct_computation(quick):
             assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6), kind
     for key in ("cnn", "vit"):
         for method in ("gradcam", "layercam", "scorecam"):
-            for setting in ("t1", "t3"):
+            for setting in ("nearest", "aggregated"):
                 for kind in ("base", "finer"):
                     row = res["scores"][key][method][setting][kind]
                     for col in ("loc", "energy", "pointing"):
@@ -104,7 +105,7 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
     for i, m in enumerate(maps):
         inside = m[y0[i]:y1[i], x0[i]:x1[i]].sum(dtype=np.float64)
         energy.append(inside / m.sum(dtype=np.float64))
-    got = res["scores"]["cnn"]["gradcam"]["t1"]["base"]["loc"]
+    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["loc"]
     assert got == pytest.approx(float(np.mean(energy)), abs=2e-4)
 
 
@@ -140,3 +141,46 @@ def test_embedded_cnn_by_default_through_the_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "finercam", "explain", str(tmp_path / "none.jpg")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_page_reads_on_its_own(quick):
+    """A first section with what Finer-CAM shows and the run's finding, computed from its own
+    paired differences; every column defined before the tables; why RD can exceed 1."""
+    out, _ = quick
+    html = (out / "index.html").read_text()
+    res = json.loads((out / "results.json").read_text())
+    first = html.index("<h2>")
+    assert html[first:].startswith("<h2>What Finer-CAM shows, and what this run found</h2>")
+    finding = unescape(re.search(r'<p class="finding">(.*?)</p>', html).group(1))
+    groups = {"up": finding[finding.index("into the bird's box for"):finding.index("; less for")],
+              "down": finding[finding.index("; less for"):finding.index("; no difference")],
+              "same": finding[finding.index("; no difference"):finding.index(" The CNN's")]}
+    # the oracle: the verdict of every model x method, recomputed from results.json
+    for key, label in (("cnn", "CNN"), ("vit", "ViT")):
+        for method, name in (("gradcam", "Grad-CAM"), ("layercam", "Layer-CAM"),
+                             ("scorecam", "Score-CAM")):
+            d = res["scores"][key][method]["nearest"]["diff"]["loc"]
+            entry = f"{label} {name} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
+            group = ("up" if d["mean"] > 2 * d["se"] else
+                     "down" if d["mean"] < -2 * d["se"] else "same")
+            assert entry in groups[group], (entry, group, finding)
+    before_tables = html[:html.index("<table>")]
+    for term in ("Del. \u2193", "RD@5%, RD@10%", "Loc. (box)", "Disc. energy", "Part PG",
+                 "empty maps"):
+        assert f"<dt>{term}</dt>" in before_tables
+    assert "so RD lies in [-2, 2]; it exceeds 1" in html
+    assert html.count("<dl>") == 2   # before each model's tables
+
+
+def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
+    from finercam.apps import viz
+    from finercam.apps.demo import _finish_overlays
+
+    img = np.zeros((8, 8, 3))
+    full, empty = np.linspace(0, 1, 64).reshape(8, 8), np.zeros((8, 8))
+    fig = viz.panel_grid([[img, viz.overlay(img, full), viz.overlay(img, empty)]])
+    _finish_overlays(fig, [[None, full, empty]])
+    texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:3]]
+    assert texts == [[], [], ["empty map"]]
+    bar = fig.axes[3]                              # the colour scale, 0 to 1
+    assert bar.get_ylabel() == "map value (min-max per map)" and bar.get_ylim() == (0.0, 1.0)

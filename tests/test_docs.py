@@ -118,10 +118,13 @@ def test_notebooks_match_their_sources():
     sources = sorted((ROOT / "notebooks" / "src").glob("*.py"))
     assert [s.stem for s in sources] == [n.stem for n in NOTEBOOKS]
     for src, nb in zip(sources, NOTEBOOKS):
-        assert nb.read_text() == make_notebooks.render(src.read_text()), (
-            f"{nb.name} differs from {src.name}: run python tools/make_notebooks.py")
-        cells = json.loads(nb.read_text())["cells"]
-        assert all(not c.get("outputs") for c in cells), f"{nb.name} has committed outputs"
+        committed = json.loads(nb.read_text())
+        # the cells' sources only: the committed outputs differ from run to run (timings)
+        assert make_notebooks.sources(committed) == \
+            make_notebooks.sources(json.loads(make_notebooks.render(src.read_text()))), (
+            f"{nb.name} differs from {src.name}: run python tools/make_notebooks.py --execute")
+        code = [c for c in committed["cells"] if c["cell_type"] == "code"]
+        assert all(c["execution_count"] for c in code), f"{nb.name} is committed without outputs"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The evaluation runner: numbers, resumption after a real kill, torchrun, unreadable files."""
 import json
 import math
+import re
 import os
 import signal
 import sys
@@ -14,16 +15,18 @@ import finercam
 from finercam import metrics
 from finercam.apps.cli import main as cli_main
 from finercam.apps.evaluate import ImageFolder, evaluate
+from finercam.apps.inputs import default_transform
 
 sys.path.insert(0, str(Path(__file__).parent))
 import evalkit  # noqa: E402
 
-FAST = dict(methods=["gradcam"], steps=4, batch_size=4, progress=False, verbose=False)
+FAST = dict(methods=["gradcam"], steps=4, batch_size=4, chunk_size=16, progress=False,
+            verbose=False)
 
 
 CLI = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--data",
        "evalkit:dataset", "--methods", "gradcam", "--steps", "4", "--batch-size", "4",
-       "--no-progress"]
+       "--chunk-size", "16", "--no-progress"]
 
 
 def test_rows_are_means_of_per_image_metrics_computed_directly(tmp_path):
@@ -97,9 +100,8 @@ def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
                     **FAST)
     out = tmp_path / "killed"
     argv = [*CLI, "--out", str(out)]
-    # a real process, SIGKILLed by the runner's test hook after the batch that reaches 6 images
-    child = FORKSERVER.Process(target=evalkit.cli_child,
-                                  args=(argv, {"FINERCAM_EVAL_KILL_AFTER": "6"}))
+    # a real process, SIGKILLed after the batch that reaches 6 images (its after_batch callback)
+    child = FORKSERVER.Process(target=evalkit.killed_child, args=(str(out), 6))
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL
@@ -171,20 +173,20 @@ def _folder(tmp_path):
 
 def test_image_folder_reports_unreadable_files_and_scales_boxes(tmp_path, capsys):
     root = _folder(tmp_path)
-    ds = ImageFolder(root, image_size=16)
+    ds = ImageFolder(root, transform=default_transform(16))
     assert ds.classes == ["alpha", "beta"] and len(ds) == 8
     x, label, box = ds[0]
     assert x.shape == (3, 16, 16) and label == 0
     assert box.tolist() == [0.0, 0.0, 8.0, 8.0]   # 24x20 -> 16x16
     from PIL import Image
 
-    raw = ImageFolder(root, image_size=16, normalize=False)[0][0]
+    raw = ImageFolder(root, transform=default_transform(16, (0.0,) * 3, (1.0,) * 3))[0][0]
     want = np.asarray(Image.open(root / "alpha" / "0.png").convert("RGB")
                       .resize((16, 16), Image.BILINEAR), np.float32) / 255
     np.testing.assert_allclose(raw.permute(1, 2, 0).numpy(), want, atol=1e-7)
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(x, (raw - mean[:, None, None]) / std[:, None, None])
-    res = evaluate(evalkit.model(), evalkit.LAYER, str(root), image_size=16,
+    res = evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16,
                    **{**FAST, "verbose": True})
     printed = capsys.readouterr().out
     assert res.n_images == 6 and len(res.skipped) == 2
@@ -231,7 +233,11 @@ class _DictInfo(torch.utils.data.Dataset):
 def test_dict_info_items_and_dataset_classes_by_import_string():
     from finercam.apps.evaluate import _resolve_dataset
 
-    assert isinstance(_resolve_dataset("evalkit:BoxDataset", None, 16, True), evalkit.BoxDataset)
+    from finercam.apps.inputs import load_model
+
+    none = {"size": None, "mean": None, "std": None, "transform": None}
+    assert isinstance(_resolve_dataset("evalkit:BoxDataset", load_model(evalkit.model()), none, None),
+                      evalkit.BoxDataset)
     plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
     info = evaluate(evalkit.model(), evalkit.LAYER, _DictInfo(), **FAST)
     assert info.rows == plain.rows and "energy" in info.rows[0]
@@ -321,3 +327,243 @@ def test_progress_bars_emit_no_tqdm_warning_in_a_kernel_without_ipywidgets(kerne
     bar.close()
     hidden = progress_bar(show=False, total=1)
     hidden.update(1), hidden.close()
+
+
+# --- classes, inputs, costs (issue 17) -------------------------------------------------------------
+
+
+def _colour_folder(tmp_path, colours=("red", "green")):
+    from PIL import Image
+
+    root = tmp_path / "colours"
+    rgb = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+    for name in colours:
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            colour = rgb[name.lower().split("_")[-1]]
+            Image.new("RGB", (12 + i, 10), colour).save(root / name / f"{i}.png")
+    return root
+
+
+def test_folder_labels_far_from_the_model_stop_the_run_before_anything_is_written(tmp_path):
+    root, out = _colour_folder(tmp_path), tmp_path / "out"
+    model = evalkit.colour_model()
+    # the oracle: the model gives each colour its COLOUR_IDS class; sorted folders give 0 and 1
+    with torch.no_grad():
+        red = model(torch.tensor([1.0, 0.0, 0.0])[None, :, None, None].expand(1, 3, 4, 4))
+    assert red.argmax().item() == evalkit.COLOUR_IDS["red"]
+    assert not {0, 1} & set(red.topk(5).indices[0].tolist())
+    with pytest.raises(ValueError) as err:
+        evaluate(model, "0", str(root), out_dir=out, **FAST)
+    message = str(err.value)
+    assert "0 of the first 4 images" in message and "sorted folder names" in message
+    assert "--labels" in message and "--target predicted" in message
+    assert not out.exists()
+    # a labels file maps the folders to the model's classes: the run goes on
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(evalkit.colour_names()) + "\n")
+    res = evaluate(model, "0", str(root), out_dir=out, labels=str(names), **FAST)
+    recs = [json.loads(l) for l in (out / "per_image.jsonl").read_text().splitlines()[1:]]
+    assert [r["label"] for r in recs] == [12, 12, 37, 37]   # green, green, red, red
+    assert [r["target"] for r in recs] == [12, 12, 37, 37] and res.n_images == 4
+    # --target predicted needs no mapping either
+    assert evaluate(model, "0", str(root), target="predicted", **FAST).n_images == 4
+
+
+def test_labels_must_name_every_folder_and_match_the_class_count(tmp_path, capsys):
+    root = _colour_folder(tmp_path, ("red", "Dark_Green"))
+    names = evalkit.colour_names()
+    names[12] = "dark green"                  # matched ignoring case and "_" vs " "
+    res = evaluate(evalkit.colour_model(), "0", str(root), labels=names, target="predicted",
+                   **FAST)
+    assert res.n_images == 4
+    with pytest.raises(ValueError, match="not among the 40 class names: 'Dark_Green'"):
+        evaluate(evalkit.colour_model(), "0", str(root), labels=evalkit.colour_names(), **FAST)
+    with pytest.raises(ValueError, match="labels holds 3 names but the model has 40 classes"):
+        evaluate(evalkit.colour_model(), "0", str(root), labels=["a", "b", "c"], **FAST)
+    bad = tmp_path / "short.txt"
+    bad.write_text("a\nb\n")
+    argv = ["evaluate", "--model", "evalkit:colour_model", "--layer", "0", "--data", str(root),
+            "--labels", str(bad), "--out", str(tmp_path / "cli"), "--no-progress"]
+    assert cli_main(argv) == 2
+    assert "2 names but the model has 40 classes" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
+
+
+class _Softmaxed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = evalkit.model()
+
+    def forward(self, x):
+        return self.net(x).softmax(1)
+
+
+def test_probability_outputs_warn(tmp_path):
+    with pytest.warns(UserWarning, match="probabilities"):
+        evaluate(_Softmaxed(), "net.2", evalkit.BoxDataset(n=4), **FAST)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # logits: no warning
+        evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
+
+
+class _OneOutput(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = evalkit.model()
+        self.head = torch.nn.Linear(evalkit.CLASSES, 1)
+
+    def forward(self, x):
+        return self.head(self.net(x))
+
+
+@pytest.mark.parametrize("model,layer,match", [
+    (evalkit.model, "6", "target_layer '6' gives outputs of shape \\(4, 5\\)"),   # the Linear
+    (_OneOutput, "net.2", "at least 2"),
+    (evalkit.model, "9", "9")])
+def test_no_output_folder_before_the_first_logits(tmp_path, model, layer, match):
+    """README: errors stop a run before anything is written (a layer without a feature map,
+    a one-output model, a layer that does not exist)."""
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(ValueError, match=match):
+        evaluate(model(), layer, evalkit.BoxDataset(n=4), out_dir=out, **FAST)
+    assert not (tmp_path / "deep").exists()
+
+
+def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
+    from PIL import Image
+
+    root = _folder(tmp_path)
+    paths = [p for p, _ in ImageFolder(root).samples]
+    # the oracle: the same images preprocessed by hand, given as a Dataset
+    def by_hand(mean, std):
+        out = []
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    a = np.asarray(im.convert("RGB").resize((16, 16), Image.BILINEAR), np.float32)
+            except OSError:
+                continue
+            out.append(torch.from_numpy((a / 255 - mean) / std).permute(2, 0, 1))
+        return out
+
+    def given(images):  # a list of (image, label) is a data set too
+        return [(x, i % 2) for i, x in enumerate(images)]
+
+    kw = {**FAST, "target": "predicted"}
+    want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.25)), **kw)
+    got = evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, mean=[0.5], std=[0.25],
+                   **kw)
+    assert got.n_images == want.n_images == 6
+    for a, b in zip(got.rows, want.rows):
+        np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
+                                   [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-6)
+    halves = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform="evalkit:halves", **kw)
+    want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.5)), **kw)
+    np.testing.assert_allclose(halves.rows[0]["rd@0.05"], want.rows[0]["rd@0.05"], atol=1e-6)
+    with pytest.raises(ValueError, match="--transform does its own"):
+        evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, transform="evalkit:halves",
+                 **kw)
+    with pytest.raises(ValueError, match="size: the preprocessing options apply to a folder"):
+        evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=2), size=16, **kw)
+
+
+def test_built_in_models_read_folders_with_their_own_preprocessing(tmp_path):
+    from PIL import Image
+
+    from finercam.apps.evaluate import _model_inputs, _resolve_dataset
+
+    root = _folder(tmp_path)
+    none = {"size": None, "mean": None, "std": None, "transform": None}
+    for name, size in (("cnn", 96), ("vit", 96)):
+        found = _model_inputs(name, None, none, None)
+        x = _resolve_dataset(str(root), found, none, None)[0][0]
+        want = np.asarray(Image.open(root / "alpha" / "0.png").convert("RGB")
+                          .resize((size, size), Image.BILINEAR), np.float32) / 255
+        np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), want, atol=1e-6)  # [0, 1] pixels
+
+
+def test_progress_counts_images_with_an_eta_and_the_plan_comes_first(capsys):
+    evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(),
+             **{**FAST, "progress": True, "verbose": True, "methods": None})
+    err = capsys.readouterr().err
+    bar = err.split("\r")[-1]
+    assert "10/10" in bar and "img" in bar and "3/3" not in err
+    assert re.search(r"\d+/10 \[[0-9:]+<[0-9:?]+", err)          # elapsed<remaining
+    plan = err[: err.index("evaluate:  ")] if "evaluate:  " in err else err
+    assert "evaluate: 10 images, 6 rows (Grad-CAM, Layer-CAM, Score-CAM), 16 images per forward" in plan
+    # 16 x 16 images, 4 steps: masked counts 13, 26 (RD), 64, 128, 192, 256 (deletion)
+    assert "per image: 3 maps (a forward and a backward each), " \
+           "42 forwards for RD and deletion (6 rows x 7), 8 forwards for Score-CAM (8 channels)" in plan
+    assert re.search(r"one forward: [0-9.]+ ms per image -> about [0-9.e-]+ s per image, "
+                     r"\d+ s for 10 images", plan)
+
+
+def test_chunk_size_reaches_every_masked_forward(monkeypatch):
+    seen = []
+    real = metrics.evaluate_maps
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "evaluate_maps", spy)
+    evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 3})
+    assert seen == [3, 3]
+    from finercam.apps.evaluate import _chunk_size, _FirstLook
+    from finercam.apps.progress import RunCost
+
+    look = _FirstLook(1e-3, 8, torch.zeros(3, 16, 16))
+    short = RunCost(images=10, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
+    long = RunCost(images=10_000, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
+    # a short run is not worth a calibration: the rule, powers of two up to 8 MiB of input, <= 64
+    assert _chunk_size(evalkit.model().eval(), look, None, short) == 64
+    assert _chunk_size(evalkit.model().eval(), look, None, long) in (4, 8, 16, 32, 64, 128, 256)
+    assert _chunk_size(evalkit.model().eval(), look, 5, long) == 5
+    with pytest.raises(ValueError, match="chunk_size"):
+        evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 0})
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_large_blocks():
+    """The oracle: the kernel's own count of minor page faults, in a fresh process, for a
+    64 MiB tensor allocated, written and freed twice, before and after the call (the first
+    time after it grows the heap, the next reuses it)."""
+    import subprocess
+
+    code = (
+        "import resource, torch\n"
+        "from finercam.apps.progress import keep_freed_memory\n"
+        "def faults():\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for _ in range(2):\n"
+        "        a = torch.empty(2**24).fill_(1.0); del a\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
+        "plain = faults()\n"
+        "print(keep_freed_memory(), plain, faults(), faults())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)))
+    applied, plain, first, again = r.stdout.split()
+    assert applied == "True", r.stderr                  # glibc, as on the CI machine
+    assert int(plain) >= 2 * 16384 * 0.9                # 2 x 64 MiB of fresh 4 KiB pages
+    assert int(again) < 0.05 * int(plain)               # once kept, the block is reused
+
+
+def test_input_options_through_the_command(tmp_path, capsys):
+    root = _folder(tmp_path)
+    argv = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--data", str(root),
+            "--methods", "gradcam", "--steps", "4", "--batch-size", "4", "--chunk-size", "16",
+            "--target", "predicted", "--no-progress"]
+    kw = {**FAST, "target": "predicted"}
+    for options, given in ((["--size", "16", "--mean", "0.5", "--std", "0.25,0.25,0.25"],
+                            {"size": 16, "mean": [0.5], "std": [0.25] * 3}),
+                           (["--transform", "evalkit:halves"], {"transform": evalkit.halves})):
+        out = tmp_path / options[0].strip("-")
+        assert cli_main([*argv, *options, "--out", str(out)]) == 0
+        want = evaluate(evalkit.model(), evalkit.LAYER, str(root), **kw, **given)
+        got = json.loads((out / "table.json").read_text())["rows"]
+        assert got == json.loads(json.dumps(want.rows))
+    capsys.readouterr()
+    assert cli_main([*argv, "--size", "16", "--transform", "evalkit:halves"]) == 2
+    assert "--transform does its own" in capsys.readouterr().err

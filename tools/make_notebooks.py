@@ -2,11 +2,15 @@
 
 A source is plain Python in the "percent" format: a line ``# %%`` starts a code cell, a line
 ``# %% [markdown]`` starts a Markdown cell whose lines are comments (``# `` is stripped). The
-notebooks are written without outputs; tests/test_docs.py checks they match their sources and
-runs each of them top to bottom.
+notebooks are committed with their outputs, so that a reader on GitHub sees the results:
+``--execute`` writes each notebook and runs it top to bottom in a kernel of this interpreter,
+keeping the outputs (execution timestamps dropped). tests/test_docs.py checks that the cells of
+each notebook equal its source (the sources only: outputs may differ from run to run) and runs
+each of them again.
 
-    python tools/make_notebooks.py          # rewrite every notebook
-    python tools/make_notebooks.py --check  # exit 1 if a notebook differs from its source
+    python tools/make_notebooks.py --execute  # rewrite and run every notebook (commit these)
+    python tools/make_notebooks.py            # rewrite every notebook, without outputs
+    python tools/make_notebooks.py --check    # exit 1 if a notebook's cells differ from its source
 """
 from __future__ import annotations
 
@@ -64,6 +68,38 @@ def render(text: str) -> str:
     return json.dumps(notebook(text), indent=1, ensure_ascii=False) + "\n"
 
 
+def sources(nb: dict) -> list[tuple[str, str]]:
+    """The (cell type, source) of every cell: what must equal the source file."""
+    return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+
+
+def execute(path: Path) -> None:
+    """Run the notebook at ``path`` in a kernel of this interpreter (the package importable,
+    matplotlib's inline backend) and write it back with its outputs."""
+    import os
+    import tempfile
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory() as jupyter:
+        spec = Path(jupyter) / "kernels" / "python3"
+        spec.mkdir(parents=True)
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                              if p)}
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "finercam", "language": "python", "env": env}))
+        os.environ.update(JUPYTER_PATH=jupyter, JUPYTER_PLATFORM_DIRS="1")
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        cell.get("metadata", {}).pop("execution", None)  # timestamps: noise in every diff
+    nb.metadata.pop("widgets", None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
@@ -71,12 +107,15 @@ def main(argv: list[str]) -> int:
         target = OUT / (src.stem + ".ipynb")
         text = render(src.read_text())
         if check:
-            if not target.exists() or target.read_text() != text:
+            if not target.exists() or sources(json.loads(target.read_text())) != \
+                    sources(json.loads(text)):
                 stale.append(target.name)
         else:
             target.write_text(text)
+            if "--execute" in argv:
+                execute(target)
     if stale:
-        print("out of date (run python tools/make_notebooks.py):", ", ".join(stale))
+        print("out of date (run python tools/make_notebooks.py --execute):", ", ".join(stale))
         return 1
     return 0
 

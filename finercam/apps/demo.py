@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,13 @@ MODELS = (("cnn", "CNN"), ("vit", "ViT"))
 GAMMA = 0.6
 NUM_REFERENCES = 3
 GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-SETTINGS = (("t1", "single reference (T = 1, nearest logit)"),
-            ("t3", "3 references (T = 3, aggregated, the paper's default)"))
+#: The Finer settings: (key in results.json, short label, title). "nearest": compared with the
+#: nearest-logit class only (T = 1); "aggregated": with the NUM_REFERENCES nearest, aggregated.
+SETTINGS = (("nearest", "T = 1", "single reference (T = 1, nearest logit)"),
+            ("aggregated", f"T = {NUM_REFERENCES}",
+             f"{NUM_REFERENCES} references (T = {NUM_REFERENCES}, aggregated, the paper's default)"))
+#: The map sets of a run: the baseline and each Finer setting.
+MAP_KINDS = ("base",) + tuple(key for key, _, _ in SETTINGS)
 COLUMNS = (("deletion", "Del. \u2193"), ("rd@0.05", "RD@5% \u2191"), ("rd@0.1", "RD@10% \u2191"),
            ("loc", "Loc. (box) \u2191"), ("energy", "Disc. energy \u2191"),
            ("pointing", "Part PG \u2191"))
@@ -89,7 +93,7 @@ class _Run:
     """One model x method over the whole test set: maps per setting and the nearest references."""
 
     exp0: object            # the Explanation of the first chunk (for figures)
-    maps: dict              # "base" / "t1" / "t3" -> (N, H, W)
+    maps: dict              # MAP_KINDS ("base" / "nearest" / "aggregated") -> (N, H, W)
     references: np.ndarray  # (N, T)
     logits: np.ndarray      # (N, C)
 
@@ -110,14 +114,14 @@ def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
 
     cam = FinerCAM(model.net, model.layer, method=method, gamma=GAMMA,
                    num_references=NUM_REFERENCES)
-    parts = {"base": [], "t1": [], "t3": []}
+    parts: dict = {kind: [] for kind in MAP_KINDS}
     refs, logits, exp0 = [], [], None
     for lo in range(0, len(x), chunk):
         xb = x[lo:lo + chunk]
         exp = cam(xb, targets=torch.as_tensor(labels[lo:lo + chunk]))
         exp0 = exp0 if exp0 is not None else exp
-        parts["t3"].append(exp.maps)
-        parts["t1"].append(exp.recombine(references=exp.references[:, :1]).maps)
+        parts["aggregated"].append(exp.maps)
+        parts["nearest"].append(exp.recombine(references=exp.references[:, :1]).maps)
         parts["base"].append(exp.baseline().maps)
         refs.append(exp.references)
         logits.append(exp.logits)
@@ -153,10 +157,10 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
     labels, refs = batch.labels, run.references
     boxes = metrics.boxes_to_masks(batch.boxes, x.shape[-2:])
     nearest = refs[:, 0]
-    region = {"t1": _regions(batch.parts, labels, refs[:, :1]),
-              "t3": _regions(batch.parts, labels, refs)}
+    region = {"nearest": _regions(batch.parts, labels, refs[:, :1]),
+              "aggregated": _regions(batch.parts, labels, refs)}
     per_map = {}
-    for kind in ("base", "t1", "t3"):
+    for kind in MAP_KINDS:
         maps = run.maps[kind]
         ev = metrics.evaluate_maps(model.net, x, maps, labels, compare_to=nearest, steps=None)
         ev["loc"] = metrics.energy_in_mask(maps, boxes)
@@ -165,7 +169,7 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
         per_map[kind] = ev
         bar.update(1)
     out: dict = {}
-    for setting, _ in SETTINGS:
+    for setting, _, _ in SETTINGS:
         res, per_image = {}, {}
         for kind, ev in (("base", per_map["base"]), ("finer", per_map[setting])):
             maps = run.maps["base" if kind == "base" else setting]
@@ -184,14 +188,25 @@ def _score(model: _Model, run: _Run, x, batch, steps: int, n_del: int, bar) -> d
             diff[c] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)),
                        "n": int(d.size)}
         res["diff"] = diff
-        res["map_correlation"] = _mean_correlation(run.maps["base"], run.maps[setting])
+        res["map_correlation"] = mean_map_correlation(run.maps["base"], run.maps[setting])
         out[setting] = res
-    out["parts"] = {kind: _part_energy(run.maps[kind], batch.parts) for kind in ("base", "t1", "t3")}
+    out["parts"] = {kind: _part_energy(run.maps[kind], batch.parts) for kind in MAP_KINDS}
     return out
 
 
-def _mean_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over images of the Pearson correlation of two maps (how much Finer changed)."""
+def mean_map_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the Pearson correlation of two stacks of maps ``(N, H, W)``.
+
+    For image :math:`i`, over its pixels :math:`p`,
+    :math:`r_i = \\sum_p \\tilde a_p \\tilde b_p / \\sqrt{\\sum_p \\tilde a_p^2 \\sum_p \\tilde b_p^2}`
+    with :math:`\\tilde a = a - \\bar a`, :math:`\\tilde b = b - \\bar b`; images where either
+    map is constant are left out (NaN when all are). The demo uses it for how much Finer changed
+    a map, benchmarks/why_finer.py for how alike the target's and the reference's maps are.
+
+    >>> a = np.array([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    >>> mean_map_correlation(a, 2 * a + 1), mean_map_correlation(a, -a)
+    (1.0, -1.0)
+    """
     x = a.reshape(len(a), -1).astype(np.float64)
     y = b.reshape(len(b), -1).astype(np.float64)
     x -= x.mean(1, keepdims=True)
@@ -252,22 +267,47 @@ def _name(c: int) -> str:
 def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
     from . import viz
 
-    cells, titles, labels = [], [], []
+    cells, maps, titles, labels = [], [], [], []
     for i in rows:
         img = batch.images[i]
         ref = int(runs["gradcam"].references[i, 0])
-        row = [img, _example_of(batch, ref, i)]
+        row, row_maps = [img, _example_of(batch, ref, i)], [None, None]
         tit = ["image", f"similar: {_name(ref)}"]
         for key, label in METHODS:
-            r = runs[key]
-            row += [viz.overlay(img, r.maps["base"][i]), viz.overlay(img, r.maps["t3"][i])]
+            pair = [runs[key].maps["base"][i], runs[key].maps["aggregated"][i]]
+            row += [viz.overlay(img, m) for m in pair]
+            row_maps += pair
             tit += [label, f"Finer-{label}"]
         cells.append(row)
+        maps.append(row_maps)
         titles.append(tit)
         labels.append(_name(batch.labels[i]))
-    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
-                          suptitle=f"{model.label}: baseline and Finer-CAM (\u03b3 = {GAMMA}, "
-                                   f"T = {NUM_REFERENCES}), as the paper's Fig. 4")
+    fig = viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                         suptitle=f"{model.label}: baseline and Finer-CAM (\u03b3 = {GAMMA}, "
+                                  f"T = {NUM_REFERENCES}), as the paper's Fig. 4")
+    return _finish_overlays(fig, maps)
+
+
+def _finish_overlays(fig, maps: list[list]):
+    """Write "empty map" on each overlay whose map the ReLU emptied (an all-zero map would
+    draw as a uniform tint) and add the colour scale; ``maps`` mirrors the figure's grid of
+    axes (row-major), None where a cell is not a map. Returns ``fig``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    ncols = max(len(row) for row in maps)
+    for r, row in enumerate(maps):
+        for c, m in enumerate(row):
+            if m is not None and not np.max(m) > 0:
+                fig.axes[r * ncols + c].text(
+                    0.5, 0.5, "empty map", transform=fig.axes[r * ncols + c].transAxes,
+                    ha="center", va="center", fontsize=8, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), "jet"), ax=fig.axes, shrink=0.6,
+                       fraction=0.015, pad=0.01)
+    bar.set_label("map value (min-max per map)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    return fig
 
 
 def _fig7(model: _Model, run: _Run, batch, i: int):
@@ -276,30 +316,39 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
 
     exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
     refs = [int(r) for r in exp.references[i]]
-    row1 = [img, viz.overlay(img, exp.baseline().maps[i])]
-    t1 = [_name(c), "no reference (Grad-CAM)"]  # the paper's Fig. 7 heads this column "None"
-    row2 = [None, viz.overlay(img, exp.maps[i])]
-    t2 = [None, f"all {len(refs)} (aggregated)"]
-    row3 = [None, None]
-    t3 = [None, None]
+    base, aggregated = exp.baseline().maps[i], exp.maps[i]
+    maps_row = [img, viz.overlay(img, base)]
+    maps_grid = [[None, base], [None, aggregated], [None, None]]
+    # the paper's Fig. 7 heads the baseline's column "None"
+    maps_titles = [_name(c), "no reference (Grad-CAM)"]
+    truth_row = [None, viz.overlay(img, aggregated)]
+    truth_titles = [None, f"all {len(refs)} (aggregated)"]
+    class_row = [None, None]
+    class_titles = [None, None]
     per_ref = np.asarray(exp.references).copy()
     for t, r in enumerate(refs):
         per_ref[:, 0] = exp.references[:, t]
         m = exp.recombine(references=per_ref[:, :1]).maps[i]
-        row1.append(viz.overlay(img, m))
-        t1.append(f"vs {_name(r)}")
+        maps_row.append(viz.overlay(img, m))
+        maps_grid[0].append(m)
+        maps_grid[1].append(None)
+        maps_grid[2].append(None)
+        maps_titles.append(f"vs {_name(r)}")
         region = _regions(batch.parts[i:i + 1], batch.labels[i:i + 1], np.array([[r]]))[0]
         # The region in cyan over a dimmed image: small parts (beak, eye) must stay visible.
         base_img = viz.to_image(img)
         cyan = np.array([0.0, 1.0, 1.0], np.float32)
-        row2.append(np.where(region[..., None], 0.35 * base_img + 0.65 * cyan, 0.35 * base_img))
-        t2.append("differs: " + ", ".join(differing_parts(c, r)))
-        row3.append(_example_of(batch, r, i))
-        t3.append(_name(r))
-    return viz.panel_grid([row1, row2, row3], titles=[t1, t2, t3],
-                          row_labels=["Finer-Grad-CAM", "ground truth", "reference class"],
-                          cell_size=1.7, suptitle=f"{model.label}: one image against each of its "
-                          "top-3 references (paper's Fig. 7)")
+        truth_row.append(np.where(region[..., None], 0.35 * base_img + 0.65 * cyan,
+                                  0.35 * base_img))
+        truth_titles.append("differs: " + ", ".join(differing_parts(c, r)))
+        class_row.append(_example_of(batch, r, i))
+        class_titles.append(_name(r))
+    fig = viz.panel_grid([maps_row, truth_row, class_row],
+                         titles=[maps_titles, truth_titles, class_titles],
+                         row_labels=["Finer-Grad-CAM", "ground truth", "reference class"],
+                         cell_size=1.7, suptitle=f"{model.label}: one image against each of its "
+                         "top-3 references (paper's Fig. 7)")
+    return _finish_overlays(fig, maps_grid)
 
 
 def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
@@ -308,17 +357,19 @@ def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
     exp = run.exp0
     nearest = exp.references[:, :1]
     sweep = [exp.recombine(gamma=g, references=nearest).maps for g in GAMMAS]  # no model call
-    cells, titles, labels = [], [], []
+    cells, maps, titles, labels = [], [], [], []
     for i in rows:
         img = batch.images[i]
         cells.append([img, _example_of(batch, int(nearest[i, 0]), i)] +
                      [viz.overlay(img, s[i]) for s in sweep])
+        maps.append([None, None] + [s[i] for s in sweep])
         titles.append(["image", f"vs {_name(nearest[i, 0])}"] +
                       [f"\u03b3 = {g:.1f}" for g in GAMMAS])
         labels.append(_name(batch.labels[i]))
-    return viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
-                          suptitle=f"{model.label}: comparison strength \u03b3 from 0 (Grad-CAM) "
-                          "to 1, one model call (paper's Fig. 8)")
+    fig = viz.panel_grid(cells, titles=titles, row_labels=labels, cell_size=1.5,
+                         suptitle=f"{model.label}: comparison strength \u03b3 from 0 (Grad-CAM) "
+                         "to 1, one model call (paper's Fig. 8)")
+    return _finish_overlays(fig, maps)
 
 
 def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
@@ -352,7 +403,9 @@ def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
                                 title=f"{kind}: gap area to 20% = {gap:.3f}")
     fig.suptitle(f"{model.label}: deletion curves of the target and the second class; shaded: "
                  "their gap while the top 20% are deleted (paper's Fig. 5)", fontsize=10)
-    return fig
+    maps = [[None, None, curves["Grad-CAM"][0][r], None, curves["Finer-Grad-CAM"][0][r], None]
+            for r in range(len(rows))]
+    return _finish_overlays(fig, maps)
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -389,9 +442,9 @@ def _table_rows(scores: dict, setting: str, labels: dict):
 def _diff_rows(scores: dict, labels: dict) -> list:
     rows = []
     for key, _ in METHODS:
-        for setting in ("t1", "t3"):
+        for setting, short, _ in SETTINGS:
             d = scores[key][setting]["diff"]
-            rows.append([labels[key], setting.replace("t", "T = ")] +
+            rows.append([labels[key], short] +
                         [f"{d[c]['mean']:+.3f} \u00b1 {d[c]['se']:.3f}" for c, _ in COLUMNS] +
                         [str(d["loc"]["n"]), f"{scores[key][setting]['map_correlation']:.2f}"])
     return rows
@@ -400,7 +453,7 @@ def _diff_rows(scores: dict, labels: dict) -> list:
 def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
     lines = []
     for model in models:
-        for setting, title in SETTINGS:
+        for setting, _, title in SETTINGS:
             lines.append(f"**{model.label}, {title}**, {meta['images']} test images "
                          f"({_subsets(meta)})\n")
             lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " | empty maps |")
@@ -437,6 +490,265 @@ def _load_models() -> list[_Model]:
     return out
 
 
+@dataclass
+class _Plan:
+    """How many images each part of the demo covers, checked against each other."""
+
+    images: int            # the table's test images
+    score_images: int      # the first of them explained with Score-CAM
+    deletion_images: int   # the first of them with deletion curves
+    steps: int             # deletion-curve steps
+
+    @classmethod
+    def from_args(cls, args) -> "_Plan":
+        quick = bool(args.quick)
+
+        def chosen(value, quick_default, full_default):
+            return value if value is not None else (quick_default if quick else full_default)
+
+        plan = cls(chosen(args.images, 16, 200), chosen(args.score_images, 8, 64),
+                   chosen(args.deletion_images, 8, 64), chosen(args.steps, 5, 10))
+        if plan.images < 16:
+            raise ValueError(f"--images must be >= 16 (one image per class), got {plan.images}")
+        if not 1 <= plan.score_images <= plan.images:
+            raise ValueError(f"--score-images must be in [1, --images], got {plan.score_images}")
+        if not 1 <= plan.deletion_images <= plan.images:
+            raise ValueError(f"--deletion-images must be in [1, --images], got {plan.deletion_images}")
+        if plan.steps < 2:
+            raise ValueError(f"--steps must be >= 2, got {plan.steps}")
+        return plan
+
+    def count(self, method: str) -> int:
+        """The images a method explains (Score-CAM: a prefix, one forward per channel each)."""
+        return self.score_images if method == "scorecam" else self.images
+
+
+def _explain_all(models: list[_Model], x, batch, plan: _Plan) -> dict:
+    """(model key, method) -> its _Run over the images the method covers."""
+    import sys
+
+    from .progress import progress_bar
+
+    runs: dict = {}
+    total = len(models) * sum(plan.count(key) for key, _ in METHODS)
+    with progress_bar(total=total, desc="explaining", unit="img", file=sys.stderr) as bar:
+        for model in models:
+            for key, _ in METHODS:
+                bar.set_postfix_str(f"{model.key} {key}")
+                k = plan.count(key)
+                # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
+                chunk = 16 if key == "scorecam" else 64
+                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], chunk, bar)
+    return runs
+
+
+def _score_all(models: list[_Model], runs: dict, x, batch, plan: _Plan) -> dict:
+    """model key -> method -> the scores of :func:`_score`."""
+    import sys
+
+    from .progress import progress_bar
+
+    scores: dict = {m.key: {} for m in models}
+    total = len(models) * len(METHODS) * len(MAP_KINDS)
+    with progress_bar(total=total, desc="scoring", unit="map set", file=sys.stderr) as bar:
+        for model in models:
+            for key, _ in METHODS:
+                bar.set_postfix_str(f"{model.key} {key}")
+                k = plan.count(key)
+                scores[model.key][key] = _score(model, runs[model.key, key], x[:k], _head(batch, k),
+                                                plan.steps, min(plan.deletion_images, k), bar)
+    return scores
+
+
+def _model_facts(model: _Model, run0: _Run, batch) -> tuple[float, np.ndarray]:
+    """(accuracy on the test images, share of same-family references by rank)."""
+    from ..world.datasets import CLASS_FAMILY
+
+    acc = float(np.mean(run0.logits.argmax(1) == batch.labels))
+    fam = np.array([[CLASS_FAMILY[int(r)] == CLASS_FAMILY[int(c)] for r in rr]
+                    for rr, c in zip(run0.references, batch.labels)])
+    return acc, fam.mean(0)
+
+
+def _model_figures(report, model: _Model, runs: dict, x, batch, rows: list[int], bar) -> None:
+    """The paper's Fig. 4, 7, 8 and 5 for one model."""
+    run0 = runs[model.key, "gradcam"]
+    report.figure(_fig4(model, {k: runs[model.key, k] for k, _ in METHODS}, batch, rows),
+                  f"{model.key}-fig4", "Baseline and Finer maps for three base methods.")
+    bar.update(1)
+    report.figure(_fig7(model, run0, batch, rows[0]), f"{model.key}-fig7",
+                  "Finer-Grad-CAM against each reference (top row); the ground-truth parts "
+                  "that differ (middle row); an image of each reference class (bottom).")
+    bar.update(1)
+    report.figure(_fig8(model, run0, batch, rows[:2]), f"{model.key}-fig8",
+                  "Gamma sweep against the nearest reference, from one model call.")
+    bar.update(1)
+    report.figure(_fig5(model, run0, x, batch, rows[:2], 20), f"{model.key}-fig5",
+                  "Deletion curves: a map that finds what separates the two classes "
+                  "closes their gap quickly (small shaded area).")
+    bar.update(1)
+
+
+def _model_tables(report, model: _Model, scores: dict, meta: dict) -> None:
+    """The Table-1-style tables, the paired differences and the part shares of one model."""
+    labels = _row_labels(meta)
+    report.definitions(_column_definitions(meta))
+    for setting, _, title in SETTINGS:
+        rows, best = _table_rows(scores, setting, labels)
+        report.table(rows, ["method"] + [h for _, h in COLUMNS] + ["empty maps"], best=best,
+                     caption=f"{model.label}, {title}; {meta['images']} images ({_subsets(meta)})."
+                     " Bold: the better of baseline and Finer where they differ at 3 decimals.")
+    report.table(_diff_rows(scores, labels),
+                 ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs", "map corr."],
+                 caption=f"{model.label}: Finer minus baseline, paired over the same "
+                 "images, mean \u00b1 standard error (for Del. lower is better); pairs: "
+                 "images where neither map is empty (Del.: the deletion prefix); map "
+                 "corr.: mean Pearson correlation of the baseline and Finer maps.")
+    parts = scores["gradcam"]["parts"]
+    names = list(parts["base"])
+    kinds = {"base": "Grad-CAM"} | {key: f"Finer, {short}" for key, short, _ in SETTINGS}
+    report.table([[label] + [parts[k][p] for p in names] for k, label in kinds.items()],
+                 ["Grad-CAM map"] + names,
+                 caption=f"{model.label}: mean share of map energy on each part.")
+
+
+def _model_section(report, model: _Model, runs: dict, scores: dict, x, batch, meta: dict,
+                   bar) -> None:
+    """One model's heading, facts, figures and tables; records its facts in ``meta``."""
+    run0 = runs[model.key, "gradcam"]
+    acc, same_family = _model_facts(model, run0, batch)
+    meta["accuracy"][model.key] = acc
+    meta["same_family_references"][model.key] = same_family.tolist()
+    report.heading(f"{model.label} (layer {model.layer}, test accuracy "
+                   f"{100 * acc:.1f}% on these images)")
+    report.text("Share of references from the target's own family, by rank: " +
+                ", ".join(f"#{t + 1}: {100 * v:.0f}%" for t, v in enumerate(same_family)))
+    _model_figures(report, model, runs, x, batch, _pick(batch, run0, 3, meta["score_images"]),
+                   bar)
+    _model_tables(report, model, scores[model.key], meta)
+
+
+def _similarity_section(report, models: list[_Model], meta: dict) -> None:
+    from . import viz
+
+    curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
+    meta["weight_similarity_top3"] = {k: [round(float(v), 4) for v in c[0][:3]]
+                                      for k, c in curves.items()}
+    report.heading("Classifier-weight similarity")
+    report.figure(viz.plot_similarity_curve(
+        curves, title="sorted cosine similarity of classifier weights"), "fig1-similarity",
+        "Mean over classes of the sorted similarity to the other classes, with its std "
+        "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
+
+
+WHAT_FINER_SHOWS = (
+    "Finer-CAM explains what sets a class apart from the classes the model finds most similar. "
+    "Grad-CAM follows the gradient of the target's logit y_c; Finer-CAM follows y_c - \u03b3 y_d, "
+    "the target minus its references d (the classes with the nearest logits), so the evidence "
+    "the target shares with its look-alikes cancels and what differs remains (paper, Eq. 7-8). "
+    "The bird world makes this checkable: look-alike species differ on a few named parts "
+    "(beak, crest, wing, ...), and the masks of those parts are the ground-truth discriminative "
+    "region that the Disc. energy and Part PG columns score.")
+
+
+def _change(diff: dict) -> str:
+    """A paired difference as a word and its numbers: up / down beyond two standard errors."""
+    m, se = diff["mean"], diff["se"]
+    word = "up" if m > 2 * se else "down" if m < -2 * se else "no change"
+    return f"{word} ({m:+.3f} \u00b1 {se:.3f})"
+
+
+def _finding(scores: dict, models: list[_Model]) -> str:
+    """The run's main finding, from its paired differences with one reference: where Finer moves
+    the box energy beyond two standard errors, and how far the maps move elsewhere."""
+    up, down, same = [], [], []
+    for model in models:
+        for key, label in METHODS:
+            d = scores[model.key][key]["nearest"]["diff"]["loc"]
+            corr = scores[model.key][key]["nearest"]["map_correlation"]
+            name = f"{model.label} {label} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
+            (up if d["mean"] > 2 * d["se"] else down if d["mean"] < -2 * d["se"]
+             else same).append((name, corr))
+
+    def names(group):
+        return ", ".join(n for n, _ in group) or "none"
+
+    text = (f"Main finding of this run (one reference, Finer minus baseline over the same images): "
+            f"Finer moves more of the map's energy into the bird's box for {names(up)}; less for "
+            f"{names(down)}; no difference beyond two standard errors for {names(same)}.")
+    for model in models:
+        corr = [scores[model.key][key]["nearest"]["map_correlation"] for key, _ in METHODS]
+        text += (f" The {model.label}'s Finer maps correlate {min(corr):.2f} to {max(corr):.2f} "
+                 "with its baseline maps.")
+    return text + (" docs/benchmark.md reads the full run method by method and shows that a "
+                   "gain of the shipped ViT is one trained model's, not the ViT's: other "
+                   "checkpoints of the same architecture range from losses to gains.")
+
+
+def _column_definitions(meta: dict) -> list[tuple[str, str]]:
+    """What each column of the tables means, written where the tables appear."""
+    return [
+        ("Del. \u2193", f"deletion AUC: the target's probability as the map's top pixels are set "
+         f"to 0 in {meta['steps']} steps, area under that curve; lower is better (the map found "
+         "the evidence)."),
+        ("RD@5%, RD@10%", "relative confidence drop (paper, Eq. 10) after deleting the map's top "
+         "5 % / 10 % of pixels: the target's probability drop minus the nearest reference's, "
+         "(p_c - p*_c) - (p_d - p*_d). Each drop lies in [-1, 1], so RD lies in [-2, 2]; it "
+         "exceeds 1 when the deletion takes most of the target's probability and the reference "
+         "gains."),
+        ("Loc. (box)", "the paper's energy pointing game: the share of the map's energy inside "
+         "the bird's bounding box."),
+        ("Disc. energy", "the share of the map's energy inside the ground-truth discriminative "
+         "region: the visible parts whose attributes differ between the target and its "
+         "reference(s)."),
+        ("Part PG", "pointing game on that region: the share of maps whose maximum lies in it."),
+        ("empty maps", "maps the ReLU emptied (zero everywhere, marked \"empty map\" in the "
+         "figures); their energy is undefined and left out of the means."),
+    ]
+
+
+def _setup_text(plan: _Plan, seed: int) -> str:
+    return (f"{plan.images} test images of the bird world (seed {seed}), 16 species in 4 "
+            f"families; both embedded models; gamma = {GAMMA}; references = the classes with the "
+            "nearest logits to the true class. Baseline maps and every Finer setting come from one "
+            "model call per method (Explanation.recombine). Masked pixels are set to 0. Deletion "
+            f"curves ({plan.steps} steps) cover the first {plan.deletion_images} images and "
+            f"Score-CAM (one forward per channel and image) the first {plan.score_images}: both "
+            "are balanced prefixes (labels cycle through the 16 classes); every other column "
+            "covers all images.")
+
+
+def _write_report(args, plan: _Plan, models, runs, scores, x, batch, meta: dict) -> Path:
+    """The HTML report (figures written as they are made), results.json and tables.md."""
+    import sys
+
+    from .progress import progress_bar
+    from .report import Report
+    from .zeroshot_section import add_section  # the tiny dual encoder's section (issue 6)
+
+    out = Path(args.out)
+    report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
+    with progress_bar(total=len(models) * 4, desc="figures", unit="fig", file=sys.stderr) as bar:
+        report.heading("What Finer-CAM shows, and what this run found")
+        report.text(WHAT_FINER_SHOWS)
+        report.text(_finding(scores, models), highlight=True)
+        report.text(_setup_text(plan, args.seed))
+        meta["accuracy"], meta["same_family_references"] = {}, {}
+        for model in models:
+            _model_section(report, model, runs, scores, x, batch, meta, bar)
+    _similarity_section(report, models, meta)
+    meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
+                                   classifier=models[0].net, target_layer=models[0].layer,
+                                   classifier_label=models[0].label)
+    meta["seconds"] = round(time.perf_counter() - meta.pop("_t0"), 1)
+    report.heading("Reproduce")
+    report.code("finercam demo" + (" --quick" if args.quick else "") +
+                f"  # {meta['seconds']} s, finercam {meta['finercam']}, torch {meta['torch']}")
+    (out / "results.json").write_text(json.dumps({"meta": meta, "scores": scores}, indent=1))
+    (out / "tables.md").write_text(_markdown(scores, models, meta))
+    return report.write()
+
+
 def run(args) -> int:
     """Build the demo report in ``args.out`` (options of :func:`add_arguments`); returns 0.
 
@@ -454,133 +766,18 @@ def run(args) -> int:
 
     from .. import __version__
     from ..world import datasets
-    from . import viz
-    from .progress import progress_bar
-    from .report import Report
 
     t0 = time.perf_counter()
-    n = args.images if args.images is not None else (16 if args.quick else 200)
-    n_score = args.score_images if args.score_images is not None else (8 if args.quick else 64)
-    steps = args.steps if args.steps is not None else (5 if args.quick else 10)
-    if n < 16:
-        raise ValueError(f"--images must be >= 16 (one image per class), got {n}")
-    n_del = args.deletion_images if args.deletion_images is not None else (8 if args.quick else 64)
-    if not 1 <= n_score <= n:
-        raise ValueError(f"--score-images must be in [1, --images], got {n_score}")
-    if not 1 <= n_del <= n:
-        raise ValueError(f"--deletion-images must be in [1, --images], got {n_del}")
-    if steps < 2:
-        raise ValueError(f"--steps must be >= 2, got {steps}")
-    chunk = 64
-    out = Path(args.out)
-    batch = datasets.generate(n, seed=args.seed, split="test")
+    plan = _Plan.from_args(args)
+    batch = datasets.generate(plan.images, seed=args.seed, split="test")
     x = torch.from_numpy(batch.images)
     models = _load_models()
-
-    count = {key: (n_score if key == "scorecam" else n) for key, _ in METHODS}
-    runs: dict = {}
-    with progress_bar(total=len(models) * sum(count.values()), desc="explaining", unit="img",
-              file=sys.stderr) as bar:
-        for model in models:
-            for key, _ in METHODS:
-                bar.set_postfix_str(f"{model.key} {key}")
-                k = count[key]
-                # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
-                step = 16 if key == "scorecam" else chunk
-                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], step, bar)
-    scores: dict = {m.key: {} for m in models}
-    with progress_bar(total=len(models) * len(METHODS) * 3, desc="scoring", unit="map set",
-              file=sys.stderr) as bar:
-        for model in models:
-            for key, _ in METHODS:
-                bar.set_postfix_str(f"{model.key} {key}")
-                k = count[key]
-                scores[model.key][key] = _score(model, runs[model.key, key], x[:k],
-                                                _head(batch, k), steps, min(n_del, k), bar)
-
-    report = Report(out, "finercam demo: Finer-CAM on the spot-the-difference bird world")
-    meta = {"images": n, "score_images": n_score, "deletion_images": n_del, "seed": args.seed,
-            "steps": steps, "gamma": GAMMA,
-            "num_references": NUM_REFERENCES, "quick": bool(args.quick),
-            "finercam": __version__, "torch": torch.__version__}
-    with progress_bar(total=len(models) * 4 + 1, desc="figures", unit="fig", file=sys.stderr) as bar:
-        report.text(
-            f"{n} test images of the bird world (seed {args.seed}), 16 species in 4 families; "
-            f"both embedded models; gamma = {GAMMA}; references = the classes with the nearest "
-            "logits to the true class. Baseline maps and every Finer setting come from one model "
-            "call per method (Explanation.recombine). Masked pixels are set to 0. Deletion "
-            f"curves ({steps} steps) cover the first {n_del} images and Score-CAM (one forward per "
-            f"channel and image) the first {n_score}: both are balanced prefixes (labels cycle "
-            "through the 16 classes); every other column covers all images.")
-        meta["accuracy"] = {}
-        meta["same_family_references"] = {}
-        from ..world.datasets import CLASS_FAMILY
-
-        for model in models:
-            run0 = runs[model.key, "gradcam"]
-            acc = float(np.mean(run0.logits.argmax(1) == batch.labels))
-            fam = np.array([[CLASS_FAMILY[int(r)] == CLASS_FAMILY[int(c)] for r in rr]
-                            for rr, c in zip(run0.references, batch.labels)])
-            meta["accuracy"][model.key] = acc
-            meta["same_family_references"][model.key] = fam.mean(0).tolist()
-            rows = _pick(batch, run0, 3, n_score)
-            report.heading(f"{model.label} (layer {model.layer}, test accuracy "
-                           f"{100 * acc:.1f}% on these images)")
-            report.text("Share of references from the target's own family, by rank: " +
-                        ", ".join(f"#{t + 1}: {100 * v:.0f}%" for t, v in enumerate(fam.mean(0))))
-            report.figure(_fig4(model, {k: runs[model.key, k] for k, _ in METHODS}, batch, rows),
-                          f"{model.key}-fig4", "Baseline and Finer maps for three base methods.")
-            bar.update(1)
-            report.figure(_fig7(model, run0, batch, rows[0]), f"{model.key}-fig7",
-                          "Finer-Grad-CAM against each reference (top row); the ground-truth parts "
-                          "that differ (middle row); an image of each reference class (bottom).")
-            bar.update(1)
-            report.figure(_fig8(model, run0, batch, rows[:2]), f"{model.key}-fig8",
-                          "Gamma sweep against the nearest reference, from one model call.")
-            bar.update(1)
-            report.figure(_fig5(model, run0, x, batch, rows[:2], 20), f"{model.key}-fig5",
-                          "Deletion curves: a map that finds what separates the two classes "
-                          "closes their gap quickly (small shaded area).")
-            bar.update(1)
-            for setting, title in SETTINGS:
-                rows_, best = _table_rows(scores[model.key], setting, _row_labels(meta))
-                report.table(rows_, ["method"] + [h for _, h in COLUMNS] + ["empty maps"],
-                             best=best,
-                             caption=f"{model.label}, {title}; {n} images ({_subsets(meta)}). "
-                             "Bold: the better of baseline and Finer where they differ at 3 "
-                             "decimals.")
-            report.table(_diff_rows(scores[model.key], _row_labels(meta)),
-                         ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs", "map corr."],
-                         caption=f"{model.label}: Finer minus baseline, paired over the same "
-                         "images, mean \u00b1 standard error (for Del. lower is better); pairs: "
-                         "images where neither map is empty (Del.: the deletion prefix); map "
-                         "corr.: mean Pearson correlation of the baseline and Finer maps.")
-            parts = scores[model.key]["gradcam"]["parts"]
-            names = list(parts["base"])
-            report.table([[k] + [parts[k][p] for p in names] for k in ("base", "t1", "t3")],
-                         ["Grad-CAM map"] + names,
-                         caption=f"{model.label}: mean share of map energy on each part "
-                         "(base = Grad-CAM, t1 / t3 = Finer with 1 / 3 references).")
-        curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
-        meta["weight_similarity_top3"] = {k: [round(float(v), 4) for v in c[0][:3]]
-                                          for k, c in curves.items()}
-        report.heading("Classifier-weight similarity")
-        report.figure(viz.plot_similarity_curve(
-            curves, title="sorted cosine similarity of classifier weights"), "fig1-similarity",
-            "Mean over classes of the sorted similarity to the other classes, with its std "
-            "band (paper's Fig. 1 left; the self-similarity is 0 after subtracting 1).")
-        bar.update(1)
-        from .zeroshot_section import add_section  # the tiny dual encoder's section (issue 6)
-
-        meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
-                                       classifier=models[0].net, target_layer=models[0].layer,
-                                       classifier_label=models[0].label)
-        meta["seconds"] = round(time.perf_counter() - t0, 1)
-        report.heading("Reproduce")
-        report.code("finercam demo" + (" --quick" if args.quick else "") +
-                    f"  # {meta['seconds']} s, finercam {__version__}, torch {torch.__version__}")
-    (out / "results.json").write_text(json.dumps({"meta": meta, "scores": scores}, indent=1))
-    (out / "tables.md").write_text(_markdown(scores, models, meta))
-    path = report.write()
+    runs = _explain_all(models, x, batch, plan)
+    scores = _score_all(models, runs, x, batch, plan)
+    meta = {"images": plan.images, "score_images": plan.score_images,
+            "deletion_images": plan.deletion_images, "seed": args.seed, "steps": plan.steps,
+            "gamma": GAMMA, "num_references": NUM_REFERENCES, "quick": bool(args.quick),
+            "finercam": __version__, "torch": torch.__version__, "_t0": t0}
+    path = _write_report(args, plan, models, runs, scores, x, batch, meta)
     print(f"report: {path.resolve()}")
     return 0

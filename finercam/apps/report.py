@@ -9,6 +9,9 @@ holds all of them in memory.
 >>> r = Report(tempfile.mkdtemp(), "Finer-CAM on my data")
 >>> r.heading("Numbers")
 >>> r.table([["Grad-CAM", 0.1234], ["+ Finer", 0.2]], header=["method", "RD@5%"])
+>>> r.definitions([("RD@5%", "relative confidence drop after deleting the top 5 % of pixels")])
+>>> "<dt>RD@5%</dt>" in r.html()
+True
 >>> path = r.write()   # .../index.html
 """
 from __future__ import annotations
@@ -38,6 +41,10 @@ td:first-child, th:first-child { text-align: left; }
 td.best { font-weight: bold; }
 caption { caption-side: top; text-align: left; padding-bottom: .3em; color: #555; }
 pre { background: #f6f6f6; padding: .6em; overflow-x: auto; }
+dl { font-size: .9em; color: #333; margin: .6em 0; }
+dt { font-weight: bold; float: left; clear: left; margin-right: .5em; }
+dd { margin: 0 0 .25em 0; }
+p.finding { background: #f3f7fb; border-left: 4px solid #4a7fb5; padding: .5em .8em; }
 """.strip()
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -102,10 +109,19 @@ class Report:
             raise ValueError(f"level must be 2, 3 or 4, got {level!r}")
         self._parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
-    def text(self, text: str) -> None:
-        """A paragraph of plain text (escaped; blank lines start new paragraphs)."""
+    def text(self, text: str, *, highlight: bool = False) -> None:
+        """A paragraph of plain text (escaped; blank lines start new paragraphs); ``highlight``
+        sets it off as a finding."""
+        cls = ' class="finding"' if highlight else ""
         for para in str(text).strip().split("\n\n"):
-            self._parts.append(f"<p>{html.escape(para.strip())}</p>")
+            self._parts.append(f"<p{cls}>{html.escape(para.strip())}</p>")
+
+    def definitions(self, items: Sequence[tuple[str, str]]) -> None:
+        """A list of terms and what they mean (``(term, meaning)`` pairs), e.g. a table's
+        columns, placed where the table appears."""
+        rows = [f"<dt>{html.escape(str(term))}</dt><dd>{html.escape(str(text))}</dd>"
+                for term, text in items]
+        self._parts.append("<dl>\n" + "\n".join(rows) + "\n</dl>")
 
     def link(self, text: str, href: str) -> None:
         """A paragraph holding one link to a file beside the report (``href`` relative to it).

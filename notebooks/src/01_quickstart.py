@@ -13,7 +13,10 @@
 
 # %%
 %matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # figures small enough to commit
 import time
+
+import matplotlib
 
 import numpy as np
 import torch
@@ -28,6 +31,7 @@ data = SpotTheDifference(split="test", n=16, seed=0)
 images = torch.stack([data[i][0] for i in range(8)])    # (8, 3, 96, 96) in [0, 1]
 labels = [data[i][1] for i in range(8)]
 parts = torch.stack([data[i][2]["parts"] for i in range(8)])
+matplotlib.rcParams["figure.dpi"] = 72
 print(model.default_target_layer, images.shape, [data.class_names[c] for c in labels[:4]])
 
 # %% [markdown]
@@ -45,14 +49,22 @@ print(exp)
 print("references of image 0:", [data.class_names[r] for r in exp.references[0]])
 
 # %% [markdown]
-# `exp.maps` are (N, H, W) in [0, 1] at the input size; `exp.baseline()` is the plain Grad-CAM of
-# the target logit (gamma = 0), computed from the same stored weights.
+# `exp.maps` are (N, H, W) in [0, 1] at the input size, each compared with the image's three
+# references at once (Eq. 8); `exp.baseline()` is the plain Grad-CAM of the target logit
+# (gamma = 0), computed from the same stored weights.
 
 # %%
 base = exp.baseline()
 n = 0
-viz.compare(images[n], {"Grad-CAM": base.maps[n], "Finer-CAM": exp.maps[n]},
-            title=f"{data.class_names[labels[n]]} vs {data.class_names[exp.references[n, 0]]}")
+names = ", ".join(data.class_names[r] for r in exp.references[n])
+viz.compare(images[n], {"Grad-CAM": base.maps[n], "Finer-CAM (3 references)": exp.maps[n]},
+            title=f"{data.class_names[labels[n]]} vs its 3 nearest classes: {names}")
+
+# %% [markdown]
+# For this CNN the two maps are almost the same. At its last block the target's evidence
+# outweighs its references' everywhere, so subtracting gamma times their contribution rescales
+# the map more than it moves it; the benchmark page measures a correlation of 0.94 to 1.00
+# between this model's baseline and Finer maps (the embedded ViT's move much more).
 
 # %% [markdown]
 # ## 2. Recombine without recomputing
@@ -108,6 +120,11 @@ for r in refs:
 viz.compare(images[n], maps)
 
 # %% [markdown]
+# The three references differ from the rosy finch in different parts (the wing only, every part,
+# the beak only), yet the three maps barely differ: this model's maps at `block3` do not single
+# out one part. Section 3 measures how much of each map lies on the differing parts.
+
+# %% [markdown]
 # ### Aggregation and the reverse comparison
 #
 # `aggregate="max"` and `"mean_after_relu"` are the alternatives of the paper's Table 3;
@@ -140,5 +157,18 @@ regions = np.stack([discriminative_mask(parts[i].numpy(), labels[i], int(nearest
                     for i in range(len(images))])
 vs_nearest = exp.recombine(references=nearest.tolist())
 print("region area (uniform map)", regions.mean(axis=(1, 2)).mean().round(3))
-for name, e in [("Grad-CAM", base), ("Finer-CAM vs nearest", vs_nearest), ("Finer-CAM vs 3", exp)]:
-    print(f"{name:22s} energy in region {np.nanmean(energy_in_mask(e.maps, regions)):.3f}")
+shares = {name: float(np.nanmean(energy_in_mask(e.maps, regions)))
+          for name, e in [("Grad-CAM", base), ("Finer-CAM vs nearest", vs_nearest),
+                          ("Finer-CAM vs 3", exp)]}
+for name, share in shares.items():
+    print(f"{name:22s} energy in region {share:.3f}")
+# what the text below says, checked
+assert min(shares.values()) > 5 * regions.mean()
+assert abs(shares["Finer-CAM vs nearest"] - shares["Grad-CAM"]) < 0.02
+
+# %% [markdown]
+# The differing parts cover about 2 % of an image, and every map puts several times that share of
+# its energy there (about 13 %): all of them look at the bird, where the parts are. Finer against
+# the nearest class moves the share by half a point, and against all three by less: with this
+# CNN, Finer-CAM leaves the map where Grad-CAM put it. Over 200 test images the benchmark page
+# finds the same (+0.005 with one reference) and a larger gain with the ViT.

@@ -16,11 +16,15 @@
 
 # %%
 %matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # figures small enough to commit
+import matplotlib
 import numpy as np
 import torch
 from torch import nn
 
 import finercam
+
+matplotlib.rcParams["figure.dpi"] = 72
 
 _ = torch.manual_seed(0)
 

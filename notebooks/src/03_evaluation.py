@@ -11,6 +11,8 @@
 
 # %%
 %matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # figures small enough to commit
+import matplotlib
 import numpy as np
 import torch
 
@@ -19,6 +21,8 @@ from finercam import metrics
 from finercam.apps import viz
 from finercam.world.datasets import SpotTheDifference, discriminative_mask
 from finercam.world.models import load
+
+matplotlib.rcParams["figure.dpi"] = 72
 
 model = load("cnn")
 data = SpotTheDifference(split="test", n=32, seed=0)

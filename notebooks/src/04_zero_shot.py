@@ -13,6 +13,8 @@
 
 # %%
 %matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # figures small enough to commit
+import matplotlib
 import numpy as np
 import torch
 
@@ -22,6 +24,8 @@ from finercam.world.datasets import SpotTheDifference, birds
 from finercam.world.zeroshot import load_dual_encoder
 from finercam.world.zeroshot.captions import attribute_prompt, discriminative_attributes
 from finercam.world.zeroshot.study import energy_share
+
+matplotlib.rcParams["figure.dpi"] = 72
 
 dual = load_dual_encoder()
 data = SpotTheDifference(split="test", n=16, seed=0)
