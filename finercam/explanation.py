@@ -78,7 +78,8 @@ class Explanation:
     (N, h, w) ``ReLU(sum_k alpha_k A_k)`` of the first target layer, unnormalised
     (``layer_raw_maps`` holds every layer's); ``targets`` (N,) int64; ``references`` (N, T) int64;
     ``logits`` (N, C) float32; ``candidates`` (N, S): the classes whose weights are stored, column
-    0 the target; ``gamma``, ``aggregate``, ``reverse``, ``method``, ``objective``.
+    0 the target; ``gamma``, ``aggregate``, ``reverse``, ``method``, ``objective``; ``is_baseline``:
+    True for the base method alone (:meth:`baseline`: gamma 0, no reference).
 
     A small CNN (seeded), one call, then a gamma sweep from the stored weights:
 
@@ -93,7 +94,7 @@ class Explanation:
     """
 
     def __init__(self, store: _Store, gamma: float, references: np.ndarray, aggregate: str,
-                 reverse: bool, plain: bool = False):
+                 reverse: bool, base_only: bool = False):
         self._store = store
         self.gamma = float(gamma)
         self.references = np.asarray(references, dtype=np.int64)
@@ -105,7 +106,7 @@ class Explanation:
         self.logits = store.logits
         self.candidates = store.candidates
         self.layer_names = list(store.layer_names)
-        self._plain = plain
+        self.is_baseline = base_only  # the base method alone (gamma 0, the target only): baseline()
         coef, primary = self._coefficients()
         self.layer_raw_maps = []
         for A, st, base in zip(store.activations, store.stats, store.baselines, strict=True):
@@ -123,20 +124,20 @@ class Explanation:
         if st.objective == "pgc":
             # stats rows: 0 the pgc objective's gradient, 1 the main class's own.
             coef = np.zeros((N, 1, 2), np.float32)
-            coef[:, 0, 1 if self._plain else 0] = 1.0
+            coef[:, 0, 1 if self.is_baseline else 0] = 1.0
             return coef, coef
         pos = self._reference_positions(self.references)
         T = pos.shape[1]
         rows = np.arange(N)
-        g = 0.0 if self._plain else self.gamma
-        per_ref = self.aggregate != "mean" and not self._plain
+        g = 0.0 if self.is_baseline else self.gamma
+        per_ref = self.aggregate != "mean" and not self.is_baseline
         G = T if per_ref else 1
         coef = np.zeros((N, G, S), np.float64)
         primary = np.zeros((N, G, S), np.float64)
         for t in range(T):
             gi = t if per_ref else 0
             share = 1.0 if per_ref else 1.0 / T
-            if self.reverse and not self._plain:
+            if self.reverse and not self.is_baseline:
                 coef[rows, gi, pos[:, t]] += share
                 primary[rows, gi, pos[:, t]] += share
                 coef[rows, gi, 0] -= g * share
@@ -209,7 +210,7 @@ class Explanation:
     def baseline(self) -> "Explanation":
         """The plain base method (gamma = 0: the target logit alone), no model call; for
         ``objective="pgc"``, pgc's plain map of its main class. See the class example."""
-        return Explanation(self._store, 0.0, self.references, self.aggregate, False, plain=True)
+        return Explanation(self._store, 0.0, self.references, self.aggregate, False, base_only=True)
 
     def __repr__(self) -> str:
         N, H, W = self.maps.shape

@@ -172,7 +172,7 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
     return {"version": 1, "title": title or f"finercam: {store.method}", "method": store.method,
             "objective": store.objective, "layers": list(store.layer_names), "size": [H, W],
             "gamma": float(exp.gamma), "aggregate": exp.aggregate, "reverse": bool(exp.reverse),
-            "base": bool(getattr(exp, "_plain", False)), "names": _names(class_names, sorted(ids)),
+            "base": bool(exp.is_baseline), "names": _names(class_names, sorted(ids)),
             "images": items}
 
 

@@ -129,7 +129,7 @@ def top_count(fraction: float, n_pix: int) -> int:
 
 
 def deletion_counts(steps: int, n_pix: int) -> np.ndarray:
-    """How many pixels the deletion curve has removed at each of its ``steps + 1`` points:
+    r"""How many pixels the deletion curve has removed at each of its ``steps + 1`` points:
     :math:`\lceil k \, P / s \rceil` for :math:`k = 0 \ldots s` (``P = n_pix``, ``s = steps``),
     exact in integers. The runner reads it to count the distinct masked images a map costs.
 

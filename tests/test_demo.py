@@ -184,3 +184,30 @@ def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
     assert texts == [[], [], ["empty map"]]
     bar = fig.axes[3]                              # the colour scale, 0 to 1
     assert bar.get_ylabel() == "map value (min-max per map)" and bar.get_ylim() == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("key", ["cnn", "vit"])
+def test_the_page_embeds_an_interactive_view_per_model(quick, key):
+    """Each model's section embeds its explorer page (offline): bird names, three references, and
+    per image the same stored classes and per-class raw maps as FinerCAM computes on that test
+    image at the demo's settings (the page recombines the Finer maps from these)."""
+    import finercam
+    from finercam.explorer import view_data
+
+    out, _ = quick
+    assert f'<iframe src="{key}-explore.html"' in (out / "index.html").read_text()
+    page = (out / f"{key}-explore.html").read_text()
+    assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]+)"', page))
+    data = json.loads(re.search(r'<script type="application/json" id="finercam-data">(.*?)</script>',
+                                page, re.S).group(1))
+    assert set(data["names"].values()) <= set(datasets.CLASS_NAMES) and data["names"]
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    batch = datasets.generate(meta["images"], seed=meta["seed"], split="test")
+    net = models.load(key)
+    exp = finercam.FinerCAM(net, net.default_target_layer, gamma=0.6, num_references=3)(
+        torch.from_numpy(batch.images), targets=torch.from_numpy(batch.labels))
+    every = [(item["candidates"], item["layers"]) for item in view_data(exp)["images"]]
+    assert 1 <= len(data["images"]) <= 3
+    for item in data["images"]:
+        assert len(item["references"]) == 3
+        assert (item["candidates"], item["layers"]) in every

@@ -589,6 +589,24 @@ def _model_figures(report, model: _Model, runs: dict, x, batch, rows: list[int],
     bar.update(1)
 
 
+def _explorer_view(report, model: _Model, x, batch, rows: list[int]) -> None:
+    """The interactive view (finercam.explorer) of a few test images of one model: Finer-Grad-CAM
+    at the demo's settings, recombined in the browser (one more model call, for these images)."""
+    import torch
+
+    from ..explorer import write_html
+    from ..finer import FinerCAM
+    from ..world.datasets import CLASS_NAMES
+
+    cam = FinerCAM(model.net, model.layer, method="gradcam", gamma=GAMMA, num_references=NUM_REFERENCES)
+    exp = cam(x[rows], targets=torch.as_tensor(batch.labels[rows]))
+    name = f"{model.key}-explore.html"
+    write_html(exp, x[rows], report.out_dir / name, class_names=list(CLASS_NAMES),
+               title=f"finercam demo: {model.label}, Finer-Grad-CAM")
+    report.embed(name, f"{model.label}: interactive view of {len(rows)} test images (gamma slider, "
+                       "reference toggles by class name, aggregation; no model call in the browser)")
+
+
 def _model_tables(report, model: _Model, scores: dict, meta: dict) -> None:
     """The Table-1-style tables, the paired differences and the part shares of one model."""
     labels = _row_labels(meta)
@@ -623,8 +641,9 @@ def _model_section(report, model: _Model, runs: dict, scores: dict, x, batch, me
                    f"{100 * acc:.1f}% on these images)")
     report.text("Share of references from the target's own family, by rank: " +
                 ", ".join(f"#{t + 1}: {100 * v:.0f}%" for t, v in enumerate(same_family)))
-    _model_figures(report, model, runs, x, batch, _pick(batch, run0, 3, meta["score_images"]),
-                   bar)
+    rows = _pick(batch, run0, 3, meta["score_images"])
+    _model_figures(report, model, runs, x, batch, rows, bar)
+    _explorer_view(report, model, x, batch, rows)
     _model_tables(report, model, scores[model.key], meta)
 
 

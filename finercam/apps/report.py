@@ -134,6 +134,22 @@ class Report:
         """
         self._parts.append(f'<p><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></p>')
 
+    def embed(self, href: str, caption: str, height: int = 560) -> None:
+        """A page beside the report (``href`` relative to it) shown inside this one, with a link to
+        open it alone; e.g. the interactive view of a few images.
+
+        >>> import tempfile
+        >>> r = Report(tempfile.mkdtemp(), "t")
+        >>> r.embed("cnn-explore.html", "Interactive view")
+        >>> '<iframe src="cnn-explore.html"' in r.html()
+        True
+        """
+        src = html.escape(href, quote=True)
+        self._parts.append(f'<figure><iframe src="{src}" title="{html.escape(caption, quote=True)}" '
+                           f'style="width:100%;height:{int(height)}px;border:1px solid #ddd"></iframe>'
+                           f'<figcaption>{html.escape(caption)} (<a href="{src}">open alone</a>)'
+                           f'</figcaption></figure>')
+
     def code(self, text: str) -> None:
         """A preformatted block, e.g. the command that produced the report."""
         self._parts.append(f"<pre>{html.escape(str(text))}</pre>")

@@ -48,7 +48,7 @@ def _classifier(spec: str):
     return factory(), None
 
 
-def _plain(d: Dict[str, Any]) -> Dict[str, Any]:
+def _without_examples(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("examples", "example")}
 
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'part':8} {'prompt alone':>13} {versus:>12} {'mask area':>10} {'count':>6}")
     for part, s in list(loc["parts"].items()) + [("all", loc["all"])]:
         print(f"{part:8} {s['alone']:13.3f} {s['vs_bird']:12.3f} {s['area']:10.3f} {s['count']:6d}")
-    out: Dict[str, Any] = {"prompt_localisation": _plain(loc)}
+    out: Dict[str, Any] = {"prompt_localisation": _without_examples(loc)}
     if args.faithfulness:
         f = faithfulness_study(clf, layer, model, n=args.n, seed=args.seed, method=args.method, gamma=args.gamma)
         print(f"\nfaithfulness ({f['images']} images; most similar class a sibling for "
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
               f"top-10% overlap {f['control_body']['overlap']:.3f}")
         print(f"  energy in the discriminative region: classifier {f['region_share']['classifier']:.3f}, "
               f"zero-shot {f['region_share']['zero_shot']:.3f}")
-        out["faithfulness"] = _plain(f)
+        out["faithfulness"] = _without_examples(f)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
