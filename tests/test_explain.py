@@ -279,6 +279,10 @@ def test_one_model_call_per_image(tmp_path, user_module, capsys):
     assert code == 0, capsys.readouterr().err
     # Panels with 3 + 3 + 5 maps each, from one forward (and backward) per image.
     assert calls[0] == 2
+    # Before the rest, the plan and an estimate from the first image's time (no extra forward).
+    err = capsys.readouterr().err
+    assert "finercam explain: 2 images, one model call per image" in err
+    assert "about" in err and "for the other 1." in err
 
 
 def test_labels_file_names_everything(tmp_path, user_module, capsys):

@@ -33,6 +33,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -398,6 +399,19 @@ def _write_view(report, inputs, photo, exp, stem: str, names, args) -> None:
     report.link("Interactive view (gamma slider, reference toggles)", f"{stem}.html")
 
 
+def _plan_text(args, seconds_first: float) -> str:
+    """What the run does per image and how long the rest will take, from the first image's time."""
+    from .progress import format_seconds
+
+    work = "one model call per image: a forward, and a backward per stored class"
+    if args.method == "scorecam":
+        work += ", then one forward per channel of the layer (Score-CAM)"
+    rest = len(args.images) - 1
+    return (f"finercam explain: {len(args.images)} images, {work}; every map of the panel is recombined "
+            f"from it. The first took {format_seconds(seconds_first)}: about "
+            f"{format_seconds(rest * seconds_first)} for the other {rest}.")
+
+
 def _say(bar, text: str, stream) -> None:
     """Print above a progress bar (tqdm's write keeps the bar on its own line)."""
     if hasattr(bar, "write"):
@@ -434,6 +448,7 @@ def run(args) -> int:
             bar.update(0)
             try:
                 photo = read_image(path)
+                started = time.perf_counter()
                 exp = _explain_one(cam, inputs, photo, target, refs, args)
             except UsageError as exc:
                 if not str(exc).startswith("cannot read image"):
@@ -444,6 +459,8 @@ def run(args) -> int:
                 continue
             if report is None:  # the first logits: now files may be written
                 warn_if_probabilities(exp.logits, f"--model {inputs.source}")
+                if len(args.images) > 1:
+                    _say(bar, _plan_text(args, time.perf_counter() - started), sys.stderr)
                 report = Report(out, "Finer-CAM explanations")
                 if sys.argv[1:2] == ["explain"]:  # the command line, when there is one to show
                     report.code("finercam " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
