@@ -101,8 +101,17 @@ def _mean_se(finer: np.ndarray, base: np.ndarray) -> tuple[float, float, float, 
     standard error; NaN entries (an all-zero map has no energy share) are skipped."""
     ok = np.isfinite(finer) & np.isfinite(base)
     d = finer[ok] - base[ok]
+    if d.size == 0:
+        return (float("nan"),) * 4
     se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
     return float(finer[ok].mean()), se, float(base[ok].mean()), float(d.mean())
+
+
+def _rd5(net, x, maps, labels, compare_to) -> np.ndarray:
+    """RD@5% per image (NaN for every column when no image is asked for)."""
+    if len(x) == 0:
+        return np.full(1, np.nan)
+    return metrics.relative_drop(net, x, maps, labels, compare_to, fraction=0.05)
 
 
 def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
@@ -123,9 +132,8 @@ def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
         first = refs[:, 0]
         key = first[:rd_n].tobytes()
         if key not in base_rd:
-            base_rd[key] = metrics.relative_drop(net, x[:rd_n], base[:rd_n], labels[:rd_n], first[:rd_n])
-        rd = base_rd[key] if s["gamma"] == 0 else metrics.relative_drop(net, x[:rd_n], maps[:rd_n], labels[:rd_n],
-                                                                         first[:rd_n])
+            base_rd[key] = _rd5(net, x[:rd_n], base[:rd_n], labels[:rd_n], first[:rd_n])
+        rd = base_rd[key] if s["gamma"] == 0 else _rd5(net, x[:rd_n], maps[:rd_n], labels[:rd_n], first[:rd_n])
         values = {"disc_energy": (metrics.energy_in_mask(maps, region), metrics.energy_in_mask(base, region)),
                   "part_pg": (metrics.pointing_game(maps, region).astype(float),
                               metrics.pointing_game(base, region).astype(float)),
@@ -139,34 +147,94 @@ def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
     return rows
 
 
-def run(args) -> dict:
-    """The whole study; returns ``{"meta": ..., "rows": [...]}``."""
-    t0 = time.time()
-    batch = datasets.generate(args.n, seed=args.seed, split="test")
+def run_model(name: str, net, args) -> tuple[list[dict], float]:
+    """Every (layer, method) of one model: its rows and its accuracy on the images. The probe's
+    images are rendered at its input size (the same birds, sharper), the others' at 96 x 96."""
+    batch = datasets.generate(args.n, seed=args.seed, split="test", size=getattr(net, "input_size", 96))
     x = torch.from_numpy(batch.images)
-    nets = load_models(args.models)
-    rows, accuracy = [], {}
-    for name, net in nets.items():
-        weight = classifier_weight(net)
-        with torch.no_grad():
-            accuracy[name] = float((net(x).argmax(1).numpy() == batch.labels).mean())
-        rd_n = args.probe_rd_n if name == "probe" else args.rd_n
-        layers = LAYERS[name] if args.layers == "all" else LAYERS[name][:1]
-        for layer in layers:
-            methods = METHODS + (("scorecam",) if name in SCORE_MODELS and layer == LAYERS[name][0]
-                                 and args.score_n > 0 else ())
-            for method in methods:
-                t1 = time.time()
-                n = args.score_n if method == "scorecam" else args.n
-                sub = datasets.Batch(batch.images[:n], batch.labels[:n], batch.boxes[:n], batch.parts[:n])
-                exps = explain(net, layer, method, x[:n], sub.labels, args.chunk)
-                for row in score_rows(net, exps, x[:n], sub, weight, min(rd_n, n)):
-                    rows.append(dict(model=name, layer=layer, method=method, **row))
-                print(f"{name:5s} {layer:15s} {method:9s} n={n}: {time.time() - t1:.0f} s", flush=True)
+    weight = classifier_weight(net)
+    rd_n = args.probe_rd_n if name == "probe" else args.rd_n
+    layers = LAYERS[name] if args.layers == "all" else LAYERS[name][:1]
+    rows, accuracy = [], float("nan")
+    for layer in layers:
+        methods = METHODS + (("scorecam",) if name in SCORE_MODELS and layer == LAYERS[name][0]
+                             and args.score_n > 0 else ())
+        for method in methods:
+            t1 = time.time()
+            n = args.score_n if method == "scorecam" else args.n
+            sub = datasets.Batch(batch.images[:n], batch.labels[:n], batch.boxes[:n], batch.parts[:n])
+            exps = explain(net, layer, method, x[:n], sub.labels, args.chunk)
+            if method == "gradcam" and layer == layers[0]:
+                accuracy = float(np.mean(np.concatenate([e.logits for e in exps]).argmax(1) == sub.labels))
+            for row in score_rows(net, exps, x[:n], sub, weight, min(rd_n, n)):
+                rows.append(dict(model=name, layer=layer, method=method, **row))
+            print(f"{name:5s} {layer:15s} {method:9s} n={n}: {time.time() - t1:.0f} s", flush=True)
+    return rows, accuracy
+
+
+def run(args, previous: dict | None = None) -> dict:
+    """The whole study; returns ``{"meta": ..., "rows": [...]}``. With ``previous`` (an earlier
+    result), its rows of the other models are kept."""
     meta = {"seed": args.seed, "n": args.n, "score_n": args.score_n, "rd_n": args.rd_n,
-            "probe_rd_n": args.probe_rd_n, "accuracy": accuracy, "wall_s": round(time.time() - t0, 1),
-            "threads": torch.get_num_threads()}
+            "probe_rd_n": args.probe_rd_n, "threads": torch.get_num_threads(), "accuracy": {}, "wall_s": {}}
+    rows = []
+    if previous is not None:
+        keep = [m for m in previous["meta"]["accuracy"] if m not in args.models]
+        rows = [r for r in previous["rows"] if r["model"] in keep]
+        for k in ("accuracy", "wall_s"):
+            meta[k].update({m: previous["meta"][k][m] for m in keep})
+    for name, net in load_models(args.models).items():
+        t0 = time.time()
+        model_rows, meta["accuracy"][name] = run_model(name, net, args)
+        rows += model_rows
+        meta["wall_s"][name] = round(time.time() - t0, 1)
     return {"meta": meta, "rows": rows}
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
+def _pm(r: dict, metric: str) -> str:
+    return f"{r[metric + '_diff']:+.3f} ± {r[metric + '_se']:.3f}"
+
+
+def _default(rows: list[dict], **keys) -> dict:
+    return _select(rows, gamma=DEFAULT_GAMMA, T=3, rule="nearest_logit", aggregate="mean", **keys)[0]
+
+
+def markdown(result: dict) -> str:
+    """The tables of docs/benchmark.md's ablation section, from ``ablation.json``."""
+    rows, meta = result["rows"], result["meta"]
+    out = ["| model | layer | method | disc. energy base | Δ at the defaults | best (gamma, T) "
+           "| Δ there | part PG Δ there | box energy Δ there | RD@5% Δ there | map corr. there |",
+           "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for run in dict.fromkeys((r["model"], r["layer"], r["method"]) for r in rows):
+        sel = _select(rows, model=run[0], layer=run[1], method=run[2], rule="nearest_logit", aggregate="mean")
+        best = max((r for r in sel if r["T"] in (1, 3)), key=lambda r: r["disc_energy_diff"])
+        d = _default(rows, model=run[0], layer=run[1], method=run[2])
+        out.append(f"| {run[0]} | `{run[1]}` | {run[2]} (n = {d['n']}) | {d['disc_energy_base']:.3f} | "
+                   f"{_pm(d, 'disc_energy')} | ({best['gamma']:g}, {best['T']}) | {_pm(best, 'disc_energy')} | "
+                   f"{_pm(best, 'part_pg')} | {_pm(best, 'box_energy')} | {_pm(best, 'rd5')} | "
+                   f"{best['map_corr']:.2f} |")
+    out += ["", "Gamma sweep, Grad-CAM, each model's default layer: disc. energy Δ (Finer - base) "
+            "and in brackets the map correlation with the base map.", "",
+            "| model | T | " + " | ".join(f"γ = {g:g}" for g in GAMMAS[1:]) + " |",
+            "|---|---|" + "---:|" * (len(GAMMAS) - 1)]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        layer = LAYERS[name][0]
+        for T in (1, 3):
+            sel = sorted(_select(rows, model=name, layer=layer, method="gradcam", T=T, rule="nearest_logit",
+                                 aggregate="mean"), key=lambda r: r["gamma"])[1:]
+            out.append(f"| {name} | {T} | " + " | ".join(
+                f"{r['disc_energy_diff']:+.3f} ({r['map_corr']:.2f})" for r in sel) + " |")
+    out += ["", "Around the defaults (gamma 0.6), Grad-CAM, default layers: reference rule, T and "
+            "aggregation (the paper's Table 3 axes); disc. energy Δ ± SE, RD@5% Δ ± SE, map corr.", "",
+            "| model | rule | T | aggregate | disc. energy Δ | RD@5% Δ | map corr. |", "|---|---|---:|---|---:|---:|---:|"]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        for r in _select(rows, model=name, layer=LAYERS[name][0], method="gradcam", gamma=DEFAULT_GAMMA):
+            out.append(f"| {name} | {r['rule']} | {r['T']} | {r['aggregate']} | {_pm(r, 'disc_energy')} | "
+                       f"{_pm(r, 'rd5')} | {r['map_corr']:.2f} |")
+    return "\n".join(out) + "\n"
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -177,39 +245,45 @@ def _select(rows: list[dict], **keys) -> list[dict]:
 
 
 def plot_curves(result: dict, out: Path) -> list[Path]:
-    """Per metric, one figure: a panel per model, curves over gamma per (layer, method, T), with
-    the paired standard error as a band around the finer mean; the paper's gamma 0.6 dotted."""
+    """Per metric, one figure with a panel per model: the paired gain over the base method
+    (``<metric>_diff``; for ``map_corr`` the correlation itself) against gamma, one colour per
+    (layer, method), solid T = 1, dashed T = 3, the band the paired standard error; the paper's
+    gamma 0.6 dotted."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     rows = result["rows"]
     names = list(dict.fromkeys(r["model"] for r in rows))
+    colours = colormaps["tab10"].colors
     written = []
     for metric in METRICS:
-        fig = Figure(figsize=(4.2 * len(names), 3.4), layout="constrained")
+        key = metric if metric == "map_corr" else metric + "_diff"
+        fig = Figure(figsize=(4.3 * len(names), 3.5), layout="constrained")
         axes = fig.subplots(1, len(names), squeeze=False)[0]
         for ax, name in zip(axes, names):
-            for layer in dict.fromkeys(r["layer"] for r in _select(rows, model=name)):
-                for method, style in (("gradcam", "-"), ("layercam", "--")):
-                    for T, marker in ((1, "o"), (3, "s")):
-                        sel = sorted(_select(rows, model=name, layer=layer, method=method, T=T,
-                                             rule="nearest_logit", aggregate="mean"), key=lambda r: r["gamma"])
-                        if not sel:
-                            continue
-                        g = np.array([r["gamma"] for r in sel])
-                        m = np.array([r[metric] for r in sel])
-                        (line,) = ax.plot(g, m, style, marker=marker, ms=3, lw=1.2,
-                                          label=f"{layer} {method} T={T}")
-                        se = np.array([r.get(metric + "_se", np.nan) for r in sel], float)
-                        if np.isfinite(se).any():
-                            ax.fill_between(g, m - se, m + se, color=line.get_color(), alpha=0.12, lw=0)
+            combos = [(l, m) for l in dict.fromkeys(r["layer"] for r in _select(rows, model=name))
+                      for m in ("gradcam", "layercam")]
+            for colour, (layer, method) in zip(colours, combos):
+                for T, style in ((1, "-"), (3, "--")):
+                    sel = sorted(_select(rows, model=name, layer=layer, method=method, T=T,
+                                         rule="nearest_logit", aggregate="mean"), key=lambda r: r["gamma"])
+                    g = np.array([r["gamma"] for r in sel])
+                    m = np.array([r[key] for r in sel])
+                    ax.plot(g, m, style, color=colour, marker="o", ms=2.5, lw=1.2,
+                            label=f"{layer} {method} T={T}")
+                    if metric != "map_corr":
+                        se = np.array([r[metric + "_se"] for r in sel], float)
+                        ax.fill_between(g, m - se, m + se, color=colour, alpha=0.12, lw=0)
             ax.axvline(DEFAULT_GAMMA, color="0.5", lw=0.8, ls=":")
-            ax.set_title(f"{name}", fontsize=9)
-            ax.set_xlabel("gamma (0 = base method)", fontsize=8)
-            ax.set_ylabel(metric, fontsize=8)
+            ax.axhline(1.0 if metric == "map_corr" else 0.0, color="0.6", lw=0.5)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("gamma", fontsize=8)
+            ax.set_ylabel(key if metric == "map_corr" else f"{metric}: Finer - base", fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=5.5, frameon=False, ncol=2)
-        fig.suptitle(f"{metric} over gamma, nearest-logit references, 'mean' aggregation "
-                     f"(band: paired SE vs the base map; n = {result['meta']['n']})", fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=5.5, frameon=False, ncol=2)
+        fig.suptitle(f"{metric}: nearest-logit references, 'mean' aggregation; band: paired SE "
+                     f"(n = {result['meta']['n']}, seed {result['meta']['seed']})", fontsize=9)
         path = out / f"curves_{metric}.png"
         fig.savefig(path, dpi=110)
         written.append(path)
@@ -243,15 +317,19 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=32)
     p.add_argument("--out", type=Path, default=Path("out/ablation"))
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the models not run now from an existing DIR/ablation.json")
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
-    result = run(args)
+    path = args.out / "ablation.json"
+    result = run(args, json.loads(path.read_text()) if args.merge and path.is_file() else None)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps(result, indent=1))
     if not args.no_plots:
         plot_curves(result, args.out)
-        plot_similarity(load_models(args.models), args.out)
-    print(f"wrote {args.out / 'ablation.json'} ({len(result['rows'])} rows, {result['meta']['wall_s']} s)")
+        plot_similarity(load_models(list(result["meta"]["accuracy"])), args.out)
+    (args.out / "ablation.md").write_text(markdown(result), encoding="utf-8")
+    print(f"wrote {path} ({len(result['rows'])} rows; seconds per model {result['meta']['wall_s']})")
     return 0
 
 

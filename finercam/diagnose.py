@@ -25,8 +25,8 @@ a few numbers that :func:`diagnose` reports per image:
 ...                     nn.Flatten(), nn.Linear(8, 5))
 >>> exp = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16))
 >>> d = diagnose(exp, classifier=net[4].weight)
->>> d.map_correlation.shape, d.weight_cosine.shape, d.logit_gap.shape
-((2,), (2, 3), (2, 3))
+>>> isinstance(d, Diagnosis), d.map_correlation.shape, d.weight_cosine.shape, d.logit_gap.shape
+(True, (2,), (2, 3), (2, 3))
 >>> bool(np.all(d.logit_gap >= 0))     # nearest-logit references sit below the predicted class
 True
 """

@@ -6,14 +6,14 @@ ImageNet EfficientNet-Lite0 of :func:`finercam.world.models.imagenet.load_imagen
 one ``nn.Linear`` trained on the bird world, as ONE module whose layers can be explained::
 
     input (3, 96, 96) in [0, 1]  (the bird world's images, like the CNN and the ViT)
-    -> bilinear resize to ``input_size`` (default 224), (x - 0.5) / 0.5
+    -> bilinear resize to ``input_size`` (default 160) unless already, (x - 0.5) / 0.5
     -> EfficientNet-Lite0 stem, _blocks.0 .. _blocks.15, _conv_head, _bn1, ReLU6   (frozen)
     -> global average pool of each of ``feature_layers`` (default: _bn1 only), concatenated
     -> _fc: nn.Linear(sum of their channels, 16)                                   (trained)
 
 The module keeps the backbone's own attribute names (``_conv_stem``, ``_blocks``, ``_bn1``), so
 the layers are addressed as in :data:`finercam.world.models.imagenet.TARGET_LAYERS`; the default
-target layer is ``_bn1`` (1,280 channels, 7 x 7 at 224). Only ``_fc`` is shipped
+target layer is ``_bn1`` (1,280 channels, 5 x 5 at 160, 7 x 7 at 224). Only ``_fc`` is shipped
 (``weights/probe.pt``); the backbone comes from the ``imagenet`` extra.
 
 Training (``python -m finercam.world.models.probe --out finercam/world/models/weights/probe.pt``)
@@ -21,10 +21,10 @@ renders the images, extracts the pooled features once (cached as ``.npy`` under 
 fits the linear head by full-batch L-BFGS on the softmax cross-entropy with an L2 penalty and
 measures the accuracy on fresh test images (another split).
 
->>> from finercam.world.models.probe import load_probe        # doctest: +SKIP
->>> probe = load_probe()                                      # doctest: +SKIP
->>> probe.target_layer, probe(torch.zeros(1, 3, 96, 96)).shape  # doctest: +SKIP
-('_bn1', torch.Size([1, 16]))
+>>> from finercam.world.models.probe import LinearProbe, load_probe
+>>> probe = load_probe()
+>>> isinstance(probe, LinearProbe), probe.target_layer, probe(torch.zeros(1, 3, 96, 96)).shape
+(True, '_bn1', torch.Size([1, 16]))
 """
 from __future__ import annotations
 
@@ -42,14 +42,14 @@ from .. import datasets
 from . import WEIGHTS_DIR
 
 __all__ = ["DEFAULT_TARGET_LAYER", "FEATURE_LAYERS", "INPUT_SIZE", "LinearProbe", "build_probe",
-           "pooled_features", "fit_head", "load_probe", "main"]
+           "pooled_features", "fit_head", "load_probe"]
 
 #: The layer to explain: the backbone's last feature map (before ReLU6), as for the ImageNet network.
 DEFAULT_TARGET_LAYER = "_bn1"
 #: The pooled layers the linear head reads by default.
 FEATURE_LAYERS: Tuple[str, ...] = ("_bn1",)
 #: The backbone's input size; the bird world's 96 x 96 images are resized to it inside the model.
-INPUT_SIZE = 224
+INPUT_SIZE = 160
 #: Channels of every block output of EfficientNet-Lite0, and of the head (``_bn1``).
 _CHANNELS = {**{f"_blocks.{i}": c for i, c in enumerate(
     (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320))}, "_bn1": 1280}
@@ -102,7 +102,11 @@ class LinearProbe(nn.Module):
 
 
 def build_probe(**config) -> LinearProbe:
-    """A probe on the pretrained backbone with an untrained head (needs the ``imagenet`` extra)."""
+    """A probe on the pretrained backbone with an untrained head (needs the ``imagenet`` extra).
+
+    >>> build_probe(feature_layers=("_blocks.12", "_bn1"))._fc.in_features   # 192 + 1280
+    1472
+    """
     from .imagenet import load_imagenet
 
     return LinearProbe(load_imagenet().model, **config).eval()
@@ -110,18 +114,25 @@ def build_probe(**config) -> LinearProbe:
 
 @torch.no_grad()
 def pooled_features(probe: LinearProbe, n: int, split: str, seed: int = 0, batch: int = 32,
-                    cache: Optional[Path] = None, log=print) -> Tuple[np.ndarray, np.ndarray]:
-    """Pooled features (n, D) float32 and labels (n,) of the first ``n`` images of ``split``.
+                    cache: Optional[Path] = None, log=print, render_size: Optional[int] = None
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """Pooled features (n, D) float32 and labels (n,) of the first ``n`` images of ``split``,
+    rendered at ``render_size`` (default: the probe's input size).
 
-    With ``cache``, they are read from / written to ``cache/<split>_s<seed>_n<n>_<size>_<layers>.npy``.
+    With ``cache``, they are read from / written to ``cache/<split>_s<seed>_n<n>_r<render>_<size>_<layers>.npy``.
+
+    >>> feats, labels = pooled_features(build_probe(input_size=64), 2, "test", log=None)
+    >>> feats.shape, labels.tolist()
+    ((2, 1280), [0, 1])
     """
-    tag = f"{split}_s{seed}_n{n}_{probe.input_size}_{'+'.join(probe.feature_layers)}"
+    render_size = probe.input_size if render_size is None else int(render_size)
+    tag = f"{split}_s{seed}_n{n}_r{render_size}_{probe.input_size}_{'+'.join(probe.feature_layers)}"
     if cache is not None and (Path(cache) / f"{tag}.npy").is_file():
         return np.load(Path(cache) / f"{tag}.npy"), np.load(Path(cache) / f"{tag}_labels.npy")
     feats, labels = [], []
     t0 = time.time()
     for lo in range(0, n, batch):
-        b = datasets.generate(min(batch, n - lo), seed=seed, split=split, start=lo)
+        b = datasets.generate(min(batch, n - lo), seed=seed, split=split, start=lo, size=render_size)
         feats.append(probe.pooled(torch.from_numpy(b.images)).numpy())
         labels.append(b.labels)
         if log and (lo // batch) % 10 == 0:
@@ -138,7 +149,14 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int = 16, l2
              steps: int = 200) -> Tuple[np.ndarray, np.ndarray]:
     """Weight (C, D) and bias (C,) minimising the mean softmax cross-entropy
     :math:`-\\frac{1}{N}\\sum_i \\log \\mathrm{softmax}(W x_i + b)_{y_i} + \\lambda \\lVert W \\rVert^2`
-    by full-batch L-BFGS on standardised features (the scaling is folded back into W and b)."""
+    by full-batch L-BFGS on standardised features (the scaling is folded back into W and b), with
+    :math:`\\lambda` = ``l2`` acting on the standardised weights.
+
+    >>> x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.2]], np.float32)
+    >>> w, b = fit_head(x, np.array([0, 1, 0, 1]), num_classes=2)
+    >>> (x @ w.T + b).argmax(1).tolist()
+    [0, 1, 0, 1]
+    """
     x = torch.from_numpy(features).double()
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mu) / sd
@@ -163,9 +181,9 @@ def load_probe(path: Optional[Path] = None) -> LinearProbe:
     """The trained probe (``weights/probe.pt`` or ``path``), float32, eval mode, class names
     :data:`finercam.world.datasets.CLASS_NAMES`; needs the ``imagenet`` extra.
 
-    >>> probe = load_probe()                                   # doctest: +SKIP
-    >>> probe.target_layer, probe._fc.weight.shape             # doctest: +SKIP
-    ('_bn1', torch.Size([16, 1280]))
+    >>> probe = load_probe()
+    >>> probe.target_layer, probe._fc.out_features, probe.class_names[0]
+    ('_bn1', 16, 'rosy finch')
     """
     path = WEIGHTS_DIR / "probe.pt" if path is None else Path(path)
     if not path.is_file():
