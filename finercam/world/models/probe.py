@@ -145,7 +145,7 @@ def pooled_features(probe: LinearProbe, n: int, split: str, seed: int = 0, batch
     return out
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int = 16, l2: float = 1e-3,
+def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int = 16, l2: float = 1e-2,
              steps: int = 200) -> Tuple[np.ndarray, np.ndarray]:
     """Weight (C, D) and bias (C,) minimising the mean softmax cross-entropy
     :math:`-\\frac{1}{N}\\sum_i \\log \\mathrm{softmax}(W x_i + b)_{y_i} + \\lambda \\lVert W \\rVert^2`
@@ -226,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--n-test", type=int, default=1024)
     p.add_argument("--layers", default=",".join(FEATURE_LAYERS), help="comma-separated pooled layers")
     p.add_argument("--input-size", type=int, default=INPUT_SIZE)
-    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--l2", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=Path("out/probe_cache"), help="feature cache folder")
     args = p.parse_args(argv)
