@@ -147,7 +147,19 @@ def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
     return rows
 
 
-def run_model(name: str, net, args) -> tuple[list[dict], float]:
+def diagnosis_medians(exps: list, weight: np.ndarray) -> dict:
+    """Medians over the images of :func:`finercam.diagnose.diagnose` at the paper's defaults and
+    with the nearest reference alone (gamma 0.6): why the maps changed as much as they did."""
+    out = {}
+    for label, pick in (("T=3", None), ("T=1", slice(0, 1))):
+        ds = [(e if pick is None else e.recombine(references=e.references[:, pick])).diagnose(weight) for e in exps]
+        cat = {k: np.concatenate([getattr(d, k) for d in ds]) for k in
+               ("map_correlation", "reference_mass", "weight_cosine", "logit_gap")}
+        out[label] = {k: round(float(np.nanmedian(v)), 3) for k, v in cat.items()}
+    return out
+
+
+def run_model(name: str, net, args) -> tuple[list[dict], float, dict]:
     """Every (layer, method) of one model: its rows and its accuracy on the images. The probe's
     images are rendered at its input size (the same birds, sharper), the others' at 96 x 96."""
     batch = datasets.generate(args.n, seed=args.seed, split="test", size=getattr(net, "input_size", 96))
@@ -155,7 +167,7 @@ def run_model(name: str, net, args) -> tuple[list[dict], float]:
     weight = classifier_weight(net)
     rd_n = args.probe_rd_n if name == "probe" else args.rd_n
     layers = LAYERS[name] if args.layers == "all" else LAYERS[name][:1]
-    rows, accuracy = [], float("nan")
+    rows, accuracy, why = [], float("nan"), {}
     for layer in layers:
         methods = METHODS + (("scorecam",) if name in SCORE_MODELS and layer == LAYERS[name][0]
                              and args.score_n > 0 else ())
@@ -166,26 +178,28 @@ def run_model(name: str, net, args) -> tuple[list[dict], float]:
             exps = explain(net, layer, method, x[:n], sub.labels, args.chunk)
             if method == "gradcam" and layer == layers[0]:
                 accuracy = float(np.mean(np.concatenate([e.logits for e in exps]).argmax(1) == sub.labels))
+                why = diagnosis_medians(exps, weight)
             for row in score_rows(net, exps, x[:n], sub, weight, min(rd_n, n)):
                 rows.append(dict(model=name, layer=layer, method=method, **row))
             print(f"{name:5s} {layer:15s} {method:9s} n={n}: {time.time() - t1:.0f} s", flush=True)
-    return rows, accuracy
+    return rows, accuracy, why
 
 
 def run(args, previous: dict | None = None) -> dict:
     """The whole study; returns ``{"meta": ..., "rows": [...]}``. With ``previous`` (an earlier
     result), its rows of the other models are kept."""
     meta = {"seed": args.seed, "n": args.n, "score_n": args.score_n, "rd_n": args.rd_n,
-            "probe_rd_n": args.probe_rd_n, "threads": torch.get_num_threads(), "accuracy": {}, "wall_s": {}}
+            "probe_rd_n": args.probe_rd_n, "threads": torch.get_num_threads(), "accuracy": {}, "wall_s": {},
+            "diagnosis": {}}
     rows = []
     if previous is not None:
         keep = [m for m in previous["meta"]["accuracy"] if m not in args.models]
         rows = [r for r in previous["rows"] if r["model"] in keep]
-        for k in ("accuracy", "wall_s"):
-            meta[k].update({m: previous["meta"][k][m] for m in keep})
+        for k in ("accuracy", "wall_s", "diagnosis"):
+            meta[k].update({m: previous["meta"].get(k, {}).get(m) for m in keep})
     for name, net in load_models(args.models).items():
         t0 = time.time()
-        model_rows, meta["accuracy"][name] = run_model(name, net, args)
+        model_rows, meta["accuracy"][name], meta["diagnosis"][name] = run_model(name, net, args)
         rows += model_rows
         meta["wall_s"][name] = round(time.time() - t0, 1)
     return {"meta": meta, "rows": rows}
