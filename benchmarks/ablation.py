@@ -284,7 +284,7 @@ def plot_curves(result: dict, out: Path) -> list[Path]:
                     g = np.array([r["gamma"] for r in sel])
                     m = np.array([r[key] for r in sel])
                     ax.plot(g, m, style, color=colour, marker="o", ms=2.5, lw=1.2,
-                            label=f"{layer} {method} T={T}")
+                            label=f"{method} @ {layer} T={T}")  # a label may not start with "_"
                     if metric != "map_corr":
                         se = np.array([r[metric + "_se"] for r in sel], float)
                         ax.fill_between(g, m - se, m + se, color=colour, alpha=0.12, lw=0)
