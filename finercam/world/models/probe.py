@@ -6,7 +6,7 @@ ImageNet EfficientNet-Lite0 of :func:`finercam.world.models.imagenet.load_imagen
 one ``nn.Linear`` trained on the bird world, as ONE module whose layers can be explained::
 
     input (3, 96, 96) in [0, 1]  (the bird world's images, like the CNN and the ViT)
-    -> bilinear resize to ``input_size`` (default 160) unless already, (x - 0.5) / 0.5
+    -> bilinear resize to ``input_size`` (default 224) unless already, (x - 0.5) / 0.5
     -> EfficientNet-Lite0 stem, _blocks.0 .. _blocks.15, _conv_head, _bn1, ReLU6   (frozen)
     -> global average pool of each of ``feature_layers`` (default: _bn1 only), concatenated
     -> _fc: nn.Linear(sum of their channels, 16)                                   (trained)
@@ -49,7 +49,7 @@ DEFAULT_TARGET_LAYER = "_bn1"
 #: The pooled layers the linear head reads by default.
 FEATURE_LAYERS: Tuple[str, ...] = ("_bn1",)
 #: The backbone's input size; the bird world's 96 x 96 images are resized to it inside the model.
-INPUT_SIZE = 160
+INPUT_SIZE = 224
 #: Channels of every block output of EfficientNet-Lite0, and of the head (``_bn1``).
 _CHANNELS = {**{f"_blocks.{i}": c for i, c in enumerate(
     (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320))}, "_bn1": 1280}
