@@ -232,3 +232,23 @@ class Explanation:
         from . import explorer
 
         return explorer.repr_html(self)
+
+    def diagnose(self, classifier=None):
+        """How much the comparison changed each map, and why: per image the correlation with the
+        base map, the references' map mass relative to the target's, the cosine similarity of
+        their classifier weights (``classifier``: the final nn.Linear or its weight matrix) and
+        the logit gap. See :func:`finercam.diagnose.diagnose`; no model call.
+
+        >>> import torch, finercam
+        >>> from torch import nn
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <...>
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(8, 5))
+        >>> d = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16)).diagnose(net[4])
+        >>> d.reference_mass.shape, d.summary(0).startswith("class ")
+        ((2,), True)
+        """
+        from .diagnose import diagnose
+
+        return diagnose(self, classifier)
