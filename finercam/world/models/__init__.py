@@ -24,7 +24,9 @@ from .cnn import SmallCNN
 from .vit import SmallViT
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODELS = ("cnn", "vit")
+MODELS = ("cnn", "vit")  # trained by `python -m finercam.world.models.train`
+#: Every embedded model :func:`load` knows: the two above and the linear probe.
+EMBEDDED = MODELS + ("probe",)
 _CLASSES = {"cnn": SmallCNN, "vit": SmallViT}
 #: Architecture options that later versions added, with the values that checkpoints written
 #: before them were trained with (a checkpoint's config lacks the key, not the layer).
@@ -61,9 +63,12 @@ def checkpoint(name: str, path: Optional[Union[str, Path]] = None) -> Dict[str, 
 
 
 def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
-    """The trained model ``"cnn"`` or ``"vit"``, float32, in eval mode, loaded offline.
+    """The trained model ``"cnn"``, ``"vit"`` or ``"probe"``, float32, in eval mode, loaded offline.
 
-    ``path`` loads another checkpoint written by ``python -m finercam.world.models.train``.
+    ``path`` loads another checkpoint written by ``python -m finercam.world.models.train`` (for
+    the probe: by ``python -m finercam.world.models.probe``). The probe (the paper's setting: a
+    linear head on the frozen ImageNet EfficientNet-Lite0, :mod:`finercam.world.models.probe`)
+    needs the extra ``[imagenet]`` and birds rendered at its ``input_size`` (224).
 
     >>> model = load("cnn")
     >>> type(model).__name__, model.training, model.default_target_layer
@@ -71,6 +76,10 @@ def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
     >>> model(torch.zeros(1, 3, 96, 96)).shape
     torch.Size([1, 16])
     """
+    if name == "probe":
+        from .probe import load_probe
+
+        return load_probe(None if path is None else Path(path))
     ckpt = checkpoint(name, path)
     model = build(name, **{**_LEGACY_CONFIG[name], **ckpt["config"]})
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
@@ -82,4 +91,4 @@ def default_target_layer(name: str) -> str:
     return build(_check_name(name)).default_target_layer
 
 
-__all__ = ["MODELS", "SmallCNN", "SmallViT", "WEIGHTS_DIR", "build", "checkpoint", "default_target_layer", "load"]
+__all__ = ["EMBEDDED", "MODELS", "SmallCNN", "SmallViT", "WEIGHTS_DIR", "build", "checkpoint", "default_target_layer", "load"]
