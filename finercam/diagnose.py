@@ -84,17 +84,17 @@ class Diagnosis:
         >>> d = Diagnosis(np.array([2]), np.array([[0, 1]]), 0.6, np.array([0.97]), np.array([0.4]),
         ...               np.array([[0.5, 0.3]]), np.array([[0.2, 0.1]]), np.array([[3.0, 5.0]]))
         >>> d.summary(0)
-        'class 2 vs [0, 1]: correlation with the base map 0.97 (little change); gamma 0.6 x reference mass 0.40 = 0.24 of the target map removed; weight cosine 0.20, 0.10; logit gap 3.00, 5.00'
+        'class 2 vs class 0, class 1: correlation with the base map 0.97 (little change); gamma 0.6 x reference mass 0.40 = 0.24 of the target map removed; weight cosine 0.20, 0.10; logit gap 3.00, 5.00'
         """
         def name(c):
-            return class_names[int(c)] if class_names is not None else int(c)
+            return str(class_names[int(c)]) if class_names is not None else f"class {int(c)}"
 
         r = self.map_correlation[i]
         verdict = ("no visible map" if not np.isfinite(r) else "little change" if r >= 0.95
                    else "moderate change" if r >= 0.8 else "large change")
         cos = ", ".join("n/a" if not np.isfinite(v) else f"{v:.2f}" for v in self.weight_cosine[i])
         gap = ", ".join(f"{v:.2f}" for v in self.logit_gap[i])
-        return (f"class {name(self.targets[i])} vs {[name(c) for c in self.references[i]]}: correlation "
+        return (f"{name(self.targets[i])} vs {', '.join(name(c) for c in self.references[i])}: correlation "
                 f"with the base map {r:.2f} ({verdict}); gamma {self.gamma:g} x reference mass "
                 f"{self.reference_mass[i]:.2f} = {self.gamma * self.reference_mass[i]:.2f} of the target "
                 f"map removed; weight cosine {cos}; logit gap {gap}")

@@ -368,3 +368,26 @@ def test_html_writes_the_interactive_view_of_the_same_explanation(tmp_path, user
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(got_item["image"].split(",", 1)[1]))), np.float64)
     pixels = x[0].numpy() * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]
     assert np.abs(shown / 255.0 - np.clip(pixels, 0, 1).transpose(1, 2, 0)).max() <= 1 / 255 + 1e-6
+
+
+def test_why_line_gives_the_diagnosis_with_the_models_linear_head(tmp_path, user_module, capsys):
+    """The console's and the page's "why" is Explanation.diagnose with the last nn.Linear as the
+    classifier: its weight cosines are the cosines of the head's rows, computed here by hand."""
+    import importlib
+
+    import finercam
+    from finercam.apps.inputs import default_transform
+
+    code = main([str(DATA / PHOTOS[0]), "--model", f"{user_module}:build", "--layer", "1",
+                 "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0
+    why = next(line for line in out.splitlines() if line.startswith("  why: "))[len("  why: "):]
+    net = importlib.import_module(user_module).build()
+    exp = finercam.FinerCAM(net, "1")(default_transform()(read_image(DATA / PHOTOS[0]))[None])
+    assert why == exp.diagnose(net[4]).summary(0)
+    w = net[4].weight.detach().double().numpy()
+    c, refs = int(exp.targets[0]), [int(r) for r in exp.references[0]]
+    cosines = [w[c] @ w[r] / np.linalg.norm(w[c]) / np.linalg.norm(w[r]) for r in refs]
+    assert "weight cosine " + ", ".join(f"{v:.2f}" for v in cosines) in why
+    assert f"{why}." in (tmp_path / "o" / "index.html").read_text().replace("&#x27;", "'")

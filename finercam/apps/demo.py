@@ -207,13 +207,11 @@ def mean_map_correlation(a: np.ndarray, b: np.ndarray) -> float:
     >>> mean_map_correlation(a, 2 * a + 1), mean_map_correlation(a, -a)
     (1.0, -1.0)
     """
-    x = a.reshape(len(a), -1).astype(np.float64)
-    y = b.reshape(len(b), -1).astype(np.float64)
-    x -= x.mean(1, keepdims=True)
-    y -= y.mean(1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
-    ok = den > 0
-    return float(np.mean((x * y).sum(1)[ok] / den[ok])) if ok.any() else float("nan")
+    from ..diagnose import map_correlation
+
+    r = map_correlation(a, b)
+    ok = np.isfinite(r)
+    return float(r[ok].mean()) if ok.any() else float("nan")
 
 
 def _part_energy(maps: np.ndarray, parts: np.ndarray) -> dict:

@@ -212,12 +212,12 @@ def map_change(base: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     >>> [round(v, 3) for v in map_change(a, b)]
     [0.577, 0.5]
     """
+    from ..diagnose import map_correlation
+
     p = np.asarray(base, np.float64).ravel()
     q = np.asarray(other, np.float64).ravel()
     moved = 0.5 * float(np.abs(p / p.sum() - q / q.sum()).sum()) if p.sum() > 0 and q.sum() > 0 else float("nan")
-    if p.std() == 0 or q.std() == 0:
-        return float("nan"), moved
-    return float(np.corrcoef(p, q)[0, 1]), moved
+    return float(map_correlation(p[None, None], q[None, None])[0]), moved
 
 
 @dataclass
@@ -327,6 +327,16 @@ def _console(say, path, maps: _Maps, names) -> None:
     say("\n".join(lines))
 
 
+def _diagnosis(model, exp, names) -> str:
+    """Why the default Finer map moved as much as it did (:meth:`Explanation.diagnose`), with the
+    model's last ``nn.Linear`` of C outputs as the classifier when it has one (weight cosine)."""
+    from torch import nn
+
+    num_classes = exp.logits.shape[1]
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    return exp.diagnose(heads[-1] if heads else None).summary(0, names)
+
+
 def _report_image(report, path, stem, maps: _Maps, names, fig) -> None:
     report.heading(f"{Path(path).name}")
     top = _top(maps.exp, names)
@@ -403,13 +413,16 @@ def _plan_text(args, seconds_first: float) -> str:
     """What the run does per image and how long the rest will take, from the first image's time."""
     from .progress import format_seconds
 
+    def duration(seconds: float) -> str:
+        return f"{1e3 * seconds:.0f} ms" if seconds < 1 else format_seconds(seconds)
+
     work = "one model call per image: a forward, and a backward per stored class"
     if args.method == "scorecam":
         work += ", then one forward per channel of the layer (Score-CAM)"
     rest = len(args.images) - 1
     return (f"finercam explain: {len(args.images)} images, {work}; every map of the panel is recombined "
-            f"from it. The first took {format_seconds(seconds_first)}: about "
-            f"{format_seconds(rest * seconds_first)} for the other {rest}.")
+            f"from it. The first took {duration(seconds_first)}: about "
+            f"{duration(rest * seconds_first)} for the other {rest}.")
 
 
 def _say(bar, text: str, stream) -> None:
@@ -473,6 +486,9 @@ def run(args) -> int:
             save_png(viz.overlay(photo, maps.base, alpha=args.alpha), out / f"{stem}_baseline.png")
             save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), out / f"{stem}_finer.png")
             _console(lambda text: _say(bar, text, sys.stdout), path, maps, names)
+            why = _diagnosis(inputs.model, exp, names)
+            _say(bar, f"  why: {why}", sys.stdout)
+            report.text(f"Why the default map moved this much (Explanation.diagnose): {why}.")
             bar.update(1)
     if report is None:  # not one image could be read: nothing written, as for a bad argument
         return 2
