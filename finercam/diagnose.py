@@ -92,12 +92,14 @@ class Diagnosis:
         r = self.map_correlation[i]
         verdict = ("no visible map" if not np.isfinite(r) else "little change" if r >= 0.95
                    else "moderate change" if r >= 0.8 else "large change")
-        cos = ", ".join("n/a" if not np.isfinite(v) else f"{v:.2f}" for v in self.weight_cosine[i])
+        cosines = self.weight_cosine[i]
+        cos = ("" if not np.isfinite(cosines).any() else "; weight cosine " + ", ".join(
+            "n/a" if not np.isfinite(v) else f"{v:.2f}" for v in cosines))
         gap = ", ".join(f"{v:.2f}" for v in self.logit_gap[i])
         return (f"{name(self.targets[i])} vs {', '.join(name(c) for c in self.references[i])}: correlation "
                 f"with the base map {r:.2f} ({verdict}); gamma {self.gamma:g} x reference mass "
                 f"{self.reference_mass[i]:.2f} = {self.gamma * self.reference_mass[i]:.2f} of the target "
-                f"map removed; weight cosine {cos}; logit gap {gap}")
+                f"map removed{cos}; logit gap {gap}")
 
 
 def _mass(raw: np.ndarray) -> np.ndarray:

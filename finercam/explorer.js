@@ -318,6 +318,7 @@
     var stage = el("div", {class: "fc-stage"}, [this.photo2, this.canvas]);
     var stages = [stage], aspect = this.H / this.W;
     this.caption = el("p", {class: "fc-caption"});
+    this.why = el("p", {class: "fc-why"});
     var figs = el("div", {class: "fc-figs"}, [
       el("figure", {}, [el("div", {class: "fc-stage"}, [this.photo]), el("figcaption", {text: "photo"})]),
       el("figure", {}, [stage, el("figcaption", {text: "map over the photo"})])]);
@@ -360,7 +361,7 @@
       c.disabled = self.fixed;
     });
     this.root.appendChild(el("div", {class: "fc-view"}, [head, this.thumbs,
-      el("div", {class: "fc-main"}, [el("div", {}, [figs, this.caption, this.colorbar()]), controls])]));
+      el("div", {class: "fc-main"}, [el("div", {}, [figs, this.caption, this.colorbar(), this.why]), controls])]));
     this.sync();
   };
 
@@ -425,6 +426,8 @@
       : (st.reverse ? "mean of [" + refs + "] \u2212 " + st.gamma.toFixed(2) + " \u00d7 " + this.name(im.target)
                     : this.name(im.target) + " \u2212 " + st.gamma.toFixed(2) + " \u00d7 mean of [" + refs + "]") +
         " (" + st.aggregate + ")";
+    this.why.textContent = im.why ? "As loaded (gamma " + this.data.gamma.toFixed(2) + "), why the map moved as " +
+      "much as it did: " + im.why : "";
   };
 
   /* ------------------------------- public API -------------------------------- */

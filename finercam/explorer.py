@@ -121,6 +121,17 @@ def _image_uri(image: Any) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _name_list(class_names, num_classes: int) -> list | None:
+    """Names indexable by class id for :meth:`finercam.diagnose.Diagnosis.summary` (ids without a
+    name read "class k")."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, dict):
+        return [str(class_names.get(k, f"class {k}")) for k in range(num_classes)]
+    names = list(class_names)
+    return [str(names[k]) if k < len(names) else f"class {k}" for k in range(num_classes)]
+
+
 def _names(class_names, ids) -> dict:
     if class_names is None:
         return {}
@@ -157,12 +168,17 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
     H, W = (int(v) for v in store.input_size)
     fixed = store.objective == "pgc"
     base_maps = exp.baseline().maps if fixed else np.empty((0,))
+    # Why the loaded map moved as much as it did (at the explanation's own gamma and references).
+    why = None if fixed or exp.is_baseline else exp.diagnose()
+    _names(class_names, [])  # checks class_names before anything reads it
+    names_by_id = _name_list(class_names, exp.logits.shape[1])
     items, ids = [], set()
     for n, photo in enumerate(photos):
         cand = [int(c) for c in store.candidates[n]]
         ids.update(cand)
         item = {"target": cand[0], "candidates": cand, "references": [int(r) for r in exp.references[n]],
-                "logits": [float(exp.logits[n, c]) for c in cand], "image": _image_uri(photo)}
+                "logits": [float(exp.logits[n, c]) for c in cand], "image": _image_uri(photo),
+                "why": None if why is None else why.summary(n, names_by_id)}
         if fixed:
             item["fixed"] = {"map": _b64(exp.maps[n]), "base": _b64(base_maps[n])}
         else:

@@ -115,6 +115,11 @@ def test_initial_state_is_the_explanations(browser):
         # the stored classes are the toggles, labelled with their names
         labels = page.locator(".fc-chip").all_inner_texts()
         assert [t.strip() for t in labels] == [NAMES[c] for c in exp.candidates[0, 1:]]
+        # under the map: why it moved as it did (Explanation.diagnose at the loaded settings)
+        for image in (0, 1):
+            page.evaluate("i => window.finercam.set({image: i})", image)
+            why = page.locator(".fc-why").inner_text()
+            assert why.endswith(exp.diagnose().summary(image, NAMES)), why
     finally:
         page.close()
 
