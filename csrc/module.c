@@ -312,6 +312,15 @@ static PyArrayObject *finish(PyArrayObject *out, int status)
     return out;
 }
 
+/* The exit of a binding with two array arguments: both converted references released (either may
+ * be NULL), its output (or NULL) returned. */
+static PyObject *release_pair(PyArrayObject *out, array_arg *first, array_arg *second)
+{
+    Py_XDECREF(first->arr);
+    Py_XDECREF(second->arr);
+    return (PyObject *)out;
+}
+
 /* A METH_VARARGS function calling impl(args, flag): the flavours of one wrapper. */
 #define FLAVOUR(name, impl, flag)                                                                  \
     static PyObject *name(PyObject *Py_UNUSED(self), PyObject *args)                               \
@@ -417,9 +426,7 @@ static PyObject *combine_any(PyObject *args, int pixelwise)
     Py_END_ALLOW_THREADS
     out = finish(out, status);
 exit:
-    Py_XDECREF(acts.arr);
-    Py_XDECREF(weights.arr);
-    return (PyObject *)out;
+    return release_pair(out, &acts, &weights);
 }
 
 /* ---------------------------------------------------------------- resize.c, normalize.c */
@@ -805,9 +812,7 @@ static PyObject *py_trapezoid(PyObject *Py_UNUSED(self), PyObject *args)
         fc_trapezoid(yv, xv, yd[0], yd[1], o);
     Py_END_ALLOW_THREADS
 exit:
-    Py_XDECREF(y.arr);
-    Py_XDECREF(x.arr);
-    return (PyObject *)out;
+    return release_pair(out, &y, &x);
 }
 
 static PyObject *measure_maps(PyObject *args, int pointing)
@@ -835,9 +840,7 @@ static PyObject *measure_maps(PyObject *args, int pointing)
         }
     Py_END_ALLOW_THREADS
 exit:
-    Py_XDECREF(maps.arr);
-    Py_XDECREF(masks.arr);
-    return (PyObject *)out;
+    return release_pair(out, &maps, &masks);
 }
 
 static PyObject *py_cosine_matrix(PyObject *Py_UNUSED(self), PyObject *args)
@@ -867,9 +870,7 @@ static PyObject *py_cosine_matrix(PyObject *Py_UNUSED(self), PyObject *args)
     Py_END_ALLOW_THREADS
     out = finish(out, status);
 exit:
-    Py_XDECREF(a.arr);
-    Py_XDECREF(b.arr);
-    return (PyObject *)out;
+    return release_pair(out, &a, &b);
 }
 
 /* ---------------------------------------------------------------- docstrings, method table */

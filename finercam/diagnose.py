@@ -19,12 +19,11 @@ a few numbers that :func:`diagnose` reports per image:
 
 >>> import torch, finercam
 >>> from torch import nn
->>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-<...>
->>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-...                     nn.Flatten(), nn.Linear(8, 5))
->>> exp = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16))
->>> d = diagnose(exp, classifier=net[4].weight)
+>>> g = torch.Generator().manual_seed(0)
+>>> conv, head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 5)
+>>> net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+>>> exp = finercam.FinerCAM(net, conv)(torch.rand(2, 3, 16, 16, generator=g))
+>>> d = diagnose(exp, classifier=head.weight)
 >>> isinstance(d, Diagnosis), d.map_correlation.shape, d.weight_cosine.shape, d.logit_gap.shape
 (True, (2,), (2, 3), (2, 3))
 >>> bool(np.all(d.logit_gap >= 0))     # nearest-logit references sit below the predicted class

@@ -239,15 +239,16 @@ class Explanation:
         their classifier weights (``classifier``: the final nn.Linear or its weight matrix) and
         the logit gap. See :func:`finercam.diagnose.diagnose`; no model call.
 
+        A linear head on pooled features (Grad-CAM is then CAM), its weights as the classifier:
+
         >>> import torch, finercam
-        >>> from torch import nn
-        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-        <...>
-        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        ...                     nn.Flatten(), nn.Linear(8, 5))
-        >>> d = finercam.FinerCAM(net, "1")(torch.rand(2, 3, 16, 16)).diagnose(net[4])
-        >>> d.reference_mass.shape, d.summary(0).startswith("class ")
-        ((2,), True)
+        >>> g = torch.Generator().manual_seed(1)
+        >>> head = torch.nn.Linear(4, 6)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head)
+        >>> d = finercam.FinerCAM(net, "1", num_references=2)(torch.rand(3, 3, 8, 8, generator=g)).diagnose(head)
+        >>> d.weight_cosine.shape, d.summary(0).startswith("class ")
+        ((3, 2), True)
         """
         from .diagnose import diagnose
 
