@@ -279,7 +279,7 @@ def _same_layers(a, b) -> bool:
 
     if len(a) != len(b):
         return False
-    for la, lb in zip(a, b):
+    for la, lb in zip(a, b, strict=True):
         if sorted(la) != sorted(lb) or la["kind"] != lb["kind"]:
             return False
         for k in la:
