@@ -149,8 +149,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
     "evaluate": ("the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, "
                  "runs under torchrun", _add_evaluate, _run_evaluate),
-    "demo": ("the spot-the-difference benchmark with both embedded models: every figure of the "
-             "paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
+    "demo": ("the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
+             "figure of the paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
     "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
                 "embedded CNN", _add_explain, _run_explain),
     "train": ("train one of the embedded classifiers (cnn, vit) on the bird world and write its "

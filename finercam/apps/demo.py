@@ -1,9 +1,12 @@
 """``finercam demo``: the spot-the-difference benchmark end to end, as a self-contained HTML report.
 
-For both embedded models (the small CNN and the small ViT of :mod:`finercam.world.models`) and the base
-methods Grad-CAM, Layer-CAM and Score-CAM, the demo explains a seeded test set of the bird world
-(:mod:`finercam.world.datasets`) once per method (one model call; every other setting is an
-``Explanation.recombine``) and writes:
+For the three embedded models of :mod:`finercam.world.models` (the small CNN and the small ViT on
+96 x 96 renders, and the linear probe on a frozen ImageNet EfficientNet-Lite0, the paper's setting,
+on the same birds rendered at 224 x 224) and the base methods Grad-CAM, Layer-CAM and Score-CAM
+(not for the probe: its 1,280 channels would cost 1,280 forwards at 224 x 224 per image), the demo
+explains a seeded test set of the bird world (:mod:`finercam.world.datasets`; the probe a prefix
+of it) once per method (one model call; every other setting is an ``Explanation.recombine``) and
+writes:
 
 * the paper's figures: Fig. 4 panels, Fig. 7 (one image against each of its top-3 references),
   Fig. 8 (a gamma sweep), Fig. 5 (deletion curves of the target and the second class), Fig. 1
@@ -34,7 +37,12 @@ import numpy as np
 from ..methods import METHOD_LABELS
 
 METHODS = tuple((key, METHOD_LABELS[key]) for key in ("gradcam", "layercam", "scorecam"))
-MODELS = (("cnn", "CNN"), ("vit", "ViT"))
+MODELS = (("cnn", "CNN"), ("vit", "ViT"), ("probe", "Probe"))
+#: The side at which each model's test images are rendered (the probe was trained on 224 x 224
+#: renders; the same birds rendered at 96 and upsampled put it at chance).
+RENDER_SIZES = {"cnn": 96, "vit": 96, "probe": 224}
+#: Why the probe has no Score-CAM rows (said in the page and in its tables).
+NO_SCORECAM = "no Score-CAM: its 1,280 channels would cost 1,280 forwards at 224 x 224 per image"
 GAMMA = 0.6
 NUM_REFERENCES = 3
 GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -66,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="report folder (default: out/demo)")
     p.add_argument("--quick", action="store_true",
-                   help="a few images, both models, every figure (the CI mode)")
+                   help="a few images, every model, every figure (the CI mode)")
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help="test images for the table (default 200; 16 with --quick)")
     p.add_argument("--score-images", type=int, default=None, metavar="M",
@@ -78,14 +86,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deletion-images", type=int, default=None, metavar="D",
                    help="the first D images get deletion curves, which cost one forward per "
                         "step (default 64; 8 with --quick)")
+    p.add_argument("--probe-images", type=int, default=None, metavar="P",
+                   help="the first P images, rendered at 224 x 224, for the linear probe "
+                        "(default 64; 16 with --quick)")
+    p.add_argument("--probe-deletion-images", type=int, default=None, metavar="Q",
+                   help="the first Q of those with the probe's deletion curves (default 16; 8 "
+                        "with --quick)")
 
 
 @dataclass
 class _Model:
+    """One embedded model and the share of the run it covers (prefixes of the test images)."""
+
     key: str
     label: str
     net: object
     layer: str
+    size: int               # the side its test images are rendered at
+    images: int             # the first ``images`` test images are explained
+    score_images: int       # the first of them with Score-CAM (0: no Score-CAM)
+    deletion_images: int    # the first of them with deletion curves
+
+    @property
+    def methods(self) -> tuple:
+        """The (key, label) of the base methods this model is explained with."""
+        return tuple(m for m in METHODS if m[0] != "scorecam" or self.score_images)
+
+    @property
+    def counts(self) -> dict:
+        """The prefixes, as recorded in results.json and written in the captions."""
+        return {"images": self.images, "score_images": self.score_images,
+                "deletion_images": self.deletion_images, "size": self.size}
+
+    def count(self, method: str) -> int:
+        """The images a method explains (Score-CAM: a prefix, one forward per channel each)."""
+        return self.score_images if method == "scorecam" else self.images
 
 
 @dataclass
@@ -271,7 +306,7 @@ def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
         ref = int(runs["gradcam"].references[i, 0])
         row, row_maps = [img, _example_of(batch, ref, i)], [None, None]
         tit = ["image", f"similar: {_name(ref)}"]
-        for key, label in METHODS:
+        for key, label in model.methods:
             pair = [runs[key].maps["base"][i], runs[key].maps["aggregated"][i]]
             row += [viz.overlay(img, m) for m in pair]
             row_maps += pair
@@ -409,21 +444,29 @@ def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
 # --- tables --------------------------------------------------------------------------------------
 
 
-def _row_labels(meta: dict) -> dict:
+def _row_labels(counts: dict) -> dict:
+    """Method key -> row label; ``counts``: a model's prefixes (:attr:`_Model.counts`)."""
     labels = dict(METHODS)
-    if meta["score_images"] < meta["images"]:
-        labels["scorecam"] += f" ({meta['score_images']} images)"
+    if 0 < counts["score_images"] < counts["images"]:
+        labels["scorecam"] += f" ({counts['score_images']} images)"
     return labels
 
 
-def _subsets(meta: dict) -> str:
-    return (f"Del. over the first {min(meta['deletion_images'], meta['images'])}, Score-CAM over "
-            f"the first {meta['score_images']}")
+def _subsets(counts: dict) -> str:
+    deletion = f"Del. over the first {min(counts['deletion_images'], counts['images'])}"
+    if not counts["score_images"]:
+        return f"{deletion}; {NO_SCORECAM}"
+    return f"{deletion}, Score-CAM over the first {counts['score_images']}"
+
+
+def _methods_scored(scores: dict) -> tuple:
+    """The (key, label) of METHODS that a model's scores cover."""
+    return tuple(m for m in METHODS if m[0] in scores)
 
 
 def _table_rows(scores: dict, setting: str, labels: dict):
     rows, best = [], []
-    for m, (key, _) in enumerate(METHODS):
+    for m, (key, _) in enumerate(_methods_scored(scores)):
         s = scores[key][setting]
         for j, kind in enumerate(("base", "finer")):
             rows.append([labels[key] if kind == "base" else "+ Finer"] +
@@ -439,7 +482,7 @@ def _table_rows(scores: dict, setting: str, labels: dict):
 
 def _diff_rows(scores: dict, labels: dict) -> list:
     rows = []
-    for key, _ in METHODS:
+    for key, _ in _methods_scored(scores):
         for setting, short, _ in SETTINGS:
             d = scores[key][setting]["diff"]
             rows.append([labels[key], short] +
@@ -448,15 +491,16 @@ def _diff_rows(scores: dict, labels: dict) -> list:
     return rows
 
 
-def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
+def _markdown(scores_by_model: dict, models: list[_Model]) -> str:
     lines = []
     for model in models:
+        counts = model.counts
         for setting, _, title in SETTINGS:
-            lines.append(f"**{model.label}, {title}**, {meta['images']} test images "
-                         f"({_subsets(meta)})\n")
+            lines.append(f"**{model.label}, {title}**, {counts['images']} test images "
+                         f"{_rendered(model)}({_subsets(counts)})\n")
             lines.append("| method | " + " | ".join(h for _, h in COLUMNS) + " | empty maps |")
             lines.append("|---|" + "---:|" * (len(COLUMNS) + 1))
-            rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(meta))
+            rows, best = _table_rows(scores_by_model[model.key], setting, _row_labels(counts))
             bold = set(best)
             for i, row in enumerate(rows):
                 cells = [row[0]] + [(f"**{v:.3f}**" if (i, j) in bold else f"{v:.3f}")
@@ -468,7 +512,7 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
         lines.append("| method | setting | " + " | ".join(h for _, h in COLUMNS) +
                      " | pairs | map corr. |")
         lines.append("|---|---|" + "---:|" * (len(COLUMNS) + 2))
-        for row in _diff_rows(scores_by_model[model.key], _row_labels(meta)):
+        for row in _diff_rows(scores_by_model[model.key], _row_labels(counts)):
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -477,15 +521,46 @@ def _markdown(scores_by_model: dict, models: list[_Model], meta: dict) -> str:
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _load_models() -> list[_Model]:
+def _load_models(plan: "_Plan") -> list[_Model]:
+    """The embedded models in eval mode, each with its render size and image prefixes."""
     from ..world import models
 
     out = []
     for key, label in MODELS:
         net = models.load(key)
         net.eval()
-        out.append(_Model(key, label, net, net.default_target_layer))
+        if key == "probe":
+            counts = (plan.probe_images, 0, plan.probe_deletion_images)
+        else:
+            counts = (plan.images, plan.score_images, plan.deletion_images)
+        out.append(_Model(key, label, net, net.default_target_layer, RENDER_SIZES[key], *counts))
     return out
+
+
+def _render(models: list[_Model], seed: int) -> dict:
+    """Render size -> (x, Batch) of the first test images, as many as the models at that size
+    need. The labels depend on the index only, so every size shows the same species in order."""
+    import torch
+
+    from ..world import datasets
+
+    data = {}
+    for size in sorted({m.size for m in models}):
+        n = max(m.images for m in models if m.size == size)
+        batch = datasets.generate(n, seed=seed, split="test", size=size)
+        data[size] = (torch.from_numpy(batch.images), batch)
+    return data
+
+
+def _inputs(model: _Model, data: dict):
+    """(x, Batch) of the test images a model covers, at its render size."""
+    x, batch = data[model.size]
+    return x[:model.images], _head(batch, model.images)
+
+
+def _rendered(model: _Model) -> str:
+    """How a model's images differ from the others' in a caption ('' at the default 96)."""
+    return "" if model.size == 96 else f"rendered at {model.size} x {model.size} "
 
 
 @dataclass
@@ -496,6 +571,8 @@ class _Plan:
     score_images: int      # the first of them explained with Score-CAM
     deletion_images: int   # the first of them with deletion curves
     steps: int             # deletion-curve steps
+    probe_images: int      # the first of them explained with the probe (rendered at 224)
+    probe_deletion_images: int  # the first of those with the probe's deletion curves
 
     @classmethod
     def from_args(cls, args) -> "_Plan":
@@ -505,7 +582,9 @@ class _Plan:
             return value if value is not None else (quick_default if quick else full_default)
 
         plan = cls(chosen(args.images, 16, 200), chosen(args.score_images, 8, 64),
-                   chosen(args.deletion_images, 8, 64), chosen(args.steps, 5, 10))
+                   chosen(args.deletion_images, 8, 64), chosen(args.steps, 5, 10),
+                   chosen(getattr(args, "probe_images", None), 16, 64),
+                   chosen(getattr(args, "probe_deletion_images", None), 8, 16))
         if plan.images < 16:
             raise ValueError(f"--images must be >= 16 (one image per class), got {plan.images}")
         if not 1 <= plan.score_images <= plan.images:
@@ -514,47 +593,50 @@ class _Plan:
             raise ValueError(f"--deletion-images must be in [1, --images], got {plan.deletion_images}")
         if plan.steps < 2:
             raise ValueError(f"--steps must be >= 2, got {plan.steps}")
+        if not 1 <= plan.probe_images <= plan.images:
+            raise ValueError(f"--probe-images must be in [1, --images], got {plan.probe_images}")
+        if not 1 <= plan.probe_deletion_images <= plan.probe_images:
+            raise ValueError("--probe-deletion-images must be in [1, --probe-images], got "
+                             f"{plan.probe_deletion_images}")
         return plan
 
-    def count(self, method: str) -> int:
-        """The images a method explains (Score-CAM: a prefix, one forward per channel each)."""
-        return self.score_images if method == "scorecam" else self.images
 
-
-def _explain_all(models: list[_Model], x, batch, plan: _Plan) -> dict:
+def _explain_all(models: list[_Model], data: dict) -> dict:
     """(model key, method) -> its _Run over the images the method covers."""
     import sys
 
     from .progress import progress_bar
 
     runs: dict = {}
-    total = len(models) * sum(plan.count(key) for key, _ in METHODS)
+    total = sum(m.count(key) for m in models for key, _ in m.methods)
     with progress_bar(total=total, desc="explaining", unit="img", file=sys.stderr) as bar:
         for model in models:
-            for key, _ in METHODS:
+            x, batch = _inputs(model, data)
+            for key, _ in model.methods:
                 bar.set_postfix_str(f"{model.key} {key}")
-                k = plan.count(key)
+                k = model.count(key)
                 # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
                 chunk = 16 if key == "scorecam" else 64
                 runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], chunk, bar)
     return runs
 
 
-def _score_all(models: list[_Model], runs: dict, x, batch, plan: _Plan) -> dict:
+def _score_all(models: list[_Model], runs: dict, data: dict, steps: int) -> dict:
     """model key -> method -> the scores of :func:`_score`."""
     import sys
 
     from .progress import progress_bar
 
     scores: dict = {m.key: {} for m in models}
-    total = len(models) * len(METHODS) * len(MAP_KINDS)
+    total = sum(len(m.methods) for m in models) * len(MAP_KINDS)
     with progress_bar(total=total, desc="scoring", unit="map set", file=sys.stderr) as bar:
         for model in models:
-            for key, _ in METHODS:
+            x, batch = _inputs(model, data)
+            for key, _ in model.methods:
                 bar.set_postfix_str(f"{model.key} {key}")
-                k = plan.count(key)
+                k = model.count(key)
                 scores[model.key][key] = _score(model, runs[model.key, key], x[:k], _head(batch, k),
-                                                plan.steps, min(plan.deletion_images, k), bar)
+                                                steps, min(model.deletion_images, k), bar)
     return scores
 
 
@@ -571,8 +653,10 @@ def _model_facts(model: _Model, run0: _Run, batch) -> tuple[float, np.ndarray]:
 def _model_figures(report, model: _Model, runs: dict, x, batch, rows: list[int], bar) -> None:
     """The paper's Fig. 4, 7, 8 and 5 for one model."""
     run0 = runs[model.key, "gradcam"]
-    report.figure(_fig4(model, {k: runs[model.key, k] for k, _ in METHODS}, batch, rows),
-                  f"{model.key}-fig4", "Baseline and Finer maps for three base methods.")
+    report.figure(_fig4(model, {k: runs[model.key, k] for k, _ in model.methods}, batch, rows),
+                  f"{model.key}-fig4",
+                  f"Baseline and Finer maps for {('', 'one', 'two', 'three')[len(model.methods)]} "
+                  "base methods.")
     bar.update(1)
     report.figure(_fig7(model, run0, batch, rows[0]), f"{model.key}-fig7",
                   "Finer-Grad-CAM against each reference (top row); the ground-truth parts "
@@ -607,12 +691,14 @@ def _explorer_view(report, model: _Model, x, batch, rows: list[int]) -> None:
 
 def _model_tables(report, model: _Model, scores: dict, meta: dict) -> None:
     """The Table-1-style tables, the paired differences and the part shares of one model."""
-    labels = _row_labels(meta)
-    report.definitions(_column_definitions(meta))
+    counts = model.counts
+    labels = _row_labels(counts)
+    report.definitions(_column_definitions(meta, model))
     for setting, _, title in SETTINGS:
         rows, best = _table_rows(scores, setting, labels)
         report.table(rows, ["method"] + [h for _, h in COLUMNS] + ["empty maps"], best=best,
-                     caption=f"{model.label}, {title}; {meta['images']} images ({_subsets(meta)})."
+                     caption=f"{model.label}, {title}; {counts['images']} images "
+                     f"{_rendered(model)}({_subsets(counts)})."
                      " Bold: the better of baseline and Finer where they differ at 3 decimals.")
     report.table(_diff_rows(scores, labels),
                  ["method", "setting"] + [h for _, h in COLUMNS] + ["pairs", "map corr."],
@@ -625,21 +711,26 @@ def _model_tables(report, model: _Model, scores: dict, meta: dict) -> None:
     kinds = {"base": "Grad-CAM"} | {key: f"Finer, {short}" for key, short, _ in SETTINGS}
     report.table([[label] + [parts[k][p] for p in names] for k, label in kinds.items()],
                  ["Grad-CAM map"] + names,
-                 caption=f"{model.label}: mean share of map energy on each part.")
+                 caption=f"{model.label}: mean share of map energy on each part "
+                 f"({counts['images']} images).")
 
 
-def _model_section(report, model: _Model, runs: dict, scores: dict, x, batch, meta: dict,
+def _model_section(report, model: _Model, runs: dict, scores: dict, data: dict, meta: dict,
                    bar) -> None:
     """One model's heading, facts, figures and tables; records its facts in ``meta``."""
+    x, batch = _inputs(model, data)
     run0 = runs[model.key, "gradcam"]
     acc, same_family = _model_facts(model, run0, batch)
     meta["accuracy"][model.key] = acc
     meta["same_family_references"][model.key] = same_family.tolist()
+    meta["models"][model.key] = model.counts
     report.heading(f"{model.label} (layer {model.layer}, test accuracy "
                    f"{100 * acc:.1f}% on these images)")
+    if model.key == "probe":
+        report.text(PROBE_TEXT.format(n=model.images, d=min(model.deletion_images, model.images)))
     report.text("Share of references from the target's own family, by rank: " +
                 ", ".join(f"#{t + 1}: {100 * v:.0f}%" for t, v in enumerate(same_family)))
-    rows = _pick(batch, run0, 3, meta["score_images"])
+    rows = _pick(batch, run0, 3, model.score_images or model.images)
     _model_figures(report, model, runs, x, batch, rows, bar)
     _explorer_view(report, model, x, batch, rows)
     _model_tables(report, model, scores[model.key], meta)
@@ -668,6 +759,15 @@ WHAT_FINER_SHOWS = (
     "region that the Disc. energy and Part PG columns score.")
 
 
+PROBE_TEXT = (
+    "The paper's setting: one linear layer (1,280 x 16) on the average-pooled last feature map of "
+    "a frozen ImageNet EfficientNet-Lite0 (65.2 % on 1,024 fresh test images; docs/benchmark.md). "
+    "Its birds are the same species in the same order, rendered at 224 x 224 (at 96 x 96 "
+    "upsampled it is at chance). An EfficientNet forward at 224 costs tens of milliseconds per "
+    "image on a CPU, so the probe covers the first {n} test images, deletion curves the first {d}, "
+    "and it has " + NO_SCORECAM + ". Its maps live on a 7 x 7 grid.")
+
+
 def _change(diff: dict) -> str:
     """A paired difference as a word and its numbers: up / down beyond two standard errors."""
     m, se = diff["mean"], diff["se"]
@@ -680,7 +780,7 @@ def _finding(scores: dict, models: list[_Model]) -> str:
     the box energy beyond two standard errors, and how far the maps move elsewhere."""
     up, down, same = [], [], []
     for model in models:
-        for key, label in METHODS:
+        for key, label in model.methods:
             d = scores[model.key][key]["nearest"]["diff"]["loc"]
             corr = scores[model.key][key]["nearest"]["map_correlation"]
             name = f"{model.label} {label} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
@@ -694,7 +794,7 @@ def _finding(scores: dict, models: list[_Model]) -> str:
             f"Finer moves more of the map's energy into the bird's box for {names(up)}; less for "
             f"{names(down)}; no difference beyond two standard errors for {names(same)}.")
     for model in models:
-        corr = [scores[model.key][key]["nearest"]["map_correlation"] for key, _ in METHODS]
+        corr = [scores[model.key][key]["nearest"]["map_correlation"] for key, _ in model.methods]
         text += (f" The {model.label}'s Finer maps correlate {min(corr):.2f} to {max(corr):.2f} "
                  "with its baseline maps.")
     return text + (" docs/benchmark.md reads the full run method by method and shows that a "
@@ -702,11 +802,17 @@ def _finding(scores: dict, models: list[_Model]) -> str:
                    "checkpoints of the same architecture range from losses to gains.")
 
 
-def _column_definitions(meta: dict) -> list[tuple[str, str]]:
-    """What each column of the tables means, written where the tables appear."""
+def _column_definitions(meta: dict, model: _Model) -> list[tuple[str, str]]:
+    """What each column of one model's tables means, written where its tables appear."""
+    covered = (f"; {NO_SCORECAM}" if not model.score_images else
+               f"; Score-CAM rows: the first {model.score_images}")
     return [
+        ("images", f"the {model.label}'s first {model.images} test images"
+         f"{', rendered at %d x %d' % (model.size, model.size) if model.size != 96 else ''}"
+         f"{covered}."),
         ("Del. \u2193", f"deletion AUC: the target's probability as the map's top pixels are set "
-         f"to 0 in {meta['steps']} steps, area under that curve; lower is better (the map found "
+         f"to 0 in {meta['steps']} steps, area under that curve, over the first "
+         f"{min(model.deletion_images, model.images)} images; lower is better (the map found "
          "the evidence)."),
         ("RD@5%, RD@10%", "relative confidence drop (paper, Eq. 10) after deleting the map's top "
          "5 % / 10 % of pixels: the target's probability drop minus the nearest reference's, "
@@ -726,16 +832,19 @@ def _column_definitions(meta: dict) -> list[tuple[str, str]]:
 
 def _setup_text(plan: _Plan, seed: int) -> str:
     return (f"{plan.images} test images of the bird world (seed {seed}), 16 species in 4 "
-            f"families; both embedded models; gamma = {GAMMA}; references = the classes with the "
+            "families; the three embedded models: the CNN and the ViT on 96 x 96 renders, the "
+            f"linear probe on the first {plan.probe_images} of the same birds rendered at 224 x 224 "
+            f"(deletion curves on its first {plan.probe_deletion_images}; {NO_SCORECAM}); "
+            f"gamma = {GAMMA}; references = the classes with the "
             "nearest logits to the true class. Baseline maps and every Finer setting come from one "
             "model call per method (Explanation.recombine). Masked pixels are set to 0. Deletion "
             f"curves ({plan.steps} steps) cover the first {plan.deletion_images} images and "
-            f"Score-CAM (one forward per channel and image) the first {plan.score_images}: both "
-            "are balanced prefixes (labels cycle through the 16 classes); every other column "
-            "covers all images.")
+            f"Score-CAM (one forward per channel and image) the first {plan.score_images} for the "
+            "CNN and the ViT: like the probe's, these are balanced prefixes (labels cycle through "
+            "the 16 classes); every other column covers all of a model's images.")
 
 
-def _write_report(args, plan: _Plan, models, runs, scores, x, batch, meta: dict) -> Path:
+def _write_report(args, plan: _Plan, models, runs, scores, data: dict, meta: dict) -> Path:
     """The HTML report (figures written as they are made), results.json and tables.md."""
     import sys
 
@@ -750,9 +859,9 @@ def _write_report(args, plan: _Plan, models, runs, scores, x, batch, meta: dict)
         report.text(WHAT_FINER_SHOWS)
         report.text(_finding(scores, models), highlight=True)
         report.text(_setup_text(plan, args.seed))
-        meta["accuracy"], meta["same_family_references"] = {}, {}
+        meta["accuracy"], meta["same_family_references"], meta["models"] = {}, {}, {}
         for model in models:
-            _model_section(report, model, runs, scores, x, batch, meta, bar)
+            _model_section(report, model, runs, scores, data, meta, bar)
     _similarity_section(report, models, meta)
     meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
                                    classifier=models[0].net, target_layer=models[0].layer,
@@ -762,14 +871,14 @@ def _write_report(args, plan: _Plan, models, runs, scores, x, batch, meta: dict)
     report.code("finercam demo" + (" --quick" if args.quick else "") +
                 f"  # {meta['seconds']} s, finercam {meta['finercam']}, torch {meta['torch']}")
     (out / "results.json").write_text(json.dumps({"meta": meta, "scores": scores}, indent=1))
-    (out / "tables.md").write_text(_markdown(scores, models, meta))
+    (out / "tables.md").write_text(_markdown(scores, models))
     return report.write()
 
 
 def run(args) -> int:
     """Build the demo report in ``args.out`` (options of :func:`add_arguments`); returns 0.
 
-    Explains the test images with both embedded models, measures the Table-1-style columns
+    Explains the test images with the three embedded models, measures the Table-1-style columns
     and writes every figure and the table as an HTML report. It takes seconds with ``--quick``
     and minutes without, so the example only prepares the arguments:
 
@@ -782,19 +891,18 @@ def run(args) -> int:
     import torch
 
     from .. import __version__
-    from ..world import datasets
 
     t0 = time.perf_counter()
     plan = _Plan.from_args(args)
-    batch = datasets.generate(plan.images, seed=args.seed, split="test")
-    x = torch.from_numpy(batch.images)
-    models = _load_models()
-    runs = _explain_all(models, x, batch, plan)
-    scores = _score_all(models, runs, x, batch, plan)
+    models = _load_models(plan)
+    data = _render(models, args.seed)
+    runs = _explain_all(models, data)
+    scores = _score_all(models, runs, data, plan.steps)
     meta = {"images": plan.images, "score_images": plan.score_images,
             "deletion_images": plan.deletion_images, "seed": args.seed, "steps": plan.steps,
+            "probe_images": plan.probe_images, "probe_deletion_images": plan.probe_deletion_images,
             "gamma": GAMMA, "num_references": NUM_REFERENCES, "quick": bool(args.quick),
             "finercam": __version__, "torch": torch.__version__, "_t0": t0}
-    path = _write_report(args, plan, models, runs, scores, x, batch, meta)
+    path = _write_report(args, plan, models, runs, scores, data, meta)
     print(f"report: {path.resolve()}")
     return 0
