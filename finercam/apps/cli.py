@@ -104,7 +104,9 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run
+    from .progress import keep_freed_memory
 
+    keep_freed_memory()  # as for evaluate: the probe's 224-px forwards would page-fault otherwise
     return run(args)
 
 
