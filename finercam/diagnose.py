@@ -85,6 +85,9 @@ class Diagnosis:
         >>> d.summary(0)
         'class 2 vs class 0, class 1: correlation with the base map 0.97 (little change); gamma 0.6 x reference mass 0.40 = 0.24 of the target map removed; weight cosine 0.20, 0.10; logit gap 3.00, 5.00'
         """
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.targets):
+            raise ValueError(f"i must be an image index in [0, {len(self.targets)}), got {i!r}")
+
         def name(c):
             return str(class_names[int(c)]) if class_names is not None else f"class {int(c)}"
 
@@ -109,8 +112,13 @@ def _weight_cosine(classifier, targets: np.ndarray, references: np.ndarray) -> n
     if classifier is None:
         return np.full(references.shape, np.nan)
     w = classifier.weight if hasattr(classifier, "weight") else classifier
+    if isinstance(w, (str, bytes)) or not hasattr(w, "__array__") and not hasattr(w, "detach"):
+        raise TypeError(f"classifier must be an nn.Linear or a (num_classes, D) weight matrix, "
+                        f"got {type(classifier).__name__}")
     w = w.detach().cpu().numpy() if hasattr(w, "detach") else np.asarray(w)
     w = np.asarray(w, np.float64)
+    if w.ndim == 2 and not np.isfinite(w).all():
+        raise ValueError("classifier weights must be finite (NaN or inf found)")
     if w.ndim != 2 or w.shape[0] <= int(max(targets.max(), references.max())):
         raise ValueError(f"classifier must be an nn.Linear or a (num_classes, D) weight matrix, got shape {w.shape}")
     unit = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
@@ -124,6 +132,10 @@ def diagnose(explanation, classifier=None) -> Diagnosis:
     ``weight_cosine``; None leaves it NaN. Masses use the raw maps of the first target layer, each
     with the ``"mean"`` aggregation; no model call (everything is a recombination).
     """
+    from .explanation import Explanation
+
+    if not isinstance(explanation, Explanation):
+        raise TypeError(f"explanation must be a finercam.Explanation, got {type(explanation).__name__}")
     exp = explanation
     if exp.objective != "paper":
         raise ValueError("diagnose needs objective='paper' (it recombines the stored weights)")

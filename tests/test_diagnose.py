@@ -81,3 +81,19 @@ def test_bad_classifier_and_objective(setup):
     pgc = finercam.FinerCAM(net, "layer2", objective="pgc")(x, TARGETS)
     with pytest.raises(ValueError, match="objective='paper'"):
         pgc.diagnose()
+
+
+def test_bad_arguments_name_themselves(setup):
+    _, _, exp, _ = setup
+    with pytest.raises(TypeError, match="explanation must be a finercam.Explanation"):
+        diagnose(exp.maps)
+    with pytest.raises(TypeError, match="classifier"):
+        exp.diagnose("fc")
+    w = np.ones((10, 8))
+    w[2, 3] = np.nan
+    with pytest.raises(ValueError, match="classifier weights must be finite"):
+        exp.diagnose(w)
+    d = exp.diagnose()
+    for i in (-1, len(exp.targets), 1.0, True):
+        with pytest.raises(ValueError, match="i must be an image index"):
+            d.summary(i)

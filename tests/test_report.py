@@ -108,3 +108,17 @@ def test_readme_pictures_block_runs(tmp_path, monkeypatch):
     with Image.open(tmp_path / "out" / "mine" / "row.png") as im:
         assert np.asarray(im.convert("L")).std() > 10
     assert len(env["sweep"].axes) == 4
+
+
+def test_link_and_embed_escape_and_check_their_href(tmp_path):
+    r = Report(tmp_path, "t")
+    r.link("a <view>", 'x".html')
+    r.embed("v.html", "caption & more", height=300)
+    page = r.html()
+    assert '<a href="x&quot;.html">a &lt;view&gt;</a>' in page
+    assert '<iframe src="v.html" title="caption &amp; more" style="width:100%;height:300px' in page
+    for bad in (None, 3, ""):
+        with pytest.raises(TypeError, match="href"):
+            r.link("x", bad)
+        with pytest.raises(TypeError, match="href"):
+            r.embed(bad, "c")

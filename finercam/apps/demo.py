@@ -610,15 +610,22 @@ def _explain_all(models: list[_Model], data: dict) -> dict:
     runs: dict = {}
     total = sum(m.count(key) for m in models for key, _ in m.methods)
     with progress_bar(total=total, desc="explaining", unit="img", file=sys.stderr) as bar:
-        for model in models:
-            x, batch = _inputs(model, data)
-            for key, _ in model.methods:
-                bar.set_postfix_str(f"{model.key} {key}")
-                k = model.count(key)
-                # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
-                chunk = 16 if key == "scorecam" else 64
-                runs[model.key, key] = _explain(model, key, x[:k], batch.labels[:k], chunk, bar)
+        for model, key, x, batch, k in _method_inputs(models, data, bar):
+            # Score-CAM forwards every channel of every image: smaller chunks keep the bar moving.
+            chunk = 16 if key == "scorecam" else 64
+            runs[model.key, key] = _explain(model, key, x, batch.labels[:k], chunk, bar)
     return runs
+
+
+def _method_inputs(models: list[_Model], data: dict, bar):
+    """(model, method key, its images, its batch, image count) for every model x method, the
+    progress bar labelled with the pair."""
+    for model in models:
+        x, batch = _inputs(model, data)
+        for key, _ in model.methods:
+            bar.set_postfix_str(f"{model.key} {key}")
+            k = model.count(key)
+            yield model, key, x[:k], batch, k
 
 
 def _score_all(models: list[_Model], runs: dict, data: dict, steps: int) -> dict:
@@ -630,13 +637,9 @@ def _score_all(models: list[_Model], runs: dict, data: dict, steps: int) -> dict
     scores: dict = {m.key: {} for m in models}
     total = sum(len(m.methods) for m in models) * len(MAP_KINDS)
     with progress_bar(total=total, desc="scoring", unit="map set", file=sys.stderr) as bar:
-        for model in models:
-            x, batch = _inputs(model, data)
-            for key, _ in model.methods:
-                bar.set_postfix_str(f"{model.key} {key}")
-                k = model.count(key)
-                scores[model.key][key] = _score(model, runs[model.key, key], x[:k], _head(batch, k),
-                                                steps, min(model.deletion_images, k), bar)
+        for model, key, x, batch, k in _method_inputs(models, data, bar):
+            scores[model.key][key] = _score(model, runs[model.key, key], x, _head(batch, k),
+                                            steps, min(model.deletion_images, k), bar)
     return scores
 
 

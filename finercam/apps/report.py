@@ -80,6 +80,12 @@ def save_png(image, path: str | os.PathLike) -> None:
     Image.fromarray(a).save(path, format="PNG")
 
 
+def _check_href(href) -> str:
+    if not isinstance(href, str) or not href:
+        raise TypeError(f"href must be a non-empty path string, got {href!r}")
+    return href
+
+
 def _cell(value, floatfmt: str) -> str:
     if isinstance(value, (float, np.floating)):
         return "n/a" if not np.isfinite(value) else format(float(value), floatfmt)
@@ -132,7 +138,8 @@ class Report:
         >>> r.html().count('<a href="bird.html">interactive view</a>')
         1
         """
-        self._parts.append(f'<p><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></p>')
+        _check_href(href)
+        self._parts.append(f'<p><a href="{html.escape(href, quote=True)}">{html.escape(str(text))}</a></p>')
 
     def embed(self, href: str, caption: str, height: int = 560) -> None:
         """A page beside the report (``href`` relative to it) shown inside this one, with a link to
@@ -144,7 +151,7 @@ class Report:
         >>> '<iframe src="cnn-explore.html"' in r.html()
         True
         """
-        src = html.escape(href, quote=True)
+        src = html.escape(_check_href(href), quote=True)
         self._parts.append(f'<figure><iframe src="{src}" title="{html.escape(caption, quote=True)}" '
                            f'style="width:100%;height:{int(height)}px;border:1px solid #ddd"></iframe>'
                            f'<figcaption>{html.escape(caption)} (<a href="{src}">open alone</a>)'
