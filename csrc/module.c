@@ -915,12 +915,12 @@ static PyObject *py_road_impute(PyObject *Py_UNUSED(self), PyObject *args)
 {
     array_arg images = array_of("images", NPY_FLOAT32, 4, "(N, C, H, W)", 1);
     array_arg removed = array_of("removed", NPY_BOOL, 4, "(N, S, H, W)", 0);
-    fc_impute_opts opts = {0.0, 0, 1e-6, 1000, 1};
-    unsigned long long seed = 0;
+    fc_impute_opts opts = {0.0, 0, 0, 1e-6, 1000, 1};
+    unsigned long long seed = 0, first = 0;
     int status = FC_OK;
     PyArrayObject *out = NULL;
-    if (!PyArg_ParseTuple(args, "O&O&dKdi:road_impute", array_converter, &images, array_converter,
-                          &removed, &opts.noise, &seed, &opts.tol, &opts.max_iter) ||
+    if (!PyArg_ParseTuple(args, "O&O&dKKdi:road_impute", array_converter, &images, array_converter,
+                          &removed, &opts.noise, &seed, &first, &opts.tol, &opts.max_iter) ||
         check_impute_opts(&opts) < 0 || check_impute_args(&images, &removed) < 0) {
         goto exit;
     }
@@ -937,6 +937,7 @@ static PyObject *py_road_impute(PyObject *Py_UNUSED(self), PyObject *args)
         goto exit;
     }
     opts.seed = (uint64_t)seed;
+    opts.first = (uint64_t)first;
     opts.n_threads = thread_setting();
     const float *im = PyArray_DATA(images.arr);
     const uint8_t *rm = PyArray_DATA(removed.arr);
@@ -1062,11 +1063,11 @@ PyDoc_STRVAR(cosine_matrix_doc,
 "<a_i, b_j> / (|a_i| |b_j|) for rows a (M, D), b (K, D) -> (M, K) float32; 0 for a zero row.");
 
 PyDoc_STRVAR(road_impute_doc,
-"road_impute(images, removed, noise, seed, tol, max_iter)\n--\n\n"
+"road_impute(images, removed, noise, seed, first, tol, max_iter)\n--\n\n"
 "ROAD's noisy linear imputation: row n*S + s of the (N*S, C, H, W) float32 result is images[n]\n"
 "(N, C, H, W) with the pixels of removed[n, s] (N, S, H, W) bool imputed from their eight\n"
 "neighbours (conjugate gradients to relative residual tol, at most max_iter per level), plus\n"
-"noise times a seeded standard normal.");
+"noise times a standard normal keyed by (seed, first + row, pixel, channel).");
 
 PyDoc_STRVAR(ssim_doc,
 "ssim(a, b, win, data_range)\n--\n\n"

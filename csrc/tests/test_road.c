@@ -20,7 +20,7 @@ static const double WT[8] = {1.0 / 12, 1.0 / 6,  1.0 / 12, 1.0 / 12,
 
 static fc_impute_opts opts(double noise, int n_threads)
 {
-    fc_impute_opts o = {noise, 7, 1e-10, 500, n_threads};
+    fc_impute_opts o = {noise, 7, 0, 1e-10, 500, n_threads};
     return o;
 }
 
