@@ -643,7 +643,9 @@ static int impute_one(const impute_job *job, ptrdiff_t t, grid *g)
             double v = g->x[p * n_ch + c];
             if (noise > 0.0) {
                 const uint64_t counter =
-                    ((uint64_t)t * (uint64_t)n_pix + (uint64_t)p) * (uint64_t)n_ch + (uint64_t)c;
+                    ((job->opts->first + (uint64_t)t) * (uint64_t)n_pix + (uint64_t)p) *
+                        (uint64_t)n_ch +
+                    (uint64_t)c;
                 v += noise * fc_impute_normal(job->opts->seed, counter);
             }
             dst[c * n_pix + p] = (float)v;

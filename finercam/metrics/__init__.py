@@ -50,9 +50,11 @@ from .confidence import (
     relative_drop,
 )
 from .localisation import TORCHRAY_TOLERANCE, boxes_to_masks, energy_in_mask, pointing_game
+from .road import ROAD, ROAD_FRACTIONS, ROAD_NOISE, road, road_combined, road_lerf, road_masks, road_morf
 
 __all__ = [
     "relative_drop", "confidence_drop", "deletion_auc", "insertion_auc", "energy_in_mask",
     "pointing_game", "boxes_to_masks", "nearest_logit_class", "evaluate_maps", "Deletion", "Insertion",
     "top_count", "deletion_counts", "baseline_values", "BLUR_SIGMA", "BUFFER_BYTES", "TORCHRAY_TOLERANCE",
+    "road", "road_morf", "road_lerf", "road_combined", "road_masks", "ROAD", "ROAD_FRACTIONS", "ROAD_NOISE",
 ]
