@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+from test_finer_pgc import PGC_VERSION, _stand_in_torchvision
 
 from finercam import _reference, kernels, metrics
-from test_finer_pgc import PGC_VERSION, _stand_in_torchvision
 
 
 @pytest.fixture(scope="module")
