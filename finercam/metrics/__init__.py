@@ -51,10 +51,21 @@ from .confidence import (
 )
 from .localisation import TORCHRAY_TOLERANCE, boxes_to_masks, energy_in_mask, pointing_game
 from .road import ROAD, ROAD_FRACTIONS, ROAD_NOISE, road, road_combined, road_lerf, road_masks, road_morf
+from .sanity import (
+    Randomisation,
+    cam_explainer,
+    edge_explainer,
+    model_blocks,
+    randomisation_test,
+    randomise_blocks,
+    spearman,
+)
 
 __all__ = [
     "relative_drop", "confidence_drop", "deletion_auc", "insertion_auc", "energy_in_mask",
     "pointing_game", "boxes_to_masks", "nearest_logit_class", "evaluate_maps", "Deletion", "Insertion",
     "top_count", "deletion_counts", "baseline_values", "BLUR_SIGMA", "BUFFER_BYTES", "TORCHRAY_TOLERANCE",
     "road", "road_morf", "road_lerf", "road_combined", "road_masks", "ROAD", "ROAD_FRACTIONS", "ROAD_NOISE",
+    "randomisation_test", "Randomisation", "model_blocks", "randomise_blocks", "spearman", "cam_explainer",
+    "edge_explainer",
 ]
