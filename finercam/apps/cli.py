@@ -35,7 +35,7 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from ..evaluation.plan import keep_freed_memory
-    from .demo import run
+    from .demo.command import run
 
     keep_freed_memory()  # as for evaluate: the probe's 224-px forwards would page-fault otherwise
     return run(args)
