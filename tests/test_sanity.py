@@ -2,6 +2,7 @@
 against SciPy, the model left untouched, and the verdicts: an edge detector (a map that ignores
 the weights) fails, Grad-CAM and Finer on the embedded CNN pass."""
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -185,3 +186,21 @@ def test_bad_input_is_a_clear_error():
         metrics.randomisation_test(lambda x: x, x, metrics.edge_explainer)
     with pytest.raises(ValueError, match="targets"):
         metrics.randomisation_test(model, x, metrics.edge_explainer, targets=[9])
+
+
+def test_the_sanity_command_writes_the_table_and_the_figure(tmp_path, capsys):
+    from finercam.apps.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sanity", "--model", "cnn", "--n", "3", "--modes", "cascading", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Grad-CAM + Finer | trained | 1.000 ± 0.000" in printed and "Edges (control): NO" in printed
+    data = json.loads((out / "sanity.json").read_text())
+    assert data["passes"]["Edges (control)"] is False and data["blocks"][-1] == "fc"
+    from PIL import Image
+    with Image.open(out / "sanity.png") as im:
+        assert im.size[0] > 1000
+    assert main(["sanity", "--model", "cnn", "--n", "1", "--out", str(out)]) == 2
+    assert "--n must be at least 2" in capsys.readouterr().err
+    assert main(["sanity", "--model", "cnn", str(tmp_path / "missing.jpg"), "--out", str(out)]) == 2
