@@ -159,14 +159,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gamma must be finite and >= 0, got {args.gamma}")
     inputs = inputs_from_args(args)
     images = _images(args, inputs)
-    model = inputs.model
-    rows = explainers(model, inputs.layer, images, args.method, args.gamma, args.num_references)
+    model, layer = inputs.model, str(inputs.layer)  # inputs_from_args requires a layer
+    rows = explainers(model, layer, images, args.method, args.gamma, args.num_references)
     result = sanity.randomisation_test(model, images, rows, modes=args.modes, seed=args.seed,
                                        progress=args.progress)
     out = Path(args.out)
     os.makedirs(out, exist_ok=True)
     verdict = result.passes()
-    text = [f"# Randomisation test: {inputs.source}, {len(images)} images, layer {inputs.layer}", ""]
+    text = [f"# Randomisation test: {inputs.source}, {len(images)} images, layer {layer}", ""]
     for mode in args.modes:
         text += [f"## {mode.capitalize()} randomisation", "", sanity_markdown(result, mode), ""]
     text += ["Passes (mean Spearman |map| with every block random < "
