@@ -62,11 +62,13 @@ static int inside(ptrdiff_t r, ptrdiff_t c, int dr, int dc, ptrdiff_t h, ptrdiff
  */
 typedef struct {
     ptrdiff_t h, w, n_u;
-    uint8_t *unknown;  /* (h * w) */
-    ptrdiff_t *var;    /* (h * w) the pixel's unknown index, or -1 */
-    ptrdiff_t *at;     /* (n_u) the unknown's index in the zero-padded (h + 2) x (w + 2) grid */
-    double *diag;      /* (n_u) s_p */
-    double *e;         /* (padded, n_ch) the correction; zero at kept pixels and the padding */
+    uint8_t *unknown; /* (h * w) */
+    ptrdiff_t *var;   /* (h * w) the pixel's unknown index, or -1 */
+    ptrdiff_t *at;    /* (n_u) the unknown's index in the zero-padded (h + 2) x (w + 2) grid */
+    double *diag;     /* (n_u) s_p */
+    double
+        *inv_diag; /* (n_u) 1 / s_p: the sweeps multiply (a division would lengthen their chain) */
+    double *e;     /* (padded, n_ch) the correction; zero at kept pixels and the padding */
     double *rhs, *res; /* (n_u, n_ch) */
     ptrdiff_t off[8];  /* the neighbours' offsets in the padded grid */
     /* (n_u, 4) each unknown's bilinear stencil on the next level: the coarse unknowns' padded
@@ -87,6 +89,7 @@ static void level_free(level *l)
     free(l->var);
     free(l->at);
     free(l->diag);
+    free(l->inv_diag);
     free(l->e);
     free(l->rhs);
     free(l->res);
@@ -109,6 +112,7 @@ static int level_init(level *l, ptrdiff_t n_ch)
     l->var = fc_malloc(n, sizeof(ptrdiff_t), &status);
     l->at = fc_malloc(l->n_u, sizeof(ptrdiff_t), &status);
     l->diag = fc_malloc(l->n_u, sizeof(double), &status);
+    l->inv_diag = fc_malloc(l->n_u, sizeof(double), &status);
     l->e = fc_calloc(padded, sizeof(double), &status);
     l->rhs = fc_malloc(unk, sizeof(double), &status);
     l->res = fc_malloc(unk, sizeof(double), &status);
@@ -132,6 +136,8 @@ static int level_init(level *l, ptrdiff_t n_ch)
         l->var[p] = u;
         l->at[u] = (r + 1) * (w + 2) + c + 1;
         l->diag[u] = s;
+        /* s > 0: an unknown of level 0 was reached from a neighbour, coarse levels are >= 4 x 4 */
+        l->inv_diag[u] = 1.0 / s;
         u++;
     }
     return FC_OK;
@@ -325,7 +331,7 @@ static inline void smooth_impl(level *l, ptrdiff_t n_ch, int backward)
             for (int j = 0; j < 8; j++) {
                 v += NB_W[j] * e[l->off[j] * n_ch + c];
             }
-            e[c] = v / l->diag[u];
+            e[c] = v * l->inv_diag[u];
         }
     }
 }
