@@ -1,4 +1,4 @@
-"""ROAD (finercam.metrics.road, csrc/impute.c) against its oracles: the SciPy twin of the linear
+"""ROAD (finercam.metrics.road_scores, csrc/impute.c) against its oracles: the SciPy twin of the linear
 system (finercam._reference.road_impute), pytorch-grad-cam 1.5.7's own NoisyLinearImputer and ROAD
 metrics (installed by ``make test``, imported as tests/test_finer_pgc.py does), and torch's stable
 sort for the removal order."""

@@ -27,7 +27,7 @@ Definitions (exact; see ``docs/metrics.md``):
 * energy in mask ("Loc."): ``sum(map inside) / sum(map)``, NaN for an all-zero map;
 * insertion: the same counts of top-ranked pixels put back into the blurred image; AUC as deletion;
 * pointing game: the map's top-ranked pixel lies in the mask (optionally within a tolerance);
-* ROAD (:mod:`finercam.metrics.road`): the removed pixels are imputed by the noisy linear
+* ROAD (:mod:`finercam.metrics.road_scores`): the removed pixels are imputed by the noisy linear
   imputation of Rong et al. (solved in the C core) instead of a baseline;
 * sanity checks (:mod:`finercam.metrics.sanity`): model-parameter randomisation (Adebayo et al.).
 
@@ -50,7 +50,7 @@ from .confidence import (
     relative_drop,
 )
 from .localisation import TORCHRAY_TOLERANCE, boxes_to_masks, energy_in_mask, pointing_game
-from .road import ROAD, ROAD_FRACTIONS, ROAD_NOISE, road, road_combined, road_lerf, road_masks, road_morf
+from .road_scores import ROAD, ROAD_FRACTIONS, ROAD_NOISE, road, road_combined, road_lerf, road_masks, road_morf
 from .sanity import (
     Randomisation,
     cam_explainer,
