@@ -405,4 +405,6 @@ def ssim(a, b, *, win: int = 7, data_range: float = 1.0) -> np.ndarray:
     """
     if isinstance(win, (bool, np.bool_)) or not isinstance(win, (int, np.integer)):
         raise TypeError(f"win must be an int, got {type(win).__name__}")
+    if not 3 <= int(win) < 2**31:
+        raise ValueError(f"win must be odd, >= 3 and at most the maps' sides, got {win}")
     return _core.ssim(as_numpy(a), as_numpy(b), int(win), float(data_range))

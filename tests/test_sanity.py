@@ -46,6 +46,8 @@ def test_ssim_bad_arguments():
         kernels.ssim(a, a, win=9)
     with pytest.raises(TypeError, match="win"):
         kernels.ssim(a, a, win=7.0)
+    with pytest.raises(ValueError, match="win"):
+        kernels.ssim(a, a, win=2**40)
     with pytest.raises(ValueError, match="data_range"):
         kernels.ssim(a, a, data_range=0.0)
     with pytest.raises(ValueError, match="b"):
