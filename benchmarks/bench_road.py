@@ -43,11 +43,11 @@ def photos(transform, n):
 
 
 def pgc_imputer():
-    from test_finer_pgc import _stand_in_torchvision
+    from test_finer_pgc import _stand_in_torchvision  # type: ignore[import-not-found]  # tests/ on sys.path
 
     for name, module in _stand_in_torchvision().items():
         sys.modules[name] = module
-    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer  # type: ignore[import-untyped]
 
     return NoisyLinearImputer(noise=0.0)
 

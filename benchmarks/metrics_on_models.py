@@ -51,7 +51,8 @@ def load(name: str, n: int):
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".png", ".jfif"))[:n]
         return inputs.model.eval(), inputs.layer, torch.stack([inputs.transform(read_image(f)) for f in files])
     from finercam.world.datasets import generate
-    from finercam.world.models import default_target_layer, load as load_world
+    from finercam.world.models import default_target_layer
+    from finercam.world.models import load as load_world
 
     model = load_world(name)
     layer = getattr(model, "default_target_layer", None) or default_target_layer(name)

@@ -201,8 +201,8 @@ def road_impute(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
     over its in-image neighbours q; removed pixels with no path of removed neighbours to a kept
     pixel are 0. Built with plain index arithmetic, not the C core's padded grid.
     """
-    from scipy import ndimage, sparse
-    from scipy.sparse.linalg import spsolve
+    from scipy import ndimage, sparse  # type: ignore[import-untyped]  # the test extra; no stubs
+    from scipy.sparse.linalg import spsolve  # type: ignore[import-untyped]
 
     img = np.asarray(images, dtype=np.float64)
     rm = np.asarray(removed).astype(bool)
