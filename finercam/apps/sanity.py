@@ -30,7 +30,7 @@ from ..methods import METHOD_LABELS, METHODS
 from ..metrics import sanity
 from .inputs import UsageError, add_model_arguments, add_preprocessing_arguments, inputs_from_args
 
-__all__ = ["add_arguments", "run", "sanity_figure", "sanity_markdown"]
+__all__ = ["add_arguments", "explainers", "run", "sanity_figure", "sanity_markdown", "sanity_result"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".jfif", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 WORLD_MODELS = ("cnn", "vit")
@@ -117,25 +117,25 @@ def sanity_markdown(result: sanity.Randomisation, mode: str = "cascading") -> st
     return "\n".join(lines)
 
 
-def sanity_figure(result: sanity.Randomisation, path, title: str | None = None) -> None:
+def sanity_figure(result: sanity.Randomisation, path=None, title: str | None = None):
     """Similarity to the trained model's maps against the cascading randomisation depth (0: the
     trained model; k: the top k blocks random), one line per method with its standard-error
-    band, one panel per measure; written to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    band, one panel per measure. Returns the matplotlib ``Figure`` (no pyplot state), written to
+    ``path`` (PNG) when given: ``report.figure(sanity_figure(r), name, caption)`` puts it in an
+    HTML report."""
+    from matplotlib.figure import Figure
 
     depth = np.arange(len(result.blocks) + 1)
     ticks = ["trained"] + [result.blocks[-k] or "(own)" for k in range(1, len(result.blocks) + 1)]
-    fig, axes = plt.subplots(1, len(sanity.MEASURES), figsize=(5.2 * len(sanity.MEASURES), 4.2),
-                             sharey=False)
+    fig = Figure(figsize=(5.2 * len(sanity.MEASURES), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(sanity.MEASURES))
     for ax, measure in zip(axes, sanity.MEASURES, strict=True):
         for method in result.methods:
             v = result.cascading[method][measure]
             mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in v])
             n = np.isfinite(v).sum(1)
-            se = np.array([np.nanstd(r, ddof=1) if k > 1 else 0.0 for r, k in zip(v, n, strict=True)]) / np.sqrt(np.maximum(n, 1))
+            se = np.array([np.nanstd(r, ddof=1) if k > 1 else 0.0
+                           for r, k in zip(v, n, strict=True)]) / np.sqrt(np.maximum(n, 1))
             line, = ax.plot(depth, mean, marker="o", ms=3, label=method)
             ax.fill_between(depth, mean - se, mean + se, color=line.get_color(), alpha=0.2)
         ax.axhline(0.0, color="grey", lw=0.6)
@@ -148,9 +148,18 @@ def sanity_figure(result: sanity.Randomisation, path, title: str | None = None) 
     axes[0].legend(fontsize=8, loc="lower left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def sanity_result(model, layer: str, images, method: str = "gradcam", gamma: float = 0.6,
+                  num_references: int = 3, modes=("cascading",), seed: int = 0,
+                  progress: bool = False) -> sanity.Randomisation:
+    """The randomisation test of :func:`explainers`' three rows on ``images`` (the demo's call:
+    ``sanity_figure(sanity_result(net, layer, x[:8]))``)."""
+    rows = explainers(model, layer, images, method, gamma, num_references)
+    return sanity.randomisation_test(model, images, rows, modes=modes, seed=seed, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = inputs_from_args(args)
     images = _images(args, inputs)
     model, layer = inputs.model, str(inputs.layer)  # inputs_from_args requires a layer
-    rows = explainers(model, layer, images, args.method, args.gamma, args.num_references)
-    result = sanity.randomisation_test(model, images, rows, modes=args.modes, seed=args.seed,
-                                       progress=args.progress)
+    result = sanity_result(model, layer, images, args.method, args.gamma, args.num_references,
+                           modes=args.modes, seed=args.seed, progress=args.progress)
     out = Path(args.out)
     os.makedirs(out, exist_ok=True)
     verdict = result.passes()
