@@ -88,9 +88,9 @@ def pointing_game(maps, masks, tolerance: float = 0.0) -> np.ndarray:
     Returns (N,) bool.
 
     ``tolerance`` (pixels, default 0: the paper's rule): a hit when the peak lies within this
-    Euclidean distance of a pixel of the mask, :math:`\\min_{b \\in B} \\|x^\\star - b\\| \\le
-    \\tau`, pixel centres on the integer grid. TorchRay's benchmark uses ``TORCHRAY_TOLERANCE`` =
-    15 pixels.
+    Euclidean distance of a pixel of the mask, pixel centres on the integer grid,
+    :math:`\\min_{b \\in B} \\|x^\\star - b\\| \\le \\tau`. TorchRay's benchmark uses
+    ``TORCHRAY_TOLERANCE`` = 15 pixels.
 
     >>> import numpy as np
     >>> m = np.array([[[0.1, 0.9], [0.2, 0.0]]], np.float32)        # the peak is pixel (0, 1)
