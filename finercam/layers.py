@@ -90,7 +90,7 @@ class PatchGrid:
         largest first.
 
         >>> PatchGrid(7, 5, "conv").grids()
-        [(7, 5), (4, 3), (3, 2), (2, 2), (2, 1), (1, 1)]
+        [(7, 5), (4, 3), (3, 2), (2, 2), (1, 1)]
         """
         out: list[tuple[int, int]] = []
         f = 1
@@ -302,8 +302,12 @@ def grid_transform(output: torch.Tensor, input_size: Sequence[int],
     ``patch`` is the model's patch grid (:class:`PatchProbe`), ``module`` the layer.
 
     >>> tokens = torch.zeros(2, 1 + 16, 8)                 # class token + 4 x 4 patches, D = 8
-    >>> grid_transform(tokens, (16, 16), None, "blk")(tokens).shape
+    >>> grid_transform(tokens, (16, 16), None, "blk", PatchGrid(4, 4, "conv"))(tokens).shape
     torch.Size([2, 8, 4, 4])
+    >>> grid_transform(tokens, (16, 16), None, "blk")     # the count alone: 1 + 4 x 4 or 8 + 3 x 3?
+    Traceback (most recent call last):
+    ...
+    ValueError: layer 'blk' gives an output of shape (2, 17, 8): 17 tokens from an input of 16x16 fit 2 layouts (1 prefix + 4 x 4, 8 prefix + 3 x 3); pass reshape=, a callable returning the layer output as (N, K, h, w)
     """
     if reshape is not None:
         def apply(t: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,12 @@ def _record(model: nn.Module, x: torch.Tensor, hooks: list) -> list[_Seen]:
             elif isinstance(t, torch.Tensor) and t.ndim in (3, 4):
                 seen[name] = _Seen(name, mod, len(seen), t)
         hooks.append(module.register_forward_hook(hook))
-    model(x)
+    try:
+        model(x)
+    except RuntimeError as exc:       # a shape mismatch: the model does not take this input size
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{type(model).__name__} does not run on a {tuple(x.shape)} input (input_size): "
+                         f"{first}") from None
     return sorted(seen.values(), key=lambda s: s.order)
 
 

@@ -160,6 +160,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
     "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
                  "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
                  "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
+    "layers": ("the target layers suggested for a model (NAME, PKG.MOD:FACTORY or hf:DIR), best "
+               "first, with grid, channels and why", lambda p: _layers().add_arguments(p),
+               lambda a: _layers().run(a)),
     "app": ("a local web app: upload an image, choose model and method, explore gamma, references "
             "and aggregation in the browser", lambda p: _app().add_arguments(p), lambda a: _app().run(a)),
 }
@@ -171,6 +174,12 @@ def _app():
     return app
 
 
+def _layers():
+    from . import layers_command
+
+    return layers_command
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``finercam`` argument parser: one subcommand per entry of :data:`COMMANDS`.
 
@@ -178,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['app', 'demo', 'evaluate', 'explain', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'layers', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")
