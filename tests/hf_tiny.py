@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 NUM_LABELS = 6
+TARGETS = [0, 3]
+REFS = [[1, 2], [4, 5]]
+GAMMA = 0.6
 
 
 def _vit_kw(**kw):
@@ -135,3 +138,31 @@ def build(key: str, size, seed: int = 0) -> torch.nn.Module:
             if p.ndim == 2 and p.shape[0] == NUM_LABELS:
                 p.normal_(0, 0.5)
     return model
+
+
+def oracle_gradcam(model, x, family, layer=None):
+    """Grad-CAM raw maps (Eq. 2, 7, 8 with the references averaged in the objective) by one full
+    ``backward()`` of the objective; the layer's output laid out by the family's own layout."""
+    box = {}
+    name = layer or family.layer
+
+    def keep(mod, inp, out):
+        t = out[0] if isinstance(out, tuple) else out
+        t.retain_grad()
+        box["a"] = t
+
+    handle = dict(model.named_modules())[name].register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            y = model(x).logits
+            rows = torch.arange(len(TARGETS))
+            obj = y[rows, TARGETS] - GAMMA * y[rows[:, None], torch.tensor(REFS)].mean(1)
+            obj.sum().backward()
+    finally:
+        handle.remove()
+    a, g = box["a"].detach().double(), box["a"].grad.double()
+    if a.ndim == 3:                           # prefix tokens, then patch tokens row-major
+        h, w = x.shape[2] // family.patch, x.shape[3] // family.patch
+        a, g = (t[:, family.prefix:].reshape(len(t), h, w, -1).permute(0, 3, 1, 2) for t in (a, g))
+    raw = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+    return raw.numpy()

@@ -11,44 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hf_tiny import CASES, FAMILIES, GAMMA, NUM_LABELS, REFS, TARGETS, build, oracle_gradcam
+from models_for_tests import TinyResNet, images, seeded
 from torch import nn
 
 import finercam
 from finercam.layers import PatchGrid, feature_layout, infer_token_grid, token_layout
-from hf_tiny import CASES, FAMILIES, NUM_LABELS, build
-from models_for_tests import TinyResNet, images, seeded
-
-TARGETS = [0, 3]
-REFS = [[1, 2], [4, 5]]
-GAMMA = 0.6
-
-
-def _oracle(model, x, family, layer=None):
-    """Grad-CAM raw maps (Eq. 2, 7, 8 with the references averaged in the objective) by one full
-    ``backward()`` of the objective; the layer's output laid out by the family's own layout."""
-    box = {}
-    name = layer or family.layer
-
-    def keep(mod, inp, out):
-        t = out[0] if isinstance(out, tuple) else out
-        t.retain_grad()
-        box["a"] = t
-
-    handle = dict(model.named_modules())[name].register_forward_hook(keep)
-    try:
-        with torch.enable_grad():
-            y = model(x).logits
-            rows = torch.arange(len(TARGETS))
-            obj = y[rows, TARGETS] - GAMMA * y[rows[:, None], torch.tensor(REFS)].mean(1)
-            obj.sum().backward()
-    finally:
-        handle.remove()
-    a, g = box["a"].detach().double(), box["a"].grad.double()
-    if a.ndim == 3:                           # prefix tokens, then patch tokens row-major
-        h, w = x.shape[2] // family.patch, x.shape[3] // family.patch
-        a, g = (t[:, family.prefix:].reshape(len(t), h, w, -1).permute(0, 3, 1, 2) for t in (a, g))
-    raw = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
-    return raw.numpy()
 
 
 @pytest.mark.parametrize("key,size", CASES, ids=[f"{k}-{h}x{w}" for k, (h, w) in CASES])
@@ -62,7 +30,7 @@ def test_family_auto_layer_matches_autograd(key, size):
     cam = finercam.FinerCAM(model, "auto", gamma=GAMMA)
     exp = cam(x, TARGETS, REFS)
     assert [n for n, _ in cam.layers] == [family.layer]
-    want = _oracle(model, x, family)
+    want = oracle_gradcam(model, x, family)
     assert exp.raw_maps.shape == want.shape == (2, *cell)
     scale = float(np.abs(want).max())
     assert scale > 0
@@ -79,7 +47,7 @@ def test_finer_layer_suggested_for_cnns_and_swin():
         x = torch.randn(2, 3, 32, 32)
         exp = finercam.FinerCAM(build(key, (32, 32)), finer, gamma=GAMMA)(x, TARGETS, REFS)
         fam = FAMILIES[key]
-        want = _oracle(build(key, (32, 32)), x, type(fam)(fam.name, fam.build, finer, 4, fam.prefix), finer)
+        want = oracle_gradcam(build(key, (32, 32)), x, type(fam)(fam.name, fam.build, finer, 4, fam.prefix), finer)
         np.testing.assert_allclose(exp.raw_maps, want, atol=1e-5 * float(np.abs(want).max()), rtol=0)
 
 
@@ -93,7 +61,7 @@ def test_dinov2_registers_84x56_read_from_the_patch_embedding():
     layer = "dinov2_with_registers.encoder.layer.0"       # a block's own output, 29 tokens
     x = torch.randn(2, 3, 84, 56)
     exp = finercam.FinerCAM(model, layer, gamma=GAMMA)(x, TARGETS, REFS)
-    want = _oracle(model, x, FAMILIES["dinov2_registers"], layer)
+    want = oracle_gradcam(model, x, FAMILIES["dinov2_registers"], layer)
     np.testing.assert_allclose(exp.raw_maps, want, atol=3e-6 * float(np.abs(want).max()), rtol=0)
 
 
