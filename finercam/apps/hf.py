@@ -24,8 +24,16 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from .inputs import (DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelInputs, UsageError, _whole,
-                     class_names_of, default_transform)
+from .inputs import (
+    DEFAULT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelInputs,
+    UsageError,
+    _whole,
+    class_names_of,
+    default_transform,
+)
 
 __all__ = ["HF_PREFIX", "load_hf_model", "processor_preprocessing"]
 
@@ -64,8 +72,8 @@ def processor_preprocessing(folder: Path, config: Any) -> Tuple[int, Tuple[float
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model hf:{folder}: cannot read {path.name}: {exc}") from None
-    size = _side(spec.get("crop_size")) if spec.get("do_center_crop") else None
-    size = size or _side(spec.get("size")) or DEFAULT_SIZE
+    crop = _side(spec.get("crop_size")) if spec.get("do_center_crop") else None
+    size = crop or _side(spec.get("size")) or DEFAULT_SIZE
     if spec.get("do_normalize", True) is False:
         return size, (0.0,) * 3, (1.0,) * 3
     mean = tuple(float(v) for v in spec.get("image_mean") or IMAGENET_MEAN)
