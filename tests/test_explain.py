@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from finercam import _reference
+from finercam import _twins
 from finercam.apps.explain import main, read_image
 
 DATA = Path(__file__).parent / "data"
@@ -183,7 +183,7 @@ def _expected_overlay(photo: Image.Image, net, gamma: float, T: int, size=224) -
     (g,) = torch.autograd.grad(y[c] - gamma * y[refs].mean(), a)
     alpha = g.mean(dim=(2, 3))[0]
     raw = torch.relu((alpha[:, None, None] * a[0]).sum(0)).detach().numpy()
-    m = _reference.postprocess(raw[None], (photo.height, photo.width))[0]
+    m = _twins.postprocess(raw[None], (photo.height, photo.width))[0]
     img = np.asarray(photo, np.float64) / 255.0
     return 0.5 * img + 0.5 * colormaps["jet"](m)[..., :3]
 
