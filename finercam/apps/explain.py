@@ -186,21 +186,6 @@ def _check(args) -> None:
         raise UsageError(f"--out exists and is not a folder: {args.out}")
 
 
-def name_of(names, k: int) -> str:
-    """``"jay (17)"``, or ``"class 17"`` without names.
-
-    >>> name_of(("cat", "dog"), 1), name_of(None, 1)
-    ('dog (1)', 'class 1')
-    """
-    if names is not None and 0 <= k < len(names):
-        return f"{names[k]} ({k})"
-    return f"class {k}"
-
-
-def _short(names, k: int) -> str:
-    return names[k] if names is not None and 0 <= k < len(names) else f"class {k}"
-
-
 def map_change(base: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     """How much a map differs from the base map: (Pearson r, share of the energy that moved).
 
