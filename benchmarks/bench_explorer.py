@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 import finercam  # noqa: E402
 from finercam.apps.app import ExplainService, builtin_models, make_server  # noqa: E402
-from finercam.apps.explain import read_image  # noqa: E402
+from finercam.images import read_image  # noqa: E402
 
 SLIDER_JS = """async (n) => {
   const slider = document.querySelector('#fc-gamma');

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from finercam import _twins
-from finercam.apps.explain import main, read_image
+from finercam.apps.explain import main
+from finercam.images import read_image
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

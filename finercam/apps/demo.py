@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.quick, args.out, args.images, args.seed
     (True, 'report', None, 0)
     """
-    from .explain import one_line_errors
+    from .common import one_line_errors
 
     one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",

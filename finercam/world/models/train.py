@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .. import datasets
 from . import MODELS, WEIGHTS_DIR, SmallCNN, SmallViT, build, load
 
-__all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'run', 'main']
+__all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'check_arguments', 'run', 'main']
 
 #: Per-model defaults, timed with the data on 2 idle cores (docs/dataset.md). CNN: from scratch,
 #: 8.6 minutes, 96.1 % (the shipped weights: the same settings before channels-last, 96.5 %).
@@ -337,11 +337,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder to save the generated images to, or load them from on a rerun")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """A ``ValueError`` naming the first non-positive count among the parsed options.
+
+    >>> p = argparse.ArgumentParser(prog="finercam train")
+    >>> add_arguments(p)
+    >>> check_arguments(p.parse_args(["--model", "cnn", "--epochs", "0"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: --epochs must be positive, got 0
+    """
+    for name in ("n_train", "epochs", "batch", "n_test", "threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
 def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
     """Train with parsed options; a non-positive count is a usage error (exit status 2).
 
-    Without ``parser`` the usage error is a ``ValueError`` (with it, ``parser.error`` exits 2);
-    either way it comes before any training:
+    Without ``parser`` the usage error is the ``ValueError`` of :func:`check_arguments` (with it,
+    ``parser.error`` exits 2); either way it comes before any training:
 
     >>> p = argparse.ArgumentParser(prog="finercam train")
     >>> add_arguments(p)
@@ -350,13 +366,12 @@ def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = No
     ...
     ValueError: --epochs must be positive, got 0
     """
-    for name in ("n_train", "epochs", "batch", "n_test", "threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            message = f"--{name.replace('_', '-')} must be positive, got {value}"
-            if parser is not None:
-                parser.error(message)
-            raise ValueError(message)
+    try:
+        check_arguments(args)
+    except ValueError as exc:
+        if parser is None:
+            raise
+        parser.error(str(exc))
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
           checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,
