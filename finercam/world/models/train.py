@@ -189,8 +189,8 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
         raise ValueError(f"stem: the ViT has {len(targets) // 2} stem convs, the CNN transfer needs 3")
     copied = 0
     with torch.no_grad():
-        for i, (src, dst) in enumerate(zip(sources, targets)):
-            for (name, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        for i, (src, dst) in enumerate(zip(sources, targets, strict=True)):
+            for (name, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items(), strict=True):
                 if a.shape != b.shape:
                     raise ValueError(f"stem: layer {i} {name} has shape {tuple(b.shape)} in the ViT, "
                                      f"{tuple(a.shape)} in the CNN")
