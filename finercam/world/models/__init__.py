@@ -85,7 +85,7 @@ def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
 
 def default_target_layer(name: str) -> str:
     """Dotted name of the layer to explain for model ``name`` at its default architecture."""
-    return build(_check_name(name)).default_target_layer
+    return str(build(_check_name(name)).default_target_layer)
 
 
 __all__ = ["EMBEDDED", "MODELS", "SmallCNN", "SmallViT", "WEIGHTS_DIR", "build", "checkpoint", "default_target_layer", "load"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ __all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'c
 #: 7.6 minutes, 95.6 %; from scratch it needed about 19 minutes for 91 %.
 #: No label smoothing: it would flatten the non-target logits, whose order gives Finer-CAM its
 #: references.
-DEFAULTS: Dict[str, Dict[str, float]] = {
+DEFAULTS: Dict[str, Dict[str, Any]] = {
     "cnn": {"n_train": 25600, "epochs": 12, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4, "label_smoothing": 0.0,
             "stem_from": None, "freeze_stem": False},
     "vit": {"n_train": 25600, "epochs": 8, "lr": 2e-3, "batch": 64, "weight_decay": 0.05, "label_smoothing": 0.0,
@@ -202,7 +202,7 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
 def _train_mode(model: torch.nn.Module, frozen_stem: bool) -> None:
     model.train()
     if frozen_stem:
-        model.stem.eval()
+        model.get_submodule("stem").eval()
 
 
 def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.Batch:
@@ -244,7 +244,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
         copied = transfer_stem(stem_source, model)
         log(f"stem initialised from {cfg['stem_from']} ({copied} tensors)")
     # channels-last convolutions are about 7 % faster on this CPU; the weights are saved contiguous
-    model = model.to(memory_format=torch.channels_last).train()
+    model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]  # torch's stub lacks it
     frozen = bool(cfg.get("freeze_stem"))
     if frozen:  # a fixed feature extractor: no gradients, batch norm on its stored statistics
         model.stem.requires_grad_(False)

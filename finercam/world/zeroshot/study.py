@@ -164,7 +164,7 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
             per_part[p]["alone"] += s_alone.tolist()
             per_part[p]["vs_bird"] += s_vs.tolist()
             per_part[p]["area"] += masks[idx].mean(axis=(1, 2)).tolist()
-            whole = b.parts[idx].any(axis=1)
+            whole = np.asarray(b.parts[idx].any(axis=1))
             per_part[p]["bird_alone"] += energy_share(alone, whole).tolist()
             per_part[p]["bird_vs_bird"] += energy_share(versus, whole).tolist()
             if len(shown) < examples and p in ("wing", "head", "breast", "tail"):
