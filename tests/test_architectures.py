@@ -34,7 +34,7 @@ def test_family_auto_layer_matches_autograd(key, size):
     assert exp.raw_maps.shape == want.shape == (2, *cell)
     scale = float(np.abs(want).max())
     assert scale > 0
-    np.testing.assert_allclose(exp.raw_maps, want, atol=3e-6 * scale, rtol=0)
+    np.testing.assert_allclose(exp.raw_maps, want, atol=1e-6 * scale, rtol=0)
 
 
 def test_finer_layer_suggested_for_cnns_and_swin():
