@@ -75,7 +75,7 @@ def test_layers_command_in_process(capsys):
 
 
 def _finercam(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1]),
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(cwd)]),
            "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, "-m", "finercam", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
@@ -102,3 +102,43 @@ def test_layers_and_explain_command_line_on_a_saved_checkpoint(saved, tmp_path):
     assert (tmp_path / "out" / "horses_panel.png").is_file()
     run = _finercam("layers", "--model", f"hf:{tmp_path / 'nowhere'}", cwd=tmp_path)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "save_pretrained" in run.stderr
+
+
+FACTORY = '''
+import sys
+sys.path.insert(0, {tests!r})
+from hf_tiny import build
+
+
+def dinov2_registers():
+    model = build("dinov2_registers", (56, 56))
+    model.config.id2label = {{i: f"bird {{i}}" for i in range(model.config.num_labels)}}
+    return model
+'''
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_evaluate_hf_folder_equals_the_same_model_by_factory(saved, tmp_path):
+    """``finercam evaluate --model hf:DIR`` scores exactly what the same weights built by a
+    factory score with the processor's size, mean and std and the suggested layer given by hand."""
+    from PIL import Image
+
+    folder, _ = saved
+    data = tmp_path / "data"
+    for k, name in enumerate(["blue_grosbeak.jpg", "horses.jpg", "dog_cat.jfif"]):
+        (data / f"bird {k % 2}").mkdir(parents=True, exist_ok=True)
+        Image.open(DATA / name).convert("RGB").resize((80, 64)).save(data / f"bird {k % 2}" / f"{k}.png")
+    (tmp_path / "tiny_factory.py").write_text(FACTORY.format(tests=str(Path(__file__).parent)))
+    common = ["--data", str(data), "--methods", "gradcam", "--steps", "4", "--no-progress"]
+    by_hf = _finercam("evaluate", "--model", f"hf:{folder}", *common, "--out", str(tmp_path / "hf"), cwd=tmp_path)
+    assert by_hf.returncode == 0, by_hf.stderr
+    by_hand = _finercam("evaluate", "--model", "tiny_factory:dinov2_registers", "--layer", LAYER, "--size", "56",
+                        "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", *common, "--out", str(tmp_path / "hand"),
+                        cwd=tmp_path)
+    assert by_hand.returncode == 0, by_hand.stderr
+    import json
+
+    rows = [json.loads((tmp_path / d / "table.json").read_text())["rows"] for d in ("hf", "hand")]
+    assert [r["setting"] for r in rows[0]] == ["Grad-CAM", "Grad-CAM + Finer"]
+    assert rows[0] == rows[1]
