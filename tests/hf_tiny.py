@@ -140,7 +140,7 @@ def build(key: str, size, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def oracle_gradcam(model, x, family, layer=None):
+def oracle_gradcam(model, x, family, layer=None, grid=None):
     """Grad-CAM raw maps (Eq. 2, 7, 8 with the references averaged in the objective) by one full
     ``backward()`` of the objective; the layer's output laid out by the family's own layout."""
     box = {}
@@ -162,7 +162,7 @@ def oracle_gradcam(model, x, family, layer=None):
         handle.remove()
     a, g = box["a"].detach().double(), box["a"].grad.double()
     if a.ndim == 3:                           # prefix tokens, then patch tokens row-major
-        h, w = x.shape[2] // family.patch, x.shape[3] // family.patch
+        h, w = grid or (x.shape[2] // family.patch, x.shape[3] // family.patch)
         a, g = (t[:, family.prefix:].reshape(len(t), h, w, -1).permute(0, 3, 1, 2) for t in (a, g))
     raw = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
     return raw.numpy()

@@ -51,6 +51,17 @@ def test_finer_layer_suggested_for_cnns_and_swin():
         np.testing.assert_allclose(exp.raw_maps, want, atol=1e-5 * float(np.abs(want).max()), rtol=0)
 
 
+def test_swin_pads_an_input_that_is_not_a_multiple_of_its_patch():
+    """Swin pads 30 x 30 to 32 x 32 before its 4-px patch embedding: 8 x 8 patches, 4 x 4 after
+    merging (ceil(30 / 8)), which the count alone could not tell."""
+    model = build("swin", (30, 30))
+    assert finercam.suggest_layers(model, (30, 30))[0].grid == (4, 4)
+    x = torch.randn(2, 3, 30, 30)
+    exp = finercam.FinerCAM(model, "auto", gamma=GAMMA)(x, TARGETS, REFS)
+    want = oracle_gradcam(model, x, FAMILIES["swin"], grid=(4, 4))
+    np.testing.assert_allclose(exp.raw_maps, want, atol=1e-6 * float(np.abs(want).max()), rtol=0)
+
+
 def test_dinov2_registers_84x56_read_from_the_patch_embedding():
     """29 tokens at 84 x 56: the count alone fits 1 + 7 x 4 (p = 12) and 5 + 6 x 4 (p = 14);
     the model's 14-pixel patch embedding decides 5 + 6 x 4."""

@@ -56,6 +56,17 @@ def test_hf_folder_loads_with_its_preprocessing_names_and_layer(saved):
     np.testing.assert_allclose(exp.raw_maps, want, atol=3e-6 * float(np.abs(want).max()), rtol=0)
 
 
+def test_app_takes_an_hf_folder_without_layer(saved):
+    from finercam.apps import app
+
+    folder, _ = saved
+    description, load = app.builtin_models(f"hf:{folder}")[f"hf:{folder}"]
+    loaded = load()
+    assert "suggested" in description
+    assert (loaded.layer, loaded.mean, loaded.std) == (LAYER, (0.5,) * 3, (0.25,) * 3)
+    assert loaded.class_names == [f"bird {i}" for i in range(6)]
+
+
 def test_hf_folder_errors(tmp_path):
     with pytest.raises(UsageError, match="not a save_pretrained folder"):
         load_model(f"hf:{tmp_path / 'missing'}")
