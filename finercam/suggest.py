@@ -7,8 +7,8 @@ proposes target layers, best first.
   alone, after which the patch tokens' gradients vanish. Then, for hierarchical transformers
   (Swin), the same norm in the last block of the previous, finer stage.
 * **CNNs** (and ConvNeXt): the last spatial feature map (the outermost module giving the last
-  4-D output with more than one cell, before the pooling), then the last feature map of a finer
-  grid (the previous stage). The finer layer localises small parts better: in this project's
+  4-D output with more than one cell, before the pooling), then the last feature map of the next
+  finer grid (the previous stage). The finer layer localises small parts better: in this project's
   ablation (``docs/benchmark.md``) the bird CNN's ``block2`` beat ``block3``.
 
 Layouts are read as :mod:`finercam.layers` reads them, so every suggestion is a layer that
@@ -159,13 +159,22 @@ def _suggest_cnn(seen: list[_Seen]) -> list[LayerSuggestion]:
                            "the last spatial feature map: the most class-specific features, "
                            "on the coarsest grid")]
     cells = last.grid[0] * last.grid[1]  # type: ignore[index]
-    finer = [s for s in maps if s.grid[0] * s.grid[1] > cells]  # type: ignore[index]
-    # A sibling of the last map (the previous stage, block2 before block3) rather than the norm
-    # that opens the last stage.
-    parent = last.name.rpartition(".")[0]
-    siblings = [s for s in finer if s.name.rpartition(".")[0] == parent]
-    if siblings or finer:
-        f = _outermost(seen, max(siblings or finer, key=lambda s: s.order))
+    # At least 3x the cells (a stride-2 stage gives 4x; a padded copy of the last map, 9 x 9 around
+    # 7 x 7, is not a finer layer).
+    finer = [s for s in maps if s.grid[0] * s.grid[1] >= 3 * cells]  # type: ignore[index]
+    # The previous stage: the next finer grid (14 x 14 before 7 x 7, not the stem's 112 x 112);
+    # there a sibling of the last map (stages.0 before stages.1, block2 before block3), else the
+    # shallowest module (a block rather than a norm inside the block that opens the next stage),
+    # completed last.
+    if finer:
+        step = min(s.grid[0] * s.grid[1] for s in finer)  # type: ignore[index]
+        finer = [s for s in finer if s.grid[0] * s.grid[1] == step]  # type: ignore[index]
+        parent = last.name.rpartition(".")[0]
+        pool = [s for s in finer if s.name.rpartition(".")[0] == parent]
+        if not pool:
+            depth = min(s.name.count(".") for s in finer)
+            pool = [s for s in finer if s.name.count(".") == depth]
+        f = _outermost(seen, max(pool, key=lambda s: s.order))
         out.append(LayerSuggestion(f.name, f.grid, f.channels,  # type: ignore[arg-type]
                                    "the last feature map of the previous, finer grid: it "
                                    "localises small parts better (see docs/architectures.md)"))

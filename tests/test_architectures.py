@@ -207,3 +207,14 @@ def test_auto_resolves_once_and_matches_the_named_layer():
     assert a.layer_names == [name]
     np.testing.assert_array_equal(a.maps, b.maps)
     assert F.mse_loss(torch.from_numpy(auto(x, TARGETS, REFS).maps), torch.from_numpy(a.maps)) == 0
+
+
+def test_suggestions_for_the_imagenet_network():
+    """EfficientNet-Lite0 at 224: its documented target layer ``_bn1`` (7 x 7), then the last
+    block of the 14 x 14 stage, not the stem's 112 x 112 map nor the 9 x 9 padding around 7 x 7."""
+    from finercam.world.models.imagenet import load_imagenet
+
+    net = load_imagenet()
+    got = finercam.suggest_layers(net.model, (224, 224))
+    assert [(s.name, s.grid, s.channels) for s in got] == [("_bn1", (7, 7), 1280), ("_blocks.10", (14, 14), 112)]
+    assert got[0].name == net.target_layers[0]
