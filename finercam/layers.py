@@ -11,9 +11,9 @@ The layout of a layer's output is read from the model, not guessed from a count:
   distillation and register tokens, ``0 <= r <= 16``) are dropped and the rest laid out row-major;
   on a downsampled grid (hierarchical models have no prefix tokens) all L tokens are laid out. Without a patch grid (a convolutional stem, a model of
   your own) the count decides: ``r`` in 0..8 and a patch size ``p`` with
-  ``(H // p)(W // p) = L - r``. A width-1 output (a pooled ``(N, C, 1)``), a count no layout
-  explains, or two layouts that both fit are a ``ValueError`` naming the layer, its shape and
-  ``reshape=``: never a silent choice.
+  ``(H // p)(W // p) = L - r``. A width-1 output (a pooled ``(N, C, 1)``), a single token, a
+  count no layout explains, or two layouts that both fit are a ``ValueError`` naming the layer,
+  its shape and ``reshape=``: never a silent choice.
 * **Feature maps** (N, K, h, w) pass as they are; a channels-last (N, h, w, K) output (torchvision's
   Swin, ConvNeXt's block norms) is permuted when its first two dims are a grid of the input and
   its last two are not. When both readings are grids of a known patch grid, the module decides
@@ -234,6 +234,9 @@ def token_layout(shape: Sequence[int], input_size: Sequence[int], patch: PatchGr
     L, D = int(shape[1]), int(shape[2])
     if D == 1:
         raise _refuse(layer_name, shape, "a width-1 output is a pooled vector, not tokens")
+    if L == 1:
+        raise _refuse(layer_name, shape, "a single token is a pooled vector (an attention-pooling "
+                                         "head's query), not patch tokens")
     if patch is None:
         try:
             return infer_token_grid(L, input_size)

@@ -83,6 +83,13 @@ def test_pooled_output_is_refused():
         finercam.FinerCAM(model, "swin.pooler")(torch.randn(2, 3, 32, 32), TARGETS, REFS)
 
 
+def test_attention_pooled_token_is_refused():
+    """SigLIP's attention-pooling head gives one token (N, 1, D): a pooled vector, not a map."""
+    model = build("siglip", (32, 32))
+    with pytest.raises(ValueError, match=r"'vision_model.head.layernorm'.*\(2, 1, 16\).*single token.*reshape="):
+        finercam.FinerCAM(model, "vision_model.head.layernorm")(torch.randn(2, 3, 32, 32), TARGETS, REFS)
+
+
 def test_unexplained_and_ambiguous_token_counts_are_refused():
     patch = PatchGrid(4, 4, "conv")
     with pytest.raises(ValueError, match=r"'x'.*\(1, 40, 8\).*reshape="):
