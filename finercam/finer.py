@@ -291,7 +291,8 @@ class FinerCAM:
             raise ValueError("the model's logits hold NaN or inf")
         if y.shape[1] < 2:
             raise ValueError(f"Finer-CAM compares classes: the model gives {y.shape[1]} logit per sample")
-        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y, probe.result())
+        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y,
+                        patch=probe.result())
 
     @staticmethod
     def _targets_in_range(tgt: np.ndarray | None, y: np.ndarray) -> np.ndarray:
