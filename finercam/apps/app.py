@@ -99,10 +99,12 @@ def builtin_models(custom: str | None = None, layer: str | None = None) -> dict:
            "imagenet": ("EfficientNet-Lite0, ImageNet-1k",
                         lambda: _app_model("imagenet", "EfficientNet-Lite0, ImageNet-1k (1,000 classes, 224 px)"))}
     if custom is not None:
-        if not layer:
+        if not layer and not custom.startswith("hf:"):       # hf:DIR brings its suggested layer
             raise UsageError("--layer is required with --model (the dotted name of the target layer)")
-        description = f"{custom} (layer {layer}, 224 px, ImageNet normalisation)"
-        out = {custom: (f"{custom} (layer {layer})", lambda: _app_model(custom, description, layer)), **out}
+        shown = layer or "suggested"
+        description = (f"{custom} (layer {shown}, its processor's size and normalisation)" if custom.startswith("hf:")
+                       else f"{custom} (layer {layer}, 224 px, ImageNet normalisation)")
+        out = {custom: (f"{custom} (layer {shown})", lambda: _app_model(custom, description, layer)), **out}
     return out
 
 
