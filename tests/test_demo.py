@@ -89,7 +89,7 @@ def test_accuracy_and_part_shares_against_direct_computation(quick):
             for setting in ("nearest", "aggregated"):
                 for kind in ("base", "finer"):
                     row = res["scores"][key][method][setting][kind]
-                    for col in ("loc", "energy", "pointing"):
+                    for col in ("energy", "disc_energy", "disc_pointing"):
                         assert 0.0 <= row[col] <= 1.0
                     for col in ("rd@0.05", "rd@0.1"):
                         # a drop of p_c minus a drop of p_d, each in [-1, 1]: the target can lose
@@ -122,7 +122,7 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
     w = net.fc.weight.detach()[torch.from_numpy(batch.labels)]  # (N, K)
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", w, feats["a"])).numpy()
     maps = _reference.postprocess(raw, batch.images.shape[-2:])
-    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["loc"]
+    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["energy"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
 
@@ -148,7 +148,7 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
     alpha = net._fc.weight.detach().double()[torch.from_numpy(batch.labels)] * unclipped
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", alpha, a)).numpy()
     maps = _reference.postprocess(raw, batch.images.shape[-2:])
-    got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["loc"]
+    got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["energy"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
 
@@ -204,13 +204,13 @@ def test_the_page_reads_on_its_own(quick):
     for key, label in (("cnn", "CNN"), ("vit", "ViT"), ("probe", "Probe")):
         for method in _methods(key):
             name = names[method]
-            d = res["scores"][key][method]["nearest"]["diff"]["loc"]
+            d = res["scores"][key][method]["nearest"]["diff"]["energy"]
             entry = f"{label} {name} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
             group = ("up" if d["mean"] > 2 * d["se"] else
                      "down" if d["mean"] < -2 * d["se"] else "same")
             assert entry in groups[group], (entry, group, finding)
     before_tables = html[:html.index("<table>")]
-    for term in ("Del. \u2193", "RD@5%, RD@10%", "Loc. (box)", "Disc. energy", "Part PG",
+    for term in ("Del. \u2193", "RD@0.05, RD@0.1", "Loc.", "Disc. energy", "Part PG",
                  "empty maps"):
         assert f"<dt>{term}</dt>" in before_tables
     assert "so RD lies in [-2, 2]; it exceeds 1" in html
@@ -228,12 +228,12 @@ def test_the_page_reads_on_its_own(quick):
 
 def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
     from finercam.apps import viz
-    from finercam.apps.demo import _finish_overlays
+    from finercam.apps.demo.figures import finish_overlays
 
     img = np.zeros((8, 8, 3))
     full, empty = np.linspace(0, 1, 64).reshape(8, 8), np.zeros((8, 8))
     fig = viz.panel_grid([[img, viz.overlay(img, full), viz.overlay(img, empty)]])
-    _finish_overlays(fig, [[None, full, empty]])
+    finish_overlays(fig, [[None, full, empty]])
     texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:3]]
     assert texts == [[], [], ["empty map"]]
     bar = fig.axes[3]                              # the colour scale, 0 to 1
