@@ -266,6 +266,7 @@ def test_setting_maps_follow_the_explanation():
                                exp.baseline().maps, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_import_finercam_stays_cheap_and_finercam_evaluate_is_the_runner():
     code = ("import sys, finercam\n"
