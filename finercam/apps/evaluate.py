@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
               f"{100 * MIN_LABEL_AGREEMENT:g} %% of the first batch the run stops (give "
               "--labels or --target predicted)")
     add_preprocessing_arguments(p)
+    _add_row_arguments(p)
+    _add_run_arguments(p)
+
+
+def _add_row_arguments(p: argparse.ArgumentParser) -> None:
+    """The methods, the Finer settings and the ablation rows."""
     p.add_argument("--methods", nargs="+", default=None,
                    help="CAM methods (default: gradcam layercam, plus scorecam when its one "
                         "forward per channel of the layer costs at most "
@@ -64,6 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compare with only the r-th most similar class (Table 2)")
     p.add_argument("--aggregations", nargs="*", default=[],
                    help="aggregation rows: mean, max, mean_after_relu (Table 3)")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The metrics' settings, the targets, the batches and the outputs."""
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--baseline", type=_float_or_word, default=0.0,

@@ -270,7 +270,7 @@ def _world_model(name: str) -> ModelInputs:
     # The bird world's models take [0, 1] pixels at their training size and normalise inside.
     size = int(getattr(model, "config", {}).get("image_size", 96))
     zero, one = (0.0,) * 3, (1.0,) * 3
-    return ModelInputs(model, model.default_target_layer, default_transform(size, zero, one), _whole,
+    return ModelInputs(model, str(model.default_target_layer), default_transform(size, zero, one), _whole,
                        size, zero, one, tuple(datasets.CLASS_NAMES), name)
 
 
@@ -368,7 +368,7 @@ def _check_triple(values, option: str, positive: bool) -> Tuple[float, float, fl
     if len(vals) != 3 or not all(np.isfinite(vals)) or (positive and min(vals) <= 0):
         need = "three positive numbers" if positive else "three finite numbers"
         raise UsageError(f"{option} must be {need} (or one for all channels), got {list(values)}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 # --- command-line options ------------------------------------------------------------------------
