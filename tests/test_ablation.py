@@ -11,6 +11,8 @@ import finercam
 from finercam.world import datasets, models
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The study runs on 4 images of two models (about 20 s on a busy core).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -276,3 +276,15 @@ def test_import_finercam_stays_cheap_and_finercam_evaluate_is_the_runner():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_the_package_is_engine_level():
+    """finercam.evaluation imports neither the applications nor the bird world (the engine's
+    rule of tests/test_layout.py, which counts these files as engine)."""
+    from test_layout import PACKAGE, _imported_modules, _layer
+
+    sources = sorted((PACKAGE / "evaluation").rglob("*.py"))
+    assert len(sources) >= 9 and all(_layer(p) == "engine" for p in sources)
+    for path in sources:
+        bad = [m for m in _imported_modules(path) if m.startswith(("finercam.apps", "finercam.world"))]
+        assert not bad, f"{path.name} imports {bad}"
