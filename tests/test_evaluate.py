@@ -508,15 +508,15 @@ def test_chunk_size_reaches_every_masked_forward(monkeypatch):
     monkeypatch.setattr(metrics, "evaluate_maps", spy)
     evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 3})
     assert seen == [3, 3]
-    from finercam.evaluation.plan import RunCost, chunk_size
+    from finercam.evaluation.plan import RunCost, choose_chunk_size
 
     example = torch.zeros(3, 16, 16)
     short = RunCost(images=10, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     long = RunCost(images=10_000, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     # a short run is not worth a calibration: the rule, powers of two up to 8 MiB of input, <= 64
-    assert chunk_size(evalkit.model().eval(), example, None, short) == 64
-    assert chunk_size(evalkit.model().eval(), example, None, long) in (4, 8, 16, 32, 64, 128, 256)
-    assert chunk_size(evalkit.model().eval(), example, 5, long) == 5
+    assert choose_chunk_size(evalkit.model().eval(), example, None, short) == 64
+    assert choose_chunk_size(evalkit.model().eval(), example, None, long) in (4, 8, 16, 32, 64, 128, 256)
+    assert choose_chunk_size(evalkit.model().eval(), example, 5, long) == 5
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 0})
 

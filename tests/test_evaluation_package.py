@@ -148,7 +148,7 @@ def test_the_plan_counts_match_a_hand_count():
 def test_the_chunk_rule_fits_the_input_budget():
     # a 3 x 224 x 224 float32 input is 588 KiB: 8 fit in 8 MiB, 16 do not
     assert plan.rule_chunk_size(torch.zeros(3, 224, 224)) == 8
-    assert plan.chunk_size(torch.nn.Identity(), torch.zeros(3, 16, 16), 5, None) == 5
+    assert plan.choose_chunk_size(torch.nn.Identity(), torch.zeros(3, 16, 16), 5, None) == 5
 
 
 # --- data ---------------------------------------------------------------------------------------

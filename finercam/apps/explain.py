@@ -449,8 +449,8 @@ def run(args) -> int:
     finercam.apps.inputs.UsageError: --gamma must be a number in [0, 10], got -1.0
     """
     inputs, cam, target, refs = _setup(args)
-    from . import viz
     from ..progress import progress_bar
+    from . import viz
     from .report import Report, save_png
 
     names, out, report, failed, used = inputs.class_names, Path(args.out), None, 0, set()
