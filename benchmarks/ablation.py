@@ -25,6 +25,11 @@ mean:
   whose forward costs most);
 * ``map_corr``: the Pearson correlation with the base map (1: Finer changed nothing).
 
+Every map is scored by :mod:`finercam.evaluation` (the runner's and the demo's scorers); the
+tables use its column headers (``disc_energy``, ``part_pg``, ``box_energy`` and ``rd5`` are its
+``Disc. energy``, ``Part PG``, ``Loc.`` and ``RD@0.05``; the JSON keeps its keys, which name the
+files of the committed figures).
+
     python benchmarks/ablation.py --seed 0 --n 200 --out out/ablation
 
 also writes ``DIR/curves_<metric>.png`` (the gamma curves per model and layer) and
@@ -336,8 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=200, help="test images (Grad-CAM, Layer-CAM)")
     p.add_argument("--score-n", type=int, default=32, help="the first M images for Score-CAM (0: none)")
-    p.add_argument("--rd-n", type=int, default=200, help="the first images for RD@5%% (CNN, ViT)")
-    p.add_argument("--probe-rd-n", type=int, default=48, help="the first images for the probe's RD@5%%")
+    p.add_argument("--rd-n", type=int, default=200, help="the first images for RD@0.05 (CNN, ViT)")
+    p.add_argument("--probe-rd-n", type=int, default=48, help="the first images for the probe's RD@0.05")
     p.add_argument("--models", default="cnn,vit,probe")
     p.add_argument("--layers", choices=("default", "all"), default="all")
     p.add_argument("--chunk", type=int, default=32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation import evaluate
-from ..evaluation.data import reads_images
+from ..evaluation.data import READERS, reads_images
 from ..evaluation.model import MIN_LABEL_AGREEMENT
 from ..evaluation.plan import SCORECAM_COST_FACTOR
 from . import inputs
@@ -35,10 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ('cnn', 'birds', [0.2], None)
     """
     add_model_arguments(p, required=True)
+    registered = f" (registered: {', '.join(sorted(READERS))})" if READERS else ""
     p.add_argument("--data", required=True,
                    help="an ImageFolder-style directory (root/<class>/<image>, optional "
-                        "boxes.csv), a registered data set NAME:ROOT[:SPLIT] or an import "
-                        "string 'package.module:dataset_factory'")
+                        f"boxes.csv), a registered data set NAME:ROOT[:SPLIT]{registered} or an "
+                        "import string 'package.module:dataset_factory'")
     _set_help(p, "--labels",
               "the model's class names, one per line in output order: each class folder of "
               "--data is mapped to the class of its name. Without it a folder's label is its "
