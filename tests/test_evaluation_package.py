@@ -288,3 +288,13 @@ def test_the_package_is_engine_level():
     for path in sources:
         bad = [m for m in _imported_modules(path) if m.startswith(("finercam.apps", "finercam.world"))]
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_command_line_names_data_in_its_errors(tmp_path, capsys):
+    from finercam.apps.cli import main
+
+    base = ["evaluate", "--model", "evalkit:model", "--layer", evalkit.LAYER, "--no-progress"]
+    assert main([*base, "--data", str(tmp_path / "none")]) == 2
+    assert "--data must be a folder, a registered data set" in capsys.readouterr().err
+    assert main([*base, "--data", "evalkit:dataset", "--size", "16"]) == 2
+    assert "--data: the preprocessing options apply to a folder" in capsys.readouterr().err

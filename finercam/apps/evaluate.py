@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation import evaluate
-from ..evaluation.data import READERS, reads_images
+from ..evaluation.data import READERS, reads_images, resolve_data
 from ..evaluation.model import MIN_LABEL_AGREEMENT
 from ..evaluation.plan import SCORECAM_COST_FACTOR
 from . import inputs
@@ -105,19 +105,20 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate with the parsed options of :func:`add_arguments`; returns 0.
 
     The model's own preprocessing reads a folder or a registered data set; ``--size``, ``--mean``,
-    ``--std`` or ``--transform`` with a ``Dataset`` import string is an error.
+    ``--std`` or ``--transform`` with a ``Dataset`` import string is an error naming ``--data``.
     """
     found = inputs.inputs_from_args(args)
+    labels = found.class_names if args.labels else None
     explicit = any(getattr(args, k) is not None for k in ("size", "mean", "std", "transform"))
     decoded = reads_images(args.data) or explicit
-    evaluate(found.model, found.layer, args.data, methods=args.methods, finer=args.finer,
+    data = resolve_data(args.data, transform=found.transform if decoded else None,
+                        crop=found.crop if decoded else None, class_names=labels, argument="--data")
+    evaluate(found.model, found.layer, data, methods=args.methods, finer=args.finer,
              gamma=args.gamma, num_references=args.num_references,
              reference_rule=args.reference_rule, aggregate=args.aggregate, gammas=args.gammas,
              reference_ranks=args.reference_ranks, aggregations=args.aggregations,
              fractions=args.fractions, steps=args.steps, baseline=args.baseline,
-             target=args.target, batch_size=args.batch_size, out_dir=args.out,
-             labels=found.class_names if args.labels else None,
-             transform=found.transform if decoded else None,
-             crop=found.crop if decoded else None, chunk_size=args.chunk_size,
-             limit=args.limit, device=args.device, progress=args.progress)
+             target=args.target, batch_size=args.batch_size, out_dir=args.out, labels=labels,
+             chunk_size=args.chunk_size, limit=args.limit, device=args.device,
+             progress=args.progress)
     return 0
