@@ -17,5 +17,5 @@
 
 The figures (:mod:`finercam.viz`), the HTML report (:mod:`finercam.report`) and image reading
 (:mod:`finercam.images`) belong to the engine. Nothing outside this package imports it but
-``python -m finercam`` (``tests/test_layout.py`` checks it).
+``python -m finercam`` (``tests/engine/test_layout.py`` checks it).
 """

@@ -15,8 +15,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from locations import ROOT  # noqa: E402
 
-PACKAGE = Path(__file__).resolve().parent.parent / "finercam"
+PACKAGE = ROOT / "finercam"
 
 
 def _module_name(path: Path, package_dir: Path = PACKAGE) -> str:

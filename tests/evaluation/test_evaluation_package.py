@@ -14,11 +14,11 @@ from finercam import metrics
 from finercam.evaluation import data, plan, scoring, tables
 from finercam.evaluation.config import RunConfig
 from finercam.evaluation.journal import Journal, read_records
+from locations import ROOT, TESTS  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(**kw):
@@ -280,7 +280,7 @@ def test_import_finercam_stays_cheap_and_finercam_evaluate_is_the_runner():
 
 def test_the_package_is_engine_level():
     """finercam.evaluation imports neither the applications nor the bird world (the engine's
-    rule of tests/test_layout.py, which counts these files as engine)."""
+    rule of tests/engine/test_layout.py, which counts these files as engine)."""
     from test_layout import PACKAGE, _imported_modules, _layer
 
     sources = sorted((PACKAGE / "evaluation").rglob("*.py"))

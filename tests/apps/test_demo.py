@@ -6,6 +6,7 @@ import subprocess
 import sys
 from html import unescape
 from pathlib import Path
+from locations import DATA, ROOT  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -17,7 +18,6 @@ from PIL import Image
 from finercam import _twins
 from finercam.world import datasets, models
 
-ROOT = Path(__file__).parent.parent
 MODEL_KEYS = ("cnn", "vit", "probe")
 FIGURES = ([f"{m}-fig{k}" for m in MODEL_KEYS for k in (4, 5, 7, 8)] + ["fig1-similarity"]
            + ["zeroshot-prompts"])
@@ -176,7 +176,6 @@ def test_bad_arguments_give_one_line():
 
 
 PHOTOS = ["blue_grosbeak.jpg", "dog_cat.jfif", "horses.jpg"]
-DATA = Path(__file__).parent / "data"
 
 
 @pytest.mark.slow

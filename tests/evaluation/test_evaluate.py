@@ -17,8 +17,9 @@ from finercam.apps import inputs
 from finercam.apps.cli import main as cli_main
 from finercam.evaluation import ImageFolder, evaluate
 from finercam.evaluation.data import default_transform, resolve_data
+from locations import ROOT, TESTS  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
 
 FAST = dict(methods=["gradcam"], steps=4, batch_size=4, chunk_size=16, progress=False,
@@ -539,7 +540,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_large_blocks():
         "plain = faults()\n"
         "print(keep_freed_memory(), plain, faults(), faults())\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)))
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
     applied, plain, first, again = r.stdout.split()
     assert applied == "True", r.stderr                  # glibc, as on the CI machine
     assert int(plain) >= 2 * 16384 * 0.9                # 2 x 64 MiB of fresh 4 KiB pages

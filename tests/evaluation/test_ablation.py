@@ -9,8 +9,8 @@ import torch
 
 import finercam
 from finercam.world import datasets, models
+from locations import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 #: The study runs on 4 images of two models (about 20 s on a busy core).
 pytestmark = pytest.mark.slow
 
