@@ -13,7 +13,7 @@ Prints times measured in this one run and their ratios (no absolute targets: mac
   forwards per image, plus one unmasked forward) against those 1 + 18 forwards alone on ready-made
   inputs, with the same chunking. Goal: <= 1.2x.
 
-Run: ``python benchmarks/bench_road.py [--n 6] [--repeat 1] [--model imagenet]``; pytorch-grad-cam
+Run: ``python benchmarks/bench_road.py [--n 6] [--repeat 1]``; pytorch-grad-cam
 is imported over a stand-in torchvision as in tests/test_finer_pgc.py.
 """
 from __future__ import annotations
@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "engine"))  # test_finer_pgc: the stand-in torchvision
 
 from finercam import FinerCAM, kernels, metrics  # noqa: E402
-from finercam.apps.explain import read_image  # noqa: E402
-from finercam.apps.inputs import load_model  # noqa: E402
+from finercam.images import read_image  # noqa: E402
+from finercam.world.models.imagenet import load_imagenet  # noqa: E402
 
 
 def photos(transform, n):
@@ -65,14 +65,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--model", default="imagenet")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
     torch.manual_seed(0)
-    inputs = load_model(args.model)
-    model = inputs.model.eval()
-    images, names = photos(inputs.transform, args.n)
-    maps = FinerCAM(model, inputs.layer, gamma=0.0)(images).maps
+    net = load_imagenet()
+    model, layer = net.model.eval(), net.target_layers[0]
+    images, names = photos(net.preprocess, args.n)
+    maps = FinerCAM(model, layer, gamma=0.0)(images).maps
     fractions = metrics.ROAD_FRACTIONS
     removed = metrics.road_masks(maps, fractions, "morf")
     host = images.numpy()
@@ -101,7 +100,7 @@ def main() -> None:
           f"one thread {t_one:.3f} s -> {t_pgc / t_one:.1f}x; max |difference| {err:.1e}")
 
     # --- a ROAD column against its forwards ---
-    targets = FinerCAM(model, inputs.layer, gamma=0.0)(images).targets
+    targets = FinerCAM(model, layer, gamma=0.0)(images).targets
     bs = args.batch_size
 
     def column():

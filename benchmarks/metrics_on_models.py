@@ -42,14 +42,14 @@ def mean_se(v) -> str:
 
 def load(name: str, n: int):
     if name == "imagenet":
-        from finercam.apps.explain import read_image
-        from finercam.apps.inputs import load_model
+        from finercam.images import read_image
+        from finercam.world.models.imagenet import load_imagenet
 
-        inputs = load_model("imagenet")
+        net = load_imagenet()
         folder = Path("/work/shared/images")
         folder = folder if folder.is_dir() else ROOT / "examples" / "photos"
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".png", ".jfif"))[:n]
-        return inputs.model.eval(), inputs.layer, torch.stack([inputs.transform(read_image(f)) for f in files])
+        return net.model.eval(), net.target_layers[0], torch.stack([net.preprocess(read_image(f)) for f in files])
     from finercam.world.datasets import generate
     from finercam.world.models import default_target_layer
     from finercam.world.models import load as load_world

@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 from . import kernels, metrics
 from .explanation import Explanation
 from .finer import FinerCAM
+from .suggest import LayerSuggestion, suggest_layers
 from .zeroshot import ZeroShotFinerCAM
 
-__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "evaluate", "kernels", "metrics"]
+__all__ = ["FinerCAM", "Explanation", "LayerSuggestion", "ZeroShotFinerCAM", "evaluate", "kernels", "metrics", "suggest_layers"]
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """ROAD (finercam.metrics.road_scores, csrc/impute.c) against its oracles: the SciPy twin of the linear
-system (finercam._reference.road_impute), pytorch-grad-cam 1.5.7's own NoisyLinearImputer and ROAD
+system (finercam._twins.road_impute), pytorch-grad-cam 1.5.7's own NoisyLinearImputer and ROAD
 metrics (installed by ``make test``, imported as tests/test_finer_pgc.py does), and torch's stable
 sort for the removal order."""
 import importlib.metadata
@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
-from test_finer_pgc import PGC_VERSION, _stand_in_torchvision
+from locations import TESTS
 
-from finercam import _reference, kernels, metrics
+from finercam import _twins, kernels, metrics
+
+sys.path.insert(0, str(TESTS / "engine"))  # pytorch-grad-cam's import, as tests/engine/test_finer_pgc.py makes it
+from test_finer_pgc import PGC_VERSION, _stand_in_torchvision  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def test_imputation_equals_the_exact_solve(shape):
                         np.zeros((n, h, w), bool)], axis=1)
     removed[:, 2, : h // 2] = True  # a band along the top edge
     got = kernels.road_impute(images, removed, noise=0.0)
-    want = _reference.road_impute(images, removed)
+    want = _twins.road_impute(images, removed)
     np.testing.assert_allclose(got, want, atol=2e-5)
     # the kept pixels are the image's, bit for bit
     rows = np.repeat(images, 3, axis=0)
@@ -73,7 +76,7 @@ def test_regions_without_a_kept_neighbour_are_zero():
     everything = np.ones((1, 1, 20, 20), bool)
     np.testing.assert_array_equal(kernels.road_impute(images, everything, noise=0.0), 0.0)
     np.testing.assert_allclose(kernels.road_impute(images, everything, noise=0.0),
-                               _reference.road_impute(images, everything))
+                               _twins.road_impute(images, everything))
 
 
 def test_noise_is_seeded_and_independent_of_threads_and_chunks():
@@ -171,7 +174,7 @@ def test_road_curves_against_the_twin_and_a_stable_sort():
             assert r.counts[j] == k
             rm = oracle_removed(maps, k, order)
             np.testing.assert_array_equal(metrics.road_masks(maps, [f], order)[:, 0], rm)
-            x = torch.from_numpy(_reference.road_impute(images.numpy(), rm[:, None]))
+            x = torch.from_numpy(_twins.road_impute(images.numpy(), rm[:, None]))
             with torch.no_grad():
                 q = torch.softmax(model(x).double(), 1).numpy()
             np.testing.assert_allclose(curve[:, j], q[np.arange(4), t], atol=1e-5)

@@ -3,17 +3,17 @@ batch by batch (the oracle of tests/test_evaluate.py), and the command line's --
 --insertion-steps."""
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from locations import TESTS
 
 import finercam
 from finercam import metrics
 from finercam.apps.cli import main as cli_main
 from finercam.evaluation import evaluate
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
 
 FAST = dict(methods=["gradcam"], steps=4, batch_size=4, chunk_size=16, progress=False, verbose=False)

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..methods import METHOD_LABELS, METHODS
 from ..metrics import sanity
-from .inputs import UsageError, add_model_arguments, add_preprocessing_arguments, inputs_from_args
+from .common import UsageError
+from .inputs import add_model_arguments, add_preprocessing_arguments, inputs_from_args
 
 __all__ = ["add_arguments", "explainers", "run", "sanity_figure", "sanity_markdown", "sanity_result"]
 
@@ -77,9 +78,12 @@ def _images(args, inputs):
     import torch
 
     if args.images:
-        from .explain import read_image
+        from ..images import ImageReadError, read_image
 
-        return torch.stack([inputs.transform(read_image(f)) for f in _image_files(args.images)])
+        try:
+            return torch.stack([inputs.transform(read_image(f)) for f in _image_files(args.images)])
+        except ImageReadError as exc:
+            raise UsageError(str(exc)) from None
     if inputs.source not in WORLD_MODELS:
         raise UsageError(f"give image files: --model {inputs.source} has no built-in images")
     from ..world.datasets import generate

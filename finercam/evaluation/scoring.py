@@ -175,10 +175,13 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
         res.update(road_insertion_scores(net, images, maps, targets, chunk=chunk, seed=int(indices[0]),
                                          road_fractions=getattr(cfg, "road_fractions", ()),
                                          insertion_steps=getattr(cfg, "insertion_steps", 0)))
-        if masks is not None:
-            res.update(region_scores(maps, masks, has_region))
+        regional = region_scores(maps, masks, has_region) if masks is not None else {}
         for j in range(n):
-            records[j]["metrics"][row.name] = {
-                key: bool(v[j]) if key == "pointing" else float(v[j]) for key, v in res.items()
-                if has_region[j] or key not in ("energy", "pointing")}
+            records[j]["metrics"][row.name] = _image_values(res, j) | (
+                _image_values(regional, j) if has_region[j] else {})
     return records
+
+
+def _image_values(scores: dict[str, np.ndarray], j: int) -> dict[str, float | bool]:
+    """Image ``j``'s value of each score, as JSON records it (a hit as a bool)."""
+    return {key: bool(v[j]) if v.dtype == np.bool_ else float(v[j]) for key, v in scores.items()}

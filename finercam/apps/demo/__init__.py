@@ -31,4 +31,13 @@ The modules: :mod:`.plan` (models, settings, image counts), :mod:`.compute` (map
 """
 from .plan import METHODS, add_arguments
 
-__all__ = ["METHODS", "add_arguments"]
+__all__ = ["METHODS", "add_arguments", "run"]
+
+
+def run(args) -> int:
+    """Build the report (:func:`finercam.apps.demo.command.run`); returns 0."""
+    # The command's modules (matplotlib, the figures) load when the demo runs, not when
+    # `finercam --help` builds every command's options.
+    from .command import run as run_demo
+
+    return run_demo(args)

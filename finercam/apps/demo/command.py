@@ -12,8 +12,8 @@ import torch
 
 from ... import __version__
 from ...progress import progress_bar
+from ...report import Report
 from ...world.datasets import CLASS_FAMILY
-from ..report import Report
 from ..zeroshot_section import add_section
 from .compute import Run, explain_all, score_all
 from .figures import explorer_view, model_figures, pick, similarity_section

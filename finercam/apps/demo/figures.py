@@ -8,11 +8,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from ... import metrics
+from ... import metrics, viz
 from ...explorer import write_html
 from ...finer import FinerCAM
 from ...world.datasets import CLASS_FAMILY, CLASS_NAMES, differing_parts
-from .. import viz
 from .compute import Run, regions
 from .plan import GAMMA, GAMMAS, NUM_REFERENCES, Model, classifier_weights
 

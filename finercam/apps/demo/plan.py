@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ...evaluation.scoring import Setting
+from ...layers import find_classifier
 from ...methods import METHOD_LABELS
 from ...world import datasets, models
 
@@ -48,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.quick, args.out, args.images, args.seed
     (True, 'report', None, 0)
     """
-    from ..explain import one_line_errors
+    from ..common import one_line_errors
 
     one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
@@ -196,8 +197,9 @@ def rendered(model: Model) -> str:
 
 
 def classifier_weights(net) -> np.ndarray:
-    """The weights of the model's last ``nn.Linear``, float64 (Fig. 1 left)."""
-    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears:
+    """The weights of the model's classifier head (:func:`finercam.layers.find_classifier`),
+    float64 (Fig. 1 left)."""
+    head = find_classifier(net)
+    if head is None:
         raise ValueError("model has no nn.Linear classifier")
-    return linears[-1].weight.detach().cpu().numpy().astype(np.float64)
+    return head.weight.detach().cpu().numpy().astype(np.float64)
