@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "engine"))  # test_finer_pgc: the stand-in torchvision
+# test_finer_pgc (the stand-in torchvision) and what it imports (tests/models_for_tests.py)
+sys.path[:0] = [str(ROOT / "tests" / "engine"), str(ROOT / "tests")]
 
 from finercam import FinerCAM, kernels, metrics  # noqa: E402
 from finercam.images import read_image  # noqa: E402
@@ -43,7 +44,7 @@ def photos(transform, n):
 
 
 def pgc_imputer():
-    from test_finer_pgc import _stand_in_torchvision  # type: ignore[import-not-found]  # tests/ on sys.path
+    from test_finer_pgc import _stand_in_torchvision  # type: ignore[import-not-found]  # tests/engine on sys.path
 
     for name, module in _stand_in_torchvision().items():
         sys.modules[name] = module

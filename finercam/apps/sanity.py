@@ -31,7 +31,7 @@ from ..metrics import sanity
 from .common import UsageError
 from .inputs import add_model_arguments, add_preprocessing_arguments, inputs_from_args
 
-__all__ = ["add_arguments", "explainers", "run", "sanity_figure", "sanity_markdown", "sanity_result"]
+__all__ = ["add_arguments", "demo_section", "explainers", "run", "sanity_figure", "sanity_markdown", "sanity_result"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".jfif", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 WORLD_MODELS = ("cnn", "vit")
@@ -164,6 +164,28 @@ def sanity_result(model, layer: str, images, method: str = "gradcam", gamma: flo
     ``sanity_figure(sanity_result(net, layer, x[:8]))``)."""
     rows = explainers(model, layer, images, method, gamma, num_references)
     return sanity.randomisation_test(model, images, rows, modes=modes, seed=seed, progress=progress)
+
+
+def demo_section(report, model, layer: str, images, label: str) -> dict:
+    """The demo report's sanity section: cascading randomisation of ``model`` on ``images`` for
+    Grad-CAM, Grad-CAM + Finer and the edge control, its figure (``sanity.png``) and verdicts;
+    returns what ``results.json`` records (the blocks, the verdicts, each row's similarities
+    with every block random)."""
+    result = sanity_result(model, layer, images)
+    verdict = result.passes()
+    final = {m: {k: float(np.nanmean(v[-1])) for k, v in result.cascading[m].items()} for m in result.methods}
+    report.heading(f"Sanity check: model-parameter randomisation ({label})")
+    report.text(
+        f"The {label}'s {len(result.blocks)} blocks re-initialised on copies of the model, from the "
+        f"logits down (Adebayo et al. 2018), on {len(images)} test images: a map that explains the "
+        "model must stop resembling the trained model's map. With every block random, mean Spearman "
+        "|map| " + ", ".join(f"{m} {final[m]['spearman_abs']:.2f}" for m in result.methods) +
+        "; passes (below " + f"{sanity.PASS_THRESHOLD}): " +
+        ", ".join(f"{m} {'yes' if ok else 'no'}" for m, ok in verdict.items()) +
+        ". The edge detector ignores the model and must fail.")
+    report.figure(sanity_figure(result), "sanity",
+                  "Similarity of each method's maps to the trained model's, block after block randomised.")
+    return {"blocks": result.blocks, "passes": verdict, "all_random": final}
 
 
 def run(args: argparse.Namespace) -> int:
