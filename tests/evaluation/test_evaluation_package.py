@@ -4,21 +4,19 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from locations import ROOT, TESTS  # noqa: E402
 
 from finercam import metrics
 from finercam.evaluation import data, plan, scoring, tables
 from finercam.evaluation.config import RunConfig
 from finercam.evaluation.journal import Journal, read_records
-from locations import ROOT, TESTS  # noqa: E402
 
 sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
-
 
 
 def _config(**kw):
