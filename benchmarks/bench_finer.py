@@ -12,7 +12,16 @@ measured in this one run (medians of interleaved repetitions), never absolute cl
     forwards of ResNet-50 (about half an hour on 2 cores), so (d) explains layer1 (256 channels)
     of one 64 x 64 image, two interleaved runs each, the first of each serving as warm-up too.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_finer.py`` (``--reps N``, ``--quick`` for a smoke run).
+(e) ``--table``: the cost of one default call against a no-grad forward of the same batch, on the
+    four settings of issue 25 (embedded ViT ``blocks.3.norm1`` 16 x 96 px, EfficientNet-Lite0
+    ``_bn1`` 8 x 224, the embedded CNN ``block3`` on one image, the ResNet-50-shaped network
+    ``layer4`` 8 x 224), beside the per-class path of earlier versions (``candidates=10``: one
+    backward per stored class), ``candidates=3`` and one backward of the paper's objective
+    (``y_c - gamma mean_t y_t``, a tapped forward plus one ``autograd.grad``): every column a
+    ratio to the forward, all contenders interleaved in one run.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_finer.py`` (``--reps N``, ``--quick`` for a smoke run);
+the table: ``PYTHONPATH=. OMP_NUM_THREADS=2 python benchmarks/bench_finer.py --table --reps 11``.
 """
 from __future__ import annotations
 
@@ -174,17 +183,89 @@ def peak(which: str) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"] / 2**20
 
 
+def table_cases(quick: bool):
+    """(label, model, target layer, images) of the table's settings."""
+    from finercam.world.models import load
+
+    g = torch.Generator().manual_seed(3)
+    cases = []
+    vit = load("vit")
+    cases.append(("embedded ViT, `blocks.3.norm1`, 16 x 96 px", vit, "blocks.3.norm1",
+                  torch.rand(4 if quick else 16, 3, 96, 96, generator=g)))
+    try:
+        from finercam.world.models.imagenet import load_imagenet
+        eff = load_imagenet().model
+        cases.append(("EfficientNet-Lite0, `_bn1`, 8 x 224 px", eff, "_bn1",
+                      torch.rand(2 if quick else 8, 3, 224, 224, generator=g) * 2 - 1))
+    except ImportError:
+        print("EfficientNet-Lite0 left out: the extra [imagenet] is not installed")
+    cnn = load("cnn")
+    cases.append(("embedded CNN, `block3`, 1 image", cnn, "block3", torch.rand(1, 3, 96, 96, generator=g)))
+    model, x = build(2 if quick else 8, 112 if quick else 224)
+    cases.append(("ResNet-50-shaped, `layer4`, 8 x 224 px", model, "layer4", x))
+    return cases
+
+
+def objective_once(model, layer, x, gamma=0.6, num_references=3):
+    """One tapped forward and one backward of ``y_c - gamma mean_t y_t`` (nearest-logit references)."""
+    from finercam.capture import model_state, tapped_forward
+    from finercam.layers import resolve_layers
+
+    layers = resolve_layers(model, layer)
+    with model_state(model) as hooks:
+        logits, taps = tapped_forward(model, x, layers, hooks, True)
+        y = logits.detach()
+        tgt = y.argmax(1)
+        order = (y - y.gather(1, tgt[:, None])).abs().argsort(1)[:, 1:num_references + 1]
+        v = torch.zeros_like(y).scatter_(1, tgt[:, None], 1.0)
+        v.scatter_add_(1, order, torch.full(order.shape, -gamma / num_references))
+        with torch.enable_grad():
+            g = torch.autograd.grad((logits * v).sum(), taps)[0]
+    return g
+
+
+def table(reps: int, quick: bool) -> None:
+    """(e): per setting, every contender's median CPU and wall time over the forward's."""
+    print("| model, target layer, batch | no-grad forward (ms, wall) | default call | per class "
+          "(`candidates=10`) | `candidates=3` | one backward of the objective |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, model, layer, x in table_cases(quick):
+        default = finercam.FinerCAM(model, layer)
+        per_class = finercam.FinerCAM(model, layer, candidates=10)
+        three = finercam.FinerCAM(model, layer, candidates=3)
+
+        def forward(model=model, x=x):
+            with torch.no_grad():
+                model(x)
+
+        fns = {"forward": forward, "default": lambda c=default, x=x: c(x),
+               "per_class": lambda c=per_class, x=x: c(x), "three": lambda c=three, x=x: c(x),
+               "objective": lambda m=model, lay=layer, x=x: objective_once(m, lay, x)}
+        t = medians(fns, reps)
+        f = t["forward"]
+        cells = " | ".join(f"{t[k][0] / f[0]:.2f}x (CPU {t[k][1] / f[1]:.2f}x)"
+                           for k in ("default", "per_class", "three", "objective"))
+        print(f"| {label} | 1.00 ({f[0] * 1e3:.1f} ms) | {cells} |", flush=True)
+    print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}, medians of {reps} interleaved "
+          f"calls, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="batch 2 at 112 and 32 x 32 Score-CAM: a smoke run")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--table", action="store_true", help="(e) only: the default call against a forward, "
+                    "four models")
     ap.add_argument("--peak-child", choices=["ours", "torchcam"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.peak_child:
         peak_child(args.peak_child)
+        return
+    if args.table:
+        table(args.reps, args.quick)
         return
     batch, size = (2, 112) if args.quick else (8, 224)
     model, x = build(batch, size)

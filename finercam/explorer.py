@@ -164,6 +164,10 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
     ('gradcam', [8, 8], 'linear', 5)
     """
     store = exp._store
+    if store.mean_of is not None:
+        raise ValueError("the interactive view toggles references one by one and needs their own gradients; "
+                         "this Explanation stores the references' mean gradient only (the default: two "
+                         "backward passes): call FinerCAM with candidates=K (e.g. 10)")
     photos = _check_images(images, len(exp.targets))
     H, W = (int(v) for v in store.input_size)
     fixed = store.objective == "pgc"

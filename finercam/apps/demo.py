@@ -148,7 +148,7 @@ def _explain(model: _Model, method: str, x, labels, chunk: int, bar) -> _Run:
     from ..finer import FinerCAM
 
     cam = FinerCAM(model.net, model.layer, method=method, gamma=GAMMA,
-                   num_references=NUM_REFERENCES)
+                   num_references=NUM_REFERENCES, candidates=1)  # per class: the "nearest" row
     parts: dict = {kind: [] for kind in MAP_KINDS}
     refs, logits, exp0 = [], [], None
     for lo in range(0, len(x), chunk):
@@ -683,7 +683,8 @@ def _explorer_view(report, model: _Model, x, batch, rows: list[int]) -> None:
     from ..finer import FinerCAM
     from ..world.datasets import CLASS_NAMES
 
-    cam = FinerCAM(model.net, model.layer, method="gradcam", gamma=GAMMA, num_references=NUM_REFERENCES)
+    cam = FinerCAM(model.net, model.layer, method="gradcam", gamma=GAMMA, num_references=NUM_REFERENCES,
+                   candidates=10)  # per class: the page toggles 10 classes
     exp = cam(x[rows], targets=torch.as_tensor(batch.labels[rows]))
     name = f"{model.key}-explore.html"
     write_html(exp, x[rows], report.out_dir / name, class_names=list(CLASS_NAMES),

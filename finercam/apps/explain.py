@@ -372,7 +372,8 @@ def _setup(args):
 
     try:
         cam = FinerCAM(inputs.model, inputs.layer, method=args.method, gamma=args.gamma,
-                       num_references=len(refs) if refs else args.num_references)
+                       num_references=len(refs) if refs else args.num_references,
+                       candidates=10 if args.html else 1)  # per class: the page's 10 classes, or the panel's references
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return inputs, cam, target, refs
