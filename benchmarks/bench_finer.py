@@ -113,7 +113,7 @@ def medians(fns: dict, reps: int, warm: bool = True) -> dict:
     median wall time and the median CPU time."""
     for fn in fns.values() if warm else ():
         fn()   # warm-up: oneDNN primitives, allocator
-    times = {k: [] for k in fns}
+    times: dict = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             times[k].append(timed(fn))
@@ -122,7 +122,7 @@ def medians(fns: dict, reps: int, warm: bool = True) -> dict:
 
 def plain_scorecam(model, x, layer, target, budget_mb):
     """Score-CAM (Eq. 3) for the target only, chunked like ours: the baseline of (d)."""
-    box = {}
+    box: dict = {}
     h = layer.register_forward_hook(lambda m, i, o: box.__setitem__("a", o.detach()))
     try:
         with torch.no_grad():
@@ -286,7 +286,8 @@ def main():
         exp = cam(x, targets)
         [exp.recombine(gamma=g).maps for g in gammas[1:]]
 
-    from torchcam.methods import FinerCAM as TCFinerCAM, GradCAM as TCGradCAM
+    from torchcam.methods import FinerCAM as TCFinerCAM
+    from torchcam.methods import GradCAM as TCGradCAM
 
     def torchcam_call():
         with TCFinerCAM(model, "layer4", input_shape=(3, size, size), base_method=TCGradCAM) as ex:

@@ -165,6 +165,7 @@ class Explanation:
         """With the two-pass store only the references' mean gradient is known: the same reference
         set (in any order) and ``aggregate="mean"``; else a ValueError naming ``candidates=``."""
         stored = self._store.mean_of
+        assert stored is not None
         if per_reference:
             raise ValueError(f"aggregate={self.aggregate!r} needs each reference's own gradient, and this "
                              "Explanation stores the references' mean gradient only (the default: two "
