@@ -394,12 +394,13 @@ class FinerCAM:
         if self.objective == "pgc":
             return self._pgc_directions(logits, cand[:, 0], refs, tally)
         N, S = cand.shape
-        rows = S + (mean_of is not None)
-        dirs = torch.zeros((N, rows, logits.shape[1]), dtype=logits.dtype, device=logits.device)
-        dirs[:, :S].scatter_(2, torch.as_tensor(cand, device=logits.device)[:, :, None], 1.0)
+        # Built on the host (a few small NumPy writes instead of torch calls) and sent in one copy.
+        dirs = np.zeros((N, S + (mean_of is not None), logits.shape[1]), np.float32)
+        n = np.arange(N)[:, None]
+        dirs[n, np.arange(S)[None, :], cand] = 1.0
         if mean_of is not None:
-            dirs[:, S].scatter_(1, torch.as_tensor(mean_of, device=logits.device), 1.0 / mean_of.shape[1])
-        return dirs
+            dirs[n, S, mean_of] = 1.0 / mean_of.shape[1]
+        return torch.from_numpy(dirs).to(device=logits.device, dtype=logits.dtype)
 
     def _pgc_directions(self, logits: torch.Tensor, main: np.ndarray, refs: np.ndarray,
                         tally: _host.HostTally) -> torch.Tensor:
