@@ -194,3 +194,18 @@ def test_device_statistic_equals_numpy_twin():
         got = device_statistic(method, A, G).float().numpy()
         want = class_statistic(method, A.numpy(), G.numpy())
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_cuda_two_pass_copies_the_statistics_only(cnn, monkeypatch, method):
+    """On CUDA the statistics are reduced on the device: the same bytes cross as counted on the
+    CPU, every copy through to_host, and the maps equal the CPU's."""
+    x = images(2)
+    cpu = finercam.FinerCAM(cnn, "layer2", method=method)(x, [3, 0])
+    gpu_net = seeded(TinyResNet).cuda()
+    copies = _CountCopies(monkeypatch)
+    gpu = finercam.FinerCAM(gpu_net, "layer2", method=method)(x.cuda(), [3, 0])
+    assert copies.bypass == []
+    assert copies.bytes == gpu.host_bytes == cpu.host_bytes
+    np.testing.assert_allclose(gpu.maps, cpu.maps, atol=2e-3)
