@@ -20,6 +20,9 @@ measured in this one run (medians of interleaved repetitions), never absolute cl
     (``y_c - gamma mean_t y_t``, a tapped forward plus one ``autograd.grad``): every column a
     ratio to the forward, all contenders interleaved in one run.
 
+(f) ``--breakdown``: where one call on the embedded CNN (``block3``, one image) spends its time,
+    from cProfile's cumulative times (shares of the call, so load on the machine cancels out).
+
 Run: ``PYTHONPATH=. python benchmarks/bench_finer.py`` (``--reps N``, ``--quick`` for a smoke run);
 the table: ``PYTHONPATH=. OMP_NUM_THREADS=2 python benchmarks/bench_finer.py --table --reps 11``.
 """
@@ -250,6 +253,47 @@ def table(reps: int, quick: bool) -> None:
           f"calls, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
+def breakdown(calls: int = 400, **options) -> None:
+    """(f): shares of one call on the embedded CNN, one image, from cProfile."""
+    import cProfile
+    import pstats
+
+    from finercam.world.models import load
+
+    net = load("cnn")
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    cam = finercam.FinerCAM(net, "block3", **options)
+    for _ in range(30):
+        cam(x)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        cam(x)
+    prof.disable()
+    st = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+
+    def cum(pred) -> float:
+        return sum(v[3] for k, v in st.items() if pred(k)) / calls
+
+    def named(part, name):
+        return lambda k: part in k[0] and k[2] == name
+
+    total = cum(named("finercam/finer.py", "__call__"))
+    rows = {"the model's forward": cum(named("world/models/cnn.py", "forward")),
+            "backward passes (torch.autograd.grad)": cum(named("torch/autograd/__init__.py", "grad")),
+            "model_state": cum(lambda k: "contextlib.py" in k[0] and k[2] in ("__enter__", "__exit__")),
+            "per-class statistics": cum(lambda k: k[2] in ("class_statistic", "device_statistic")),
+            "Explanation (C-core combine, resize, min-max)": cum(named("finercam/explanation.py", "__init__")),
+            "host conversions": cum(lambda k: k[2] in ("to_host", "_host_float32")),
+            "reference ranking": cum(named("finercam/finer.py", "_choose_classes"))}
+    rows["everything else"] = total - sum(rows.values())
+    forward = rows["the model's forward"]
+    print(f"FinerCAM(cnn, 'block3', {options}) on one image: {total * 1e6:.0f} us a call under cProfile, "
+          f"{total / forward:.2f} forwards")
+    for k, v in rows.items():
+        print(f"| {k} | {100 * v / total:.0f} % |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
@@ -257,6 +301,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--table", action="store_true", help="(e) only: the default call against a forward, "
                     "four models")
+    ap.add_argument("--breakdown", action="store_true", help="(f) only: cProfile shares of a call, embedded CNN")
     ap.add_argument("--peak-child", choices=["ours", "torchcam"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -266,6 +311,10 @@ def main():
         return
     if args.table:
         table(args.reps, args.quick)
+        return
+    if args.breakdown:
+        breakdown()
+        breakdown(candidates=10)
         return
     batch, size = (2, 112) if args.quick else (8, 224)
     model, x = build(batch, size)
