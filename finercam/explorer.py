@@ -37,7 +37,7 @@ row-major, equal to ``exp.recombine(gamma, references, aggregate, reverse).maps[
 >>> import torch, finercam
 >>> head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5))
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5), torch.nn.ReLU(), head)
->>> page = to_html(finercam.FinerCAM(net, "1")(torch.rand(1, 3, 20, 20)), class_names=list("abcde"))
+>>> page = to_html(finercam.FinerCAM(net, "1", candidates=10)(torch.rand(1, 3, 20, 20)), class_names=list("abcde"))
 >>> page.startswith("<!DOCTYPE html>"), "window.finercam" in page, "http://" in page
 (True, True, False)
 """
@@ -160,11 +160,15 @@ def view_data(exp, images=None, class_names=None, title: str | None = None) -> d
     >>> import torch, finercam
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
-    >>> d = view_data(finercam.FinerCAM(net, "1", num_references=1)(torch.rand(1, 3, 8, 8)))
+    >>> d = view_data(finercam.FinerCAM(net, "1", num_references=1, candidates=10)(torch.rand(1, 3, 8, 8)))
     >>> d["method"], d["size"], d["images"][0]["layers"][0]["kind"], len(d["images"][0]["candidates"])
     ('gradcam', [8, 8], 'linear', 5)
     """
     store = exp._store
+    if store.mean_of is not None:
+        raise ValueError("the interactive view toggles references one by one and needs their own gradients; "
+                         "this Explanation stores the references' mean gradient only (the default: two "
+                         "backward passes): call FinerCAM with candidates=K (e.g. 10)")
     photos = _check_images(images, len(exp.targets))
     H, W = (int(v) for v in store.input_size)
     fixed = store.objective == "pgc"
@@ -224,7 +228,7 @@ def to_html(exp, path=None, images=None, class_names=None, title: str | None = N
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> x = torch.rand(1, 3, 8, 8)
-    >>> len(to_html(finercam.FinerCAM(net, "1")(x), images=x)) > 10000
+    >>> len(to_html(finercam.FinerCAM(net, "1", candidates=10)(x), images=x)) > 10000
     True
     """
     data = view_data(exp, images, class_names, title)
@@ -242,7 +246,7 @@ def write_html(exp, images, path, class_names=None, title: str | None = None) ->
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     >>> x = torch.rand(1, 3, 8, 8)
-    >>> write_html(finercam.FinerCAM(net, "1")(x), x, Path(tempfile.mkdtemp()) / "v.html").suffix
+    >>> write_html(finercam.FinerCAM(net, "1", candidates=10)(x), x, Path(tempfile.mkdtemp()) / "v.html").suffix
     '.html'
     """
     path = Path(path)
@@ -257,7 +261,7 @@ def repr_html(exp, images=None, class_names=None, height: int = 640) -> str:
     >>> import torch, finercam
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
-    >>> repr_html(finercam.FinerCAM(net, "1")(torch.rand(1, 3, 8, 8))).startswith("<iframe")
+    >>> repr_html(finercam.FinerCAM(net, "1", candidates=10)(torch.rand(1, 3, 8, 8))).startswith("<iframe")
     True
     """
     page = to_html(exp, images=images, class_names=class_names)

@@ -143,7 +143,8 @@ def _setup(args):
     target, refs = _classes(args, inputs)
     with usage_errors():  # FinerCAM checks the layer name against the model
         cam = FinerCAM(inputs.model, inputs.layer, method=args.method, gamma=args.gamma,
-                       num_references=len(refs) if refs else args.num_references)
+                       num_references=len(refs) if refs else args.num_references,
+                       candidates=10 if args.html else 1)  # per class: the page's 10 classes, or the panel's references
     return inputs, cam, target, refs
 
 

@@ -274,7 +274,7 @@ def test_the_page_embeds_an_interactive_view_per_model(quick, key):
     assert set(data["names"].values()) <= set(datasets.CLASS_NAMES) and data["names"]
     batch = _test_images(json.loads((out / "results.json").read_text())["meta"], key)
     net = models.load(key)
-    exp = finercam.FinerCAM(net, net.default_target_layer, gamma=0.6, num_references=3)(
+    exp = finercam.FinerCAM(net, net.default_target_layer, gamma=0.6, num_references=3, candidates=10)(
         torch.from_numpy(batch.images), targets=torch.from_numpy(batch.labels))
     every = [(item["candidates"], item["layers"]) for item in view_data(exp)["images"]]
     assert 1 <= len(data["images"]) <= 3

@@ -59,7 +59,7 @@ def _direct(service, path, method="gradcam"):
     """FinerCAM on the app's own model and input, without the app."""
     m = service._model("cnn")
     x = m.transform(read_image(path))[None]
-    return finercam.FinerCAM(m.model, m.layer, method=method)(x), m
+    return finercam.FinerCAM(m.model, m.layer, method=method, candidates=10)(x), m
 
 
 def test_upload_answer_equals_a_direct_finercam_call(app, tmp_path):
@@ -182,7 +182,7 @@ def test_your_model_from_an_import_string(tmp_path):
     answer = service.explain(path.read_bytes(), "models_for_tests:TinyResNet", "xgradcam")
     m = service._model("models_for_tests:TinyResNet")
     x = default_transform()(read_image(path))[None]
-    exp = finercam.FinerCAM(m.model, "layer2", method="xgradcam")(x)
+    exp = finercam.FinerCAM(m.model, "layer2", method="xgradcam", candidates=10)(x)
     assert answer["view"]["size"] == [224, 224] and answer["predictions"][0]["id"] == int(exp.targets[0])
     assert answer["predictions"][0]["name"] == f"class {int(exp.targets[0])}"
     assert m.mean == IMAGENET_MEAN and m.std == IMAGENET_STD

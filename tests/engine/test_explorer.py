@@ -25,7 +25,7 @@ def _explain(model, layer, method, **kw):
     torch.manual_seed(0)
     net = seeded(model)
     x = images(2)
-    return finercam.FinerCAM(net, layer, method=method, **kw)(x), x
+    return finercam.FinerCAM(net, layer, method=method, **{"candidates": 10, **kw})(x), x  # per class: the page toggles classes
 
 
 def _open(browser, page_html):
