@@ -9,9 +9,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-
-
-
 __all__ = ["COLORMAPS", "FUSED", "LINEAR_METHODS", "comparison_words", "view_data"]
 
 #: Methods whose map is linear in the per-class statistics: the page holds one raw map per class.

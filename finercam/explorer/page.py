@@ -27,7 +27,7 @@ def asset(name: str) -> str:
     """
     if name not in ASSETS:
         raise ValueError(f"name must be one of {ASSETS}, got {name!r}")
-    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def script() -> str:
