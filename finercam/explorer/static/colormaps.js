@@ -1,5 +1,5 @@
 /* finercam explorer: the colour maps, 256 entries each, as matplotlib defines them (hex RGB,
- * entry i = round(255 cmap(i)), the colour matplotlib gives a value v with floor(256 v) = i):
+ * entry i = floor(255 cmap(i) + 0.5), the colour matplotlib gives a value v with floor(256 v) = i):
  * jet (the paper's figures, the default), viridis and cividis (perceptually uniform; cividis is
  * built for colour-vision deficiencies).
  * tests/test_explorer_colormaps.py holds these tables to matplotlib's. */
