@@ -15,9 +15,15 @@ Per image, ONE model call (:class:`finercam.FinerCAM`) and then only recombinati
   alone at ``--reference-gamma`` (default 1.0), which shows what tells the class from that one;
 * row 2: a gamma strip (0, 0.3, 0.6, 1.0, 1.5) against the nearest reference (paper Fig. 8).
 
-Under each map: its Pearson correlation ``r`` with the base map and the share of the base map's
-energy that moved, ``moved = 1/2 sum_ij |p_ij - q_ij|`` with ``p, q`` the two maps divided by
-their sums (0: same distribution, 1: disjoint support), both on the layer's grid before resizing.
+Under each map: its Pearson correlation ``r`` with the base map, measured as
+:func:`finercam.diagnose.map_correlation` measures it for the "why" line and the interactive view
+(the two normalised maps on the input's H x W grid, ``Explanation.maps``), and the share of the
+base map's energy that moved, ``moved = 1/2 sum_ij |p_ij - q_ij|`` with ``p, q`` the two maps
+divided by their sums (0: same distribution, 1: disjoint support), on the first layer's grid
+before resizing. Titles say what a map compares in words ("tiger cat, not Egyptian cat").
+``--cmap viridis`` or ``cividis`` (colour-blind safe) replaces jet, the paper's colour map, in the
+panel, the overlays and the view; ``--layer`` given twice explains two layers in the one model
+call (the panel shows their fusion, the ``--html`` view each layer and the fusion).
 Maps are laid back on the photo at its own size (a centre crop on the part it shows, outlined).
 ``<stem>_baseline.png`` and ``<stem>_finer.png`` hold the two overlays alone and ``index.html``
 every panel with the top-5 predictions and the references.
@@ -80,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """
     one_line_errors(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
-    add_model_arguments(p)
+    add_model_arguments(p, many_layers=True)
     add_preprocessing_arguments(p)
     p.add_argument("--method", default="gradcam", help=f"base CAM method, one of {', '.join(METHODS)}")
     p.add_argument("--gamma", type=float, default=0.6, help="comparison strength (default 0.6)")
@@ -94,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gamma of the maps against each reference alone (default 1.0)")
     p.add_argument("--out", default="finercam-explain", metavar="DIR", help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--cmap", default="jet", choices=("jet", "viridis", "cividis"),
+                   help="colour map (default jet, the paper's; viridis and cividis are perceptually "
+                        "uniform, cividis colour-blind safe)")
     p.add_argument("--html", action="store_true",
                    help="also write STEM.html per image: the interactive view (gamma slider, reference "
                         "toggles; recombined in the browser, no model call)")
@@ -235,48 +244,58 @@ class _Maps:
     finer: np.ndarray
 
 
-def _lay_on_photo(raw: np.ndarray, region, photo_size) -> np.ndarray:
-    """A (h, w) raw map resized to ``region`` of the photo and min-maxed; NaN outside."""
+def _lay_on_photo(exp, region, photo_size) -> np.ndarray:
+    """The map of ``exp`` (its layers' raw maps, fused when several) resized to ``region`` of
+    the photo and min-maxed; NaN outside."""
     from .. import kernels
 
     left, top, right, bottom = region
     W, H = photo_size
+    size = (bottom - top, right - left)
+    raws = [raw[:1] for raw in exp.layer_raw_maps]
     full = np.full((H, W), np.nan, np.float32)
-    full[top:bottom, left:right] = kernels.postprocess(raw[None], (bottom - top, right - left))[0]
+    full[top:bottom, left:right] = (kernels.postprocess(raws[0], size) if len(raws) == 1
+                                    else kernels.fuse_layers(raws, size))[0]
     return full
 
 
-def _cell(exp, base_raw, title, region, photo_size, numbers, label):
+def _cell(exp, base, title, region, photo_size, numbers, label):
+    from ..diagnose import map_correlation
+
     raw = exp.raw_maps[0]
-    r, moved = map_change(base_raw, raw)
+    _, moved = map_change(base.raw_maps[0], raw)
+    r = float(map_correlation(base.maps[:1], exp.maps[:1])[0])   # the input grid, as diagnose()
     numbers.append((label, r, moved))
     caption = "" if raw.max() <= 0 else (f"r = {r:.2f}, moved {moved:.0%}" if np.isfinite(r) else f"moved {moved:.0%}")
-    return {"map": _lay_on_photo(raw, region, photo_size), "title": title, "caption": caption}
+    return {"map": _lay_on_photo(exp, region, photo_size), "title": title, "caption": caption}
 
 
 def _maps(exp, photo, region, names, args) -> _Maps:
     """The panel's cells from one Explanation: only recombinations, no model call."""
     size = photo.size
+    from ..explorer import comparison_words
+    from ..methods import METHOD_LABELS
+
     refs = [int(r) for r in exp.references[0]]
+    target = _short(names, int(exp.targets[0]))
     base = exp.baseline()
-    base_raw = base.raw_maps[0]
     numbers: list = []
-    method = {"gradcam": "Grad-CAM", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}.get(args.method, args.method)
-    row1 = [{"map": None, "title": f"photo: {_short(names, int(exp.targets[0]))}"},
-            _cell(base, base_raw, f"{method} (base)", region, size, numbers, "base"),
-            _cell(exp, base_raw, f"Finer \u03b3={args.gamma:g}, "
-                  + (f"{len(refs)} refs averaged" if len(refs) > 1 else "1 ref"), region, size,
+    method = METHOD_LABELS.get(args.method, args.method)
+    row1 = [{"map": None, "title": f"photo: {target}"},
+            _cell(base, base, f"{method} (base): {target}", region, size, numbers, "base"),
+            _cell(exp, base, comparison_words(target, [_short(names, r) for r in refs])
+                  + f" (\u03b3={args.gamma:g}" + (", mean)" if len(refs) > 1 else ")"), region, size,
                   numbers, f"Finer \u03b3={args.gamma:g}, "
                   + (f"mean of {len(refs)}" if len(refs) > 1 else "1 reference"))]
     for r in refs:
         one = exp.recombine(gamma=args.reference_gamma, references=[[r]])
-        row1.append(_cell(one, base_raw, f"vs {_short(names, r)} (\u03b3={args.reference_gamma:g})",
+        row1.append(_cell(one, base, comparison_words(target, [_short(names, r)]) + f" (\u03b3={args.reference_gamma:g})",
                           region, size, numbers, f"vs {name_of(names, r)}, \u03b3={args.reference_gamma:g}"))
     which = "first reference given" if args.references else "nearest reference"
-    row2 = [{"text": f"\u03b3 strip against\n{_short(names, refs[0])}\n({which})"}]
+    row2 = [{"text": f"\u03b3 strip:\n{comparison_words(target, [_short(names, refs[0])])}\n({which})"}]
     for g in GAMMA_STRIP:
         one = exp.recombine(gamma=g, references=[[refs[0]]])
-        row2.append(_cell(one, base_raw, f"\u03b3 = {g:g}", region, size, numbers,
+        row2.append(_cell(one, base, f"\u03b3 = {g:g}", region, size, numbers,
                           f"vs {name_of(names, refs[0])}, \u03b3={g:g}"))
     return _Maps(photo, region, exp, refs, [row1, row2], numbers,
                  row1[1]["map"], row1[2]["map"])
@@ -296,9 +315,9 @@ def _figure(maps: _Maps, label: str, names, args):
     target = int(maps.exp.targets[0])
     top = _top(maps.exp, names, 1)[0]
     refs = ", ".join(_short(names, r) for r in maps.refs)
-    title = f"{label}: {_short(names, target)} ({top[2]:.0%}) vs {refs}"
+    title = f"{label}: {_short(names, target)} ({top[2]:.0%}), not {refs}"
     region = None if maps.region == (0, 0, *maps.photo.size) else maps.region
-    return viz.map_panel(maps.photo, maps.cells, suptitle=title, alpha=args.alpha, region=region)
+    return viz.map_panel(maps.photo, maps.cells, suptitle=title, alpha=args.alpha, region=region, cmap=args.cmap)
 
 
 def _classes(args, inputs):
@@ -405,7 +424,7 @@ def _write_view(report, inputs, photo, exp, stem: str, names, args) -> None:
     from ..explorer import write_html
 
     write_html(exp, [_view_image(inputs, photo, args)], Path(args.out) / f"{stem}.html",
-               class_names=names, title=f"finercam: {stem}")
+               class_names=names, title=f"finercam: {stem}", cmap=args.cmap)
     report.link("Interactive view (gamma slider, reference toggles)", f"{stem}.html")
 
 
@@ -483,8 +502,8 @@ def run(args) -> int:
             _report_image(report, path, stem, maps, names, fig)
             if args.html:
                 _write_view(report, inputs, photo, exp, stem, names, args)
-            save_png(viz.overlay(photo, maps.base, alpha=args.alpha), out / f"{stem}_baseline.png")
-            save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), out / f"{stem}_finer.png")
+            save_png(viz.overlay(photo, maps.base, alpha=args.alpha, cmap=args.cmap), out / f"{stem}_baseline.png")
+            save_png(viz.overlay(photo, maps.finer, alpha=args.alpha, cmap=args.cmap), out / f"{stem}_finer.png")
             _console(lambda text: _say(bar, text, sys.stdout), path, maps, names)
             why = _diagnosis(inputs.model, exp, names)
             _say(bar, f"  why: {why}", sys.stdout)
