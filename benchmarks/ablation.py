@@ -306,7 +306,7 @@ def plot_curves(result: dict, out: Path) -> list[Path]:
 
 def plot_similarity(nets: dict, out: Path) -> Path:
     """The paper's Fig. 1 (left) for our models: sorted classifier-weight cosine similarity."""
-    from finercam.apps import viz
+    from finercam import viz
 
     curves = {name: viz.similarity_curve(classifier_weight(net)) for name, net in nets.items()}
     fig = viz.plot_similarity_curve(curves, title="sorted cosine similarity of classifier weights")

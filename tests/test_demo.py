@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from finercam import _reference
+from finercam import _twins
 from finercam.world import datasets, models
 
 ROOT = Path(__file__).parent.parent
@@ -121,7 +121,7 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
         h.remove()
     w = net.fc.weight.detach()[torch.from_numpy(batch.labels)]  # (N, K)
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", w, feats["a"])).numpy()
-    maps = _reference.postprocess(raw, batch.images.shape[-2:])
+    maps = _twins.postprocess(raw, batch.images.shape[-2:])
     got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["loc"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
@@ -147,7 +147,7 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
     unclipped = ((a > 0) & (a < 6)).double().mean(dim=(2, 3))          # (N, K)
     alpha = net._fc.weight.detach().double()[torch.from_numpy(batch.labels)] * unclipped
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", alpha, a)).numpy()
-    maps = _reference.postprocess(raw, batch.images.shape[-2:])
+    maps = _twins.postprocess(raw, batch.images.shape[-2:])
     got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["loc"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
@@ -227,7 +227,7 @@ def test_the_page_reads_on_its_own(quick):
 
 
 def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
-    from finercam.apps import viz
+    from finercam import viz
     from finercam.apps.demo import _finish_overlays
 
     img = np.zeros((8, 8, 3))

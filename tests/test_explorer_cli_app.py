@@ -18,9 +18,10 @@ from PIL import Image
 
 import finercam
 from finercam.apps.app import ExplainService, builtin_models, make_server
-from finercam.apps.explain import main, read_image
+from finercam.apps.explain import main
 from finercam.apps.inputs import load_model
 from finercam.diagnose import map_correlation
+from finercam.images import read_image
 
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "blue_grosbeak.jpg"
@@ -64,7 +65,7 @@ def test_explain_two_layers_cmap_and_one_correlation(tmp_path, capsys):
 
 
 def test_explain_panel_titles_say_what_is_compared(tmp_path, capsys, monkeypatch):
-    from finercam.apps import viz
+    from finercam import viz
 
     seen = {}
     real = viz.map_panel
@@ -82,6 +83,35 @@ def test_explain_panel_titles_say_what_is_compared(tmp_path, capsys, monkeypatch
     titles = [c.get("title") for c in seen["rows"][0]]
     assert titles[2] == f"{target}, not {ref} (\u03b3=0.6)" and titles[3] == f"{target}, not {ref} (\u03b3=1)"
     assert seen["kw"]["cmap"] == "viridis" and seen["kw"]["suptitle"].endswith(f", not {ref}")
+
+
+def _suggested(model) -> list:
+    """The app's layers for the embedded CNN: the first two of finercam.suggest_layers (the
+    architecture branch's), or the model's own layer where this finercam has no suggestions."""
+    if not hasattr(finercam, "suggest_layers"):
+        return ["block3"]
+    names = [s.name for s in finercam.suggest_layers(model, (96, 96))][:2]
+    assert names == ["block3", "block2"]
+    return names
+
+
+def test_app_layers_given_twice():
+    """--layer given twice: both layers in the one model call, the page opens on the first."""
+    from models_for_tests import images
+
+    service = ExplainService(builtin_models("models_for_tests:TinyResNet", ["layer1", "layer2"]))
+    buf = io.BytesIO()
+    Image.fromarray((images(1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(buf, format="PNG")
+    answer = service.explain(buf.getvalue(), "models_for_tests:TinyResNet", "gradcam")
+    view = answer["view"]
+    assert answer["layers"] == view["layers"] == ["layer1", "layer2"] and view["layer"] == "layer1"
+    m = service._model("models_for_tests:TinyResNet")
+    x = m.transform(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))[None]
+    exp = finercam.FinerCAM(m.model, ["layer1", "layer2"])(x)
+    want = finercam.explorer.view_data(exp)["images"][0]["layers"]
+    for got_layer, want_layer in zip(view["images"][0]["layers"], want, strict=True):
+        np.testing.assert_allclose(np.frombuffer(base64.b64decode(got_layer["maps"]), "<f4"),
+                                   np.frombuffer(base64.b64decode(want_layer["maps"]), "<f4"), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +169,14 @@ def test_app_explains_its_suggested_layers_in_one_call(app):
     status, answer = _post(url + "/api/explain?model=cnn&method=gradcam", small.getvalue())
     assert status == 200
     m = service._model("cnn")
-    suggested = [s.name for s in finercam.suggest_layers(m.model, (96, 96))][:2]
-    assert m.layers == suggested == ["block3", "block2"] and answer["layers"] == suggested
+    suggested = _suggested(m.model)
+    assert m.layers == suggested and answer["layers"] == suggested
     view = answer["view"]
     assert view["layers"] == suggested and view["layer"] == "block3"
     x = m.transform(Image.open(io.BytesIO(small.getvalue())).convert("RGB"))[None]
     exp = finercam.FinerCAM(m.model, suggested)(x)
-    got = view["images"][0]["layers"][1]
-    want = finercam.explorer.view_data(exp)["images"][0]["layers"][1]
+    got = view["images"][0]["layers"][-1]
+    want = finercam.explorer.view_data(exp)["images"][0]["layers"][-1]
     hi = np.frombuffer(base64.b64decode(got["maps"]), "<f4")
     np.testing.assert_allclose(hi, np.frombuffer(base64.b64decode(want["maps"]), "<f4"), rtol=1e-5, atol=1e-6)
 
@@ -179,8 +209,9 @@ def test_top5_entry_picks_the_target_in_the_app(tmp_path):
         np.testing.assert_allclose(got, want.maps[0], rtol=0, atol=TOL)
         assert page.locator(".fc-caption").inner_text().startswith(m.class_names[second_id] + ", not ")
         # the layers: each suggested one and the fusion, offered in the page
+        layers = _suggested(m.model)
         labels = page.locator(".fc-radios[aria-label=layer] label").all_inner_texts()
-        assert [t.strip() for t in labels] == ["block3", "block2", "fusion of all"]
+        assert [t.strip() for t in labels] == (layers + ["fusion of all"] if len(layers) > 1 else layers)
         assert errors == []
     finally:
         page.close()

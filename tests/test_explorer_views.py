@@ -16,8 +16,8 @@ from PIL import Image
 from torch import nn
 
 import finercam
-from finercam import _reference
-from finercam.apps import viz
+from finercam import _twins as _reference
+from finercam import viz
 from finercam.diagnose import map_correlation
 from finercam.explorer import COLORMAPS, asset, comparison_words
 

@@ -25,6 +25,7 @@ choosing. Standard library only (:class:`http.server.ThreadingHTTPServer`).
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import sys
@@ -36,15 +37,16 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .explain import one_line_errors, read_image
-from .inputs import UsageError, load_model
+from ..images import ImageReadError, read_image
+from .common import UsageError, one_line_errors, usage_errors
+from .inputs import load_model
 
-__all__ = ["AppModel", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
+__all__ = ["AppModel", "AppServer", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
            "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_PIXELS", "SUGGESTED_LAYERS"]
 
 APP_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam", "scorecam")
@@ -74,7 +76,7 @@ class AppModel:
 
     name: str
     description: str
-    model: object
+    model: Any
     layers: list
     transform: Callable
     mean: Sequence[float]
@@ -92,10 +94,12 @@ def _layers(inputs, given: Sequence[str] | None) -> list:
     the model's own default layer."""
     if given:
         return list(given)
-    from ..suggest import suggest_layers
-
+    try:  # finercam.suggest (the architecture work), read by name: a finercam without it still runs
+        suggest = importlib.import_module("finercam.suggest").suggest_layers
+    except ImportError:                     # then the model's own layer
+        return [inputs.layer]
     try:
-        names = [s.name for s in suggest_layers(inputs.model, (inputs.size, inputs.size))[:SUGGESTED_LAYERS]]
+        names = [s.name for s in suggest(inputs.model, (inputs.size, inputs.size))[:SUGGESTED_LAYERS]]
     except ValueError:
         names = []
     if inputs.layer and inputs.layer not in names:
@@ -242,21 +246,15 @@ def _check_pixels(data: bytes, max_pixels: int) -> None:
 def _decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
     """The upload as a PIL RGB image (finercam explain's reader); a 413 RequestError above
     ``max_pixels`` pixels, a 415 one for anything that is not a usable image."""
-    from PIL import Image
-
     _check_pixels(data, max_pixels)
     with tempfile.NamedTemporaryFile(suffix=".upload") as f:
         f.write(data)
         f.flush()
         try:
             return read_image(f.name)
-        except Image.DecompressionBombError as exc:   # Pillow's own limit, below ours
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is too large: {exc}") from None
-        except UsageError as exc:
-            message = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"the upload is not an image Pillow can read ({message})") from None
-        except Exception as exc:  # Pillow's decompression-bomb guard and the like
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"the upload is not a usable image ({type(exc).__name__}: {exc})") from None
+        except ImageReadError as exc:  # Pillow's decompression-bomb guard is _check_pixels's 413
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                               f"the upload is not an image Pillow can read ({exc.reason})") from None
 
 
 def app_page() -> str:
@@ -279,6 +277,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 60          # seconds a connection may stay idle or slow before it is closed
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    server: AppServer
 
     def do_GET(self):  # noqa: N802 (the http.server naming)
         path = urlsplit(self.path).path
@@ -338,8 +337,22 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class AppServer(ThreadingHTTPServer):
+    """The app's HTTP server: the :class:`ExplainService`, the page, the upload limit in bytes."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: ExplainService, page: str, max_bytes: int,
+                 verbose: bool = False):
+        super().__init__(address, Handler)
+        self.service = service
+        self.page = page
+        self.max_bytes = max_bytes
+        self.verbose = verbose
+
+
 def make_server(service: ExplainService, host: str = "127.0.0.1", port: int = 8000,
-                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, verbose: bool = False) -> ThreadingHTTPServer:
+                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, verbose: bool = False) -> AppServer:
     """A started-on-demand app server (call ``serve_forever``); ``port=0`` picks a free port
     (``server.server_address[1]``).
 
@@ -350,13 +363,7 @@ def make_server(service: ExplainService, host: str = "127.0.0.1", port: int = 80
     """
     if not (isinstance(max_upload_mb, (int, float)) and 0 < max_upload_mb <= 1024):
         raise ValueError(f"max_upload_mb must be in (0, 1024], got {max_upload_mb!r}")
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.service = service
-    server.page = app_page()
-    server.max_bytes = int(max_upload_mb * 2**20)
-    server.verbose = verbose
-    return server
+    return AppServer((host, port), service, app_page(), int(max_upload_mb * 2**20), verbose)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -390,7 +397,7 @@ def run(args) -> int:
     >>> run(p.parse_args(["--model", "os:getcwd"]))
     Traceback (most recent call last):
     ...
-    finercam.apps.inputs.UsageError: --layer is required with --model (the dotted name of the target layer)
+    finercam.apps.common.UsageError: --layer is required with --model (the dotted name of the target layer)
     """
     from ..explanation import check_gamma
 
@@ -399,10 +406,13 @@ def run(args) -> int:
         raise UsageError(f"--references must be >= 1, got {args.references}")
     if args.max_pixels < 1:
         raise UsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-    service = ExplainService(models, gamma=check_gamma(args.gamma), num_references=args.references,
+    with usage_errors():
+        gamma = check_gamma(args.gamma)
+    service = ExplainService(models, gamma=gamma, num_references=args.references,
                              max_pixels=args.max_pixels, cmap=args.cmap)
     server = make_server(service, args.host, args.port, args.max_upload_mb, args.verbose)
     host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host  # an AF_UNIX address would be bytes
     print(f"finercam app: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

@@ -1,174 +1,69 @@
 """The ``finercam`` command: ``finercam <command> [options]``.
 
-Each command is a pair in ``COMMANDS``: a function that adds its options to a subparser and a
-function that runs it with the parsed arguments and returns the exit status. A new command adds
-one entry; nothing else changes.
+Each command is one module named in :data:`COMMANDS`, holding ``add_arguments(parser)`` (its
+options) and ``run(args) -> exit status``. A new command adds one entry; nothing else changes.
+
+Errors: a :class:`~finercam.apps.common.UsageError` (what the person running the command can fix)
+is printed as one line, ``finercam <command>: error: <message>``, with its exit status (2, as
+argparse's own usage errors); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import shlex
 import sys
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Sequence
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+from .common import UsageError, print_usage_error, usage_errors
 
-
-def _float_or_word(value: str):
-    try:
-        return float(value)
-    except ValueError:
-        return value
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 
-def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    from .evaluate import MIN_LABEL_AGREEMENT, SCORECAM_COST_FACTOR
-    from .inputs import add_model_arguments, add_preprocessing_arguments
+@dataclass(frozen=True)
+class Command:
+    """One ``finercam`` command: the module with ``add_arguments(parser)`` and ``run(args)``.
 
-    add_model_arguments(p, required=True)
-    p.add_argument("--data", required=True,
-                   help="an ImageFolder-style directory (root/<class>/<image>, optional "
-                        "boxes.csv) or an import string 'package.module:dataset_factory'")
-    _set_help(p, "--labels",
-              "the model's class names, one per line in output order: each class folder of "
-              "--data is mapped to the class of its name. Without it a folder's label is its "
-              "index among the sorted folder names (0 = the first alphabetically); if the "
-              "labels agree with the model's top-5 for less than "
-              f"{100 * MIN_LABEL_AGREEMENT:g} %% of the first batch the run stops (give "
-              "--labels or --target predicted)")
-    add_preprocessing_arguments(p)
-    p.add_argument("--methods", nargs="+", default=None,
-                   help="CAM methods (default: gradcam layercam, plus scorecam when its one "
-                        "forward per channel of the layer costs at most "
-                        f"{SCORECAM_COST_FACTOR}x the metrics' forwards for its rows: yes for "
-                        "the embedded cnn (96 channels) and vit (64), no for imagenet (1,280))")
-    p.add_argument("--no-finer", dest="finer", action="store_false",
-                   help="only the base methods, no Finer rows")
-    p.add_argument("--gamma", type=float, default=0.6)
-    p.add_argument("--num-references", type=int, default=3)
-    p.add_argument("--reference-rule", default="nearest_logit")
-    p.add_argument("--aggregate", default="mean")
-    p.add_argument("--gammas", type=float, nargs="*", default=[],
-                   help="gamma sweep rows (Fig. 6b)")
-    p.add_argument("--reference-ranks", type=int, nargs="*", default=[],
-                   help="compare with only the r-th most similar class (Table 2)")
-    p.add_argument("--aggregations", nargs="*", default=[],
-                   help="aggregation rows: mean, max, mean_after_relu (Table 3)")
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--baseline", type=_float_or_word, default=0.0,
-                   help='masked pixels become this number, "mean" or "blur"')
-    p.add_argument("--target", choices=["label", "predicted"], default="label",
-                   help="explain the data set's label (default) or the model's prediction")
-    p.add_argument("--batch-size", type=int, default=16,
-                   help="images per map computation and per resumable record (default 16)")
-    p.add_argument("--chunk-size", type=int, default=None,
-                   help="images per forward of masked images and Score-CAM inputs (default: the "
-                        "fastest of a short calibration, printed at the start)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default=None,
-                   help="output directory: per-image JSONL (resumable), table.md/.csv/.json; "
-                        "created once the model has answered the first batch")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    ``reuse_freed_memory``: the command runs many same-sized forwards in our own process, which
+    then keeps freed memory for reuse instead of returning it to the system and page-faulting it
+    back on the next forward (:func:`finercam.apps.progress.keep_freed_memory`).
+    ``value_errors_are_usage``: the command still reports a bad argument as a plain ``ValueError``
+    (``TypeError``/``FileNotFoundError``) from anywhere in its run, so those print one line too;
+    set for ``evaluate`` and ``demo`` until their argument checks raise ``UsageError``.
+    """
+
+    module: str
+    help: str
+    reuse_freed_memory: bool = False
+    value_errors_are_usage: bool = False
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
-def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
-    """Give a shared option (added by apps.inputs) this command's own help."""
-    for action in p._actions:
-        if option in action.option_strings:
-            action.help = text
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
-    from .progress import keep_freed_memory
-
-    keep_freed_memory()  # our own process: forwards reuse freed memory instead of page-faulting
-    evaluate(args.model, args.layer, args.data, methods=args.methods, finer=args.finer,
-             gamma=args.gamma, num_references=args.num_references,
-             reference_rule=args.reference_rule, aggregate=args.aggregate, gammas=args.gammas,
-             reference_ranks=args.reference_ranks, aggregations=args.aggregations,
-             fractions=args.fractions, steps=args.steps, baseline=args.baseline,
-             target=args.target, batch_size=args.batch_size, out_dir=args.out,
-             labels=args.labels, size=args.size, mean=args.mean, std=args.std,
-             transform=args.transform, chunk_size=args.chunk_size, limit=args.limit,
-             device=args.device, progress=args.progress)
-    return 0
-
-
-def _add_demo(p: argparse.ArgumentParser) -> None:
-    from .demo import add_arguments
-
-    add_arguments(p)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import run
-    from .progress import keep_freed_memory
-
-    keep_freed_memory()  # as for evaluate: the probe's 224-px forwards would page-fault otherwise
-    return run(args)
-
-
-def _add_explain(p: argparse.ArgumentParser) -> None:
-    from .explain import add_arguments
-
-    add_arguments(p)
-
-
-def _run_explain(args: argparse.Namespace) -> int:
-    from .explain import run
-
-    return run(args)
-
-
-def _add_train(p: argparse.ArgumentParser) -> None:
-    from ..world.models.train import add_arguments
-
-    add_arguments(p)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from ..world.models.train import run
-
-    return run(args)
-
-
-def _add_zeroshot(p: argparse.ArgumentParser) -> None:
-    from .zeroshot_command import add_options
-
-    add_options(p)
-
-
-def _run_zeroshot(args: argparse.Namespace) -> int:
-    from .zeroshot_command import run
-
-    return run(args)
-
-
-#: name -> (help, add options, run)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], int]]] = {
-    "evaluate": ("the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, "
-                 "runs under torchrun", _add_evaluate, _run_evaluate),
-    "demo": ("the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
-             "figure of the paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
-    "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
-                "embedded CNN", _add_explain, _run_explain),
-    "train": ("train one of the embedded classifiers (cnn, vit) on the bird world and write its "
-              "weights", _add_train, _run_train),
-    "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
-                 "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
-                 "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
-    "app": ("a local web app: upload an image, choose model and method, explore gamma, references "
-            "and aggregation in the browser", lambda p: _app().add_arguments(p), lambda a: _app().run(a)),
+#: name -> Command, in the order ``finercam --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "evaluate": Command("finercam.apps.evaluate",
+                        "the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, runs "
+                        "under torchrun", reuse_freed_memory=True, value_errors_are_usage=True),
+    "demo": Command("finercam.apps.demo",
+                    "the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
+                    "figure of the paper and the Table-1-style table, as an HTML report",
+                    reuse_freed_memory=True, value_errors_are_usage=True),
+    "explain": Command("finercam.apps.explain",
+                       "baseline and Finer-CAM overlays for image files, with your model or the embedded CNN"),
+    "train": Command("finercam.apps.train_command",
+                     "train one of the embedded classifiers (cnn, vit) on the bird world and write its weights"),
+    "zeroshot": Command("finercam.apps.zeroshot_command",
+                        "the tiny dual encoder on the bird world: a part's prompt alone vs compared with 'a "
+                        "bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
+                        "examination (Sec. 4.3, App. A.2)"),
+    "app": Command("finercam.apps.app",
+                   "a local web app: upload an image, choose model and method, explore gamma, references "
+                   "and aggregation in the browser"),
 }
-
-
-def _app():
-    from . import app
-
-    return app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,23 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
-    for name, (help_text, add, _) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+    for name, command in COMMANDS.items():
+        command.load().add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``finercam <command> [options]``; returns the exit status.
+    """Run ``finercam <command> [options]`` (``argv``: the words after ``finercam``, default
+    ``sys.argv[1:]``); returns the exit status.
 
-    A bad value that the command finds (``TypeError``, ``ValueError``, ``FileNotFoundError``)
-    is reported as one line on stderr with exit status 2, argparse's own status for usage errors.
+    A :class:`~finercam.apps.common.UsageError` is reported as one line on stderr with its exit
+    status (2); every other exception propagates with its traceback. The command sees the words
+    it was started with as ``args.command_line`` (the reports show it).
 
     >>> main(["zeroshot", "--n", "0"])
     2
     """
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
+    args.command_line = "finercam " + shlex.join(words)
+    command = COMMANDS[args.command]
+    if command.reuse_freed_memory:
+        from .progress import keep_freed_memory
+
+        keep_freed_memory()
     try:
-        return COMMANDS[args.command][2](args)
-    except (TypeError, ValueError, FileNotFoundError) as e:
-        print(f"finercam {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        if command.value_errors_are_usage:
+            with usage_errors(TypeError, ValueError, FileNotFoundError):
+                return command.load().run(args)
+        return command.load().run(args)
+    except UsageError as exc:
+        return print_usage_error(f"finercam {args.command}", exc)

@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.quick, args.out, args.images, args.seed
     (True, 'report', None, 0)
     """
-    from .explain import one_line_errors
+    from .common import one_line_errors
 
     one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
@@ -298,7 +298,7 @@ def _name(c: int) -> str:
 
 
 def _fig4(model: _Model, runs: dict, batch, rows: list[int]):
-    from . import viz
+    from .. import viz
 
     cells, maps, titles, labels = [], [], [], []
     for i in rows:
@@ -344,7 +344,7 @@ def _finish_overlays(fig, maps: list[list]):
 
 
 def _fig7(model: _Model, run: _Run, batch, i: int):
-    from . import viz
+    from .. import viz
     from ..world.datasets import differing_parts
 
     exp, img, c = run.exp0, batch.images[i], int(batch.labels[i])
@@ -385,7 +385,7 @@ def _fig7(model: _Model, run: _Run, batch, i: int):
 
 
 def _fig8(model: _Model, run: _Run, batch, rows: list[int]):
-    from . import viz
+    from .. import viz
 
     exp = run.exp0
     nearest = exp.references[:, :1]
@@ -409,7 +409,7 @@ def _fig5(model: _Model, run: _Run, x, batch, rows: list[int], steps: int):
     from matplotlib.figure import Figure
 
     from .. import metrics
-    from . import viz
+    from .. import viz
 
     idx = np.array(rows)
     exp = run.exp0
@@ -740,7 +740,7 @@ def _model_section(report, model: _Model, runs: dict, scores: dict, data: dict, 
 
 
 def _similarity_section(report, models: list[_Model], meta: dict) -> None:
-    from . import viz
+    from .. import viz
 
     curves = {m.label: viz.similarity_curve(_classifier_weights(m.net)) for m in models}
     meta["weight_similarity_top3"] = {k: [round(float(v), 4) for v in c[0][:3]]
@@ -852,7 +852,7 @@ def _write_report(args, plan: _Plan, models, runs, scores, data: dict, meta: dic
     import sys
 
     from .progress import progress_bar
-    from .report import Report
+    from ..report import Report
     from .zeroshot_section import add_section  # the tiny dual encoder's section (issue 6)
 
     out = Path(args.out)

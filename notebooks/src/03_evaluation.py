@@ -18,7 +18,7 @@ import torch
 
 import finercam
 from finercam import metrics
-from finercam.apps import viz
+from finercam import viz
 from finercam.world.datasets import SpotTheDifference, discriminative_mask
 from finercam.world.models import load
 
