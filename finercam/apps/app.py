@@ -209,7 +209,7 @@ class ExplainService:
         x = m.transform(photo)
         x = (x if x.ndim == 4 else x[None]).float()
         exp = FinerCAM(m.model, m.layers, method=method, gamma=self.gamma,
-                       num_references=self.num_references)(x)
+                       num_references=self.num_references, candidates=10)(x)  # the page toggles 10 classes
         probs = torch.softmax(torch.from_numpy(np.asarray(exp.logits[0], np.float64)), 0).numpy()
         top = np.argsort(-probs)[:5]
         mean = torch.tensor(m.mean, dtype=torch.float32).view(3, 1, 1)

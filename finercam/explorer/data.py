@@ -162,6 +162,10 @@ def view_data(exp, images=None, class_names=None, title: str | None = None, *, l
     ('gradcam', [8, 8], 'linear', 5)
     """
     store = exp._store
+    if getattr(store, "mean_of", None) is not None:
+        raise ValueError("the interactive view picks the target and toggles references one by one and needs "
+                         "each stored class's own gradient; this Explanation stores the references' mean "
+                         "gradient only (two backward passes): call FinerCAM with candidates=K (e.g. 10)")
     photos = _check_images(images, len(exp.targets))
     first_layer = _check_view_options(layer, cmap, list(store.layer_names))
     H, W = (int(v) for v in store.input_size)
