@@ -312,7 +312,7 @@
     this.message = el("p", {class: "fc-message", role: "status"});
     var rows = [
       el("label", {class: "fc-row"}, [el("span", {text: "gamma"}), this.gamma, this.gammaOut]),
-      el("div", {class: "fc-row"}, [el("span", {text: "classes"}), el("div", {class: "fc-cell"}, [
+      el("div", {class: "fc-row fc-top"}, [el("span", {text: "classes"}), el("div", {class: "fc-cell"}, [
         el("div", {class: "fc-classhead"}, [el("span", {text: "target"}), el("span", {text: "compare with"}),
                                             el("span", {text: "stored class (logit)"})]), this.classBox])]),
       el("div", {class: "fc-row" + (layerNames.length > 1 ? "" : " fc-hidden")}, [el("span", {text: "layer"}), this.layerBox]),
@@ -376,7 +376,7 @@
       box.disabled = self.fixed || c === target;
       box.addEventListener("change", function () { self.toggle(c, box); });
       var row = el("div", {class: "fc-class" + (c === target ? " fc-target" : box.checked ? " fc-ref" : "")}, [
-        radio, box, el("label", {class: "fc-chip", for: "fc-ref-" + c, title: "logit " + im.logits[j].toFixed(3),
+        radio, box, el("label", {class: "fc-chip", for: "fc-ref-" + c, title: self.name(c) + " (class " + c + "), logit " + im.logits[j].toFixed(3),
                                  text: self.name(c)}),
         el("span", {class: "fc-logit", text: im.logits[j].toFixed(2)})]);
       self.classBox.appendChild(row);
