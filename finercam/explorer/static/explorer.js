@@ -277,11 +277,11 @@
     this.gammaOut = el("output", {for: "fc-gamma", class: "fc-value"});
     this.gamma.addEventListener("input", function () {
       var t0 = performance.now();
-      self.set({gamma: parseFloat(self.gamma.value)});
+      self.slide({gamma: parseFloat(self.gamma.value)});
       self.lastLatency = performance.now() - t0;
     });
     this.alpha = el("input", {type: "range", min: "0", max: "1", step: "0.05", id: "fc-alpha", "aria-label": "map opacity"});
-    this.alpha.addEventListener("input", function () { self.set({opacity: parseFloat(self.alpha.value)}); });
+    this.alpha.addEventListener("input", function () { self.slide({opacity: parseFloat(self.alpha.value)}); });
     this.classBox = el("div", {class: "fc-classes", role: "group", "aria-label": "stored classes"});
     this.layerBox = el("div", {class: "fc-radios", role: "radiogroup", "aria-label": "layer"});
     var layerNames = d.layers.length > 1 ? d.layers.concat([FUSED]) : d.layers;
@@ -420,14 +420,33 @@
                     : "y(" + target + ") \u2212 " + st.gamma.toFixed(2) + " \u00d7 " + mean) + ", " + st.aggregate) +
       " \u00b7 " + layer;
     if (st.base) this.correlation = 1;
-    else this.correlation = NUM.pearson(this.current, this.compute(this.baseMap, true));
+    else {
+      // the base map depends on the image, the target and the layer only: kept between slider moves
+      var key = st.image + "|" + this.targets[st.image] + "|" + st.layer;
+      if (this.baseKey !== key) { this.compute(this.baseMap, true); this.baseKey = key; }
+      this.correlation = NUM.pearson(this.current, this.baseMap);
+    }
     this.corr.textContent = st.base ? "the base map itself" : isFinite(this.correlation)
       ? "r = " + this.correlation.toFixed(3) + " with the base map of " + target + " (Pearson, on the " + this.W +
         " \u00d7 " + this.H + " input grid)"
       : "no correlation: a map is empty (the ReLU removed every value)";
     this.why.textContent = im.why && !this.fixed ? "As loaded (" + this.name(im.target) + ", gamma " + this.data.gamma.toFixed(2) +
       "), why the map moved as much as it did: " + im.why : "";
-    this.writeHash();
+    this.scheduleHash();
+  };
+
+  /* the address bar follows the state: at once, or after a slider stops moving (Chromium
+   * throttles a page that replaces its URL hundreds of times in a few seconds) */
+  Explorer.prototype.scheduleHash = function () {
+    var self = this;
+    if (this.hashTimer) { clearTimeout(this.hashTimer); this.hashTimer = null; }
+    if (!this.sliding) { this.writeHash(); return; }
+    this.hashTimer = setTimeout(function () { self.hashTimer = null; self.writeHash(); }, 200);
+  };
+
+  Explorer.prototype.slide = function (s) {
+    this.sliding = true;
+    try { this.set(s); } finally { this.sliding = false; }
   };
 
   /* the overlay at the photo's own size, as finercam's viz.overlay computes it: the map resized
