@@ -13,16 +13,17 @@ from .data import view_data
 
 __all__ = ["asset", "page_html", "repr_html", "script", "to_html", "write_html"]
 
-#: The page's scripts, in the order they run: the numerics (kernels' twins), the colour maps, the
-#: view. Each adds to ``window.finercamParts``; the last one defines ``window.finercam``.
-SCRIPTS = ("numerics.js", "colormaps.js", "explorer.js")
+#: The page's scripts, in the order they run: the numerics (the kernels' twins), the colour maps,
+#: the view, its URL fragment and PNG download, the scripting interface. Each adds to
+#: ``window.finercamParts``; the last one defines ``window.finercam`` and starts the view.
+SCRIPTS = ("numerics.js", "colormaps.js", "explorer.js", "share.js", "api.js")
 ASSETS = SCRIPTS + ("explorer.css",)
 
 
 def asset(name: str) -> str:
     """The text of one of the page's own static files (:data:`ASSETS`).
 
-    >>> "window.finercam" in asset("explorer.js")
+    >>> "window.finercam = api" in asset("api.js")
     True
     """
     if name not in ASSETS:
