@@ -1,16 +1,14 @@
 """``finercam app`` under load: 8 concurrent uploads, their latencies (median, p95, max) and
 whether each answer is the one the same photo gets alone.
 
-The server runs in a child process (this script with ``--serve``), as ``finercam app`` would; 8
-client threads here post the photos of /work/shared/images (or --images DIR) at once, ``--rounds``
+The server is ``python -m finercam app`` in a child process; 8 client threads here post the photos of /work/shared/images (or --images DIR) at once, ``--rounds``
 times (8 x rounds requests). The app runs one model call at a time behind its lock, so the last of
 8 simultaneous uploads waits for the 7 before it: p95 is about 8 model calls plus the transfers.
 Every answer is compared with the answer the same photo got alone (top-5 ids and the view's
 per-layer data): concurrency must not mix them.
 
 Models: the embedded CNN (96 px) and EfficientNet-Lite0 (224 px, the extra ``finercam[imagenet]``),
-``gradcam``, the app's own layers (the first two of :func:`finercam.suggest_layers` when this
-finercam has it, else the model's own layer) or ``--layers NAME,NAME`` for both.
+``gradcam``, the layers the app explains (the first two of :func:`finercam.suggest_layers`).
 
 Run (nice'd: the machine is shared):
 ``PYTHONPATH=. nice -n 10 python benchmarks/bench_app_load.py`` (``--rounds 5 --clients 8``).
@@ -34,17 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def serve(model: str, layers: list[str] | None, port: int) -> None:
-    """The app with ``model`` only (its layers, or ``layers``), until killed."""
-    from finercam.apps.app import ExplainService, _app_model, make_server
-
-    description = f"{model} (bench)"
-    service = ExplainService({model: (description, lambda: _app_model(model, description, layers))})
-    server = make_server(service, port=port, max_upload_mb=50)
-    print("listening", flush=True)
-    server.serve_forever()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,14 +50,15 @@ def _key(answer: dict):
     return ([p["id"] for p in answer["predictions"]], answer["view"]["images"][0]["layers"])
 
 
-def load(model: str, layers: list[str] | None, photos: list[Path], clients: int, rounds: int) -> dict:
+def load(model: str, photos: list[Path], clients: int, rounds: int) -> dict:
     port = _free_port()
-    cmd = [sys.executable, __file__, "--serve", model, "--port", str(port)] + (["--layers", ",".join(layers)] if layers else [])
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen([sys.executable, "-m", "finercam", "app", "--port", str(port), "--max-upload-mb", "50"],
+                              stdout=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}/api/explain?model={model}&method=gradcam"
     bodies = [p.read_bytes() for p in photos]
     try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+        assert server.stdout is not None and "finercam app:" in server.stdout.readline()   # listening
         alone = [_post(url, b) for b in bodies]          # the first loads the model
         alone = [_post(url, b) for b in bodies]          # warm: the sequential reference answers
         seconds_alone = statistics.median(t for t, _, _ in alone)
@@ -93,23 +81,16 @@ def load(model: str, layers: list[str] | None, photos: list[Path], clients: int,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--serve", metavar="MODEL", help=argparse.SUPPRESS)
-    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--layers", default=None, help="comma-separated target layers for both models")
     p.add_argument("--models", default="cnn,imagenet")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--images", default="/work/shared/images")
     args = p.parse_args()
-    layers = args.layers.split(",") if args.layers else None
-    if args.serve:
-        serve(args.serve, layers, args.port)
-        return 0
     photos = sorted(q for q in Path(args.images).iterdir() if q.suffix.lower() in (".jpg", ".png", ".jfif"))
     print(f"{args.clients} concurrent uploads x {args.rounds} rounds, gradcam, photos of {args.images} "
           f"({len(photos)}), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     for model in args.models.split(","):
-        r = load(model, layers, photos, args.clients, args.rounds)
+        r = load(model, photos, args.clients, args.rounds)
         print(f"  {model:9s} layers {'+'.join(r['layers']):14s} alone {r['alone_ms']:7.1f} ms "
               f"(model call + view {r['model_call_ms']:6.1f} ms, answer {r['answer_kb']:6.0f} KB)   "
               f"concurrent: p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms   "

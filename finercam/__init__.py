@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from . import kernels, metrics
 from .explanation import Explanation
 from .finer import FinerCAM
+from .suggest import LayerSuggestion, suggest_layers
 from .zeroshot import ZeroShotFinerCAM
 
-__all__ = ["FinerCAM", "Explanation", "ZeroShotFinerCAM", "kernels", "metrics"]
+__all__ = ["FinerCAM", "Explanation", "LayerSuggestion", "ZeroShotFinerCAM", "kernels", "metrics", "suggest_layers"]

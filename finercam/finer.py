@@ -31,9 +31,10 @@ from ._checks import check_images, check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
 from .explanation import Explanation, _Store, check_aggregate, check_gamma
-from .layers import find_classifier, grid_transform, resolve_layers
+from .layers import PatchGrid, PatchProbe, find_classifier, grid_transform, resolve_layers
 from .methods import GRADIENT_METHODS, METHODS, class_statistic
 from .references import RULES, check_references, pgc_ranks, rank_classes
+from .suggest import suggest_layers
 
 __all__ = ["FinerCAM", "OBJECTIVES"]
 
@@ -87,6 +88,7 @@ class _Forward:
     logits: torch.Tensor
     taps: list[torch.Tensor]
     logits_host: np.ndarray                                   # (N, C) float32
+    patch: PatchGrid | None = None                            # the model's patch grid, if any
     transforms: list[Callable] = field(default_factory=list)  # per layer: tap -> (N, K, h, w)
     acts: list[np.ndarray] = field(default_factory=list)      # per layer (N, K, h, w) float32
 
@@ -125,7 +127,8 @@ class FinerCAM:
       holding no logits tensor is a ``TypeError``). ``nn.DataParallel`` and
       ``DistributedDataParallel`` wrappers are unwrapped: the explanation runs on the wrapped
       module, on one device.
-    - `target_layer`: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``) or a list.
+    - `target_layer`: a module, its dotted name (``"layer4"``, ``"blocks.11.norm1"``), a list, or
+      ``"auto"``: the first of :func:`finercam.suggest_layers` at the first call's input size.
     - `method`: ``"gradcam"``, ``"layercam"``, ``"gradcam++"``, ``"xgradcam"``, ``"hirescam"``,
       ``"scorecam"`` or ``"cam"`` (see :mod:`finercam.methods`).
     - `gamma`: comparison strength, finite and >= 0 (default 0.6; 1.0 with ``objective="pgc"``,
@@ -136,8 +139,9 @@ class FinerCAM:
     - `aggregate`: ``"mean"`` (Eq. 8), ``"max"`` or ``"mean_after_relu"`` (Table 3).
     - `objective`: ``"paper"`` or ``"pgc"`` (pytorch-grad-cam's FinerCAM, see :mod:`finercam.compat`).
     - `reverse`: explain ``mean_t y_t - gamma * y_c`` instead (App. C.3).
-    - `reshape`: callable mapping the layer's output to (N, K, h, w); default: 4-D as is, 3-D tokens
-      laid on the inferred patch grid (see :mod:`finercam.layers`).
+    - `reshape`: callable mapping the layer's output to (N, K, h, w); default: the layout read from
+      the model: 4-D as is (channels-last permuted), 3-D tokens laid on the patch grid of the
+      model's patch embedding after its prefix tokens (see :mod:`finercam.layers`).
     - `candidates`: non-target classes whose weights are stored for ``recombine``.
     - `classifier`: the final nn.Linear (module or name) for ``method="cam"`` and
       ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
@@ -185,7 +189,11 @@ class FinerCAM:
         self.score_budget_mb = _check_budget(score_budget_mb)
         self.model = model
         self._net, target_layer = _unwrap(model, target_layer)
-        self.layers = resolve_layers(self._net, target_layer)
+        # "auto": the first of suggest_layers at the first call's input size (unless a submodule
+        # is named "auto").
+        self._auto = isinstance(target_layer, str) and target_layer == "auto" and \
+            "auto" not in dict(self._net.named_modules())
+        self.layers = [] if self._auto else resolve_layers(self._net, target_layer)
         self.method = method
         self.objective = objective
         self.gamma = check_gamma(gamma if gamma is not None else (1.0 if objective == "pgc" else 0.6))
@@ -244,6 +252,8 @@ class FinerCAM:
         if references is not None and not isinstance(references, (list, tuple, np.ndarray, torch.Tensor)):
             raise TypeError(f"references must be one list of class ids per sample, got {type(references).__name__}")
         images = self._on_model_device(images)
+        if self._auto and not self.layers:
+            self.layers = resolve_layers(self._net, suggest_layers(self._net, tuple(images.shape[1:]))[0].name)
         with model_state(self.model) as hooks:
             fwd = None
             try:
@@ -274,13 +284,15 @@ class FinerCAM:
 
     def _forward(self, images: torch.Tensor, hooks: list) -> _Forward:
         """The tapped forward pass, its logits checked (finite, at least two classes)."""
+        probe = PatchProbe(self._net, images, hooks)
         logits, taps = tapped_forward(self._net, images, self.layers, hooks, self.method in GRADIENT_METHODS)
         y = _host_float32(logits)
         if not np.isfinite(y).all():
             raise ValueError("the model's logits hold NaN or inf")
         if y.shape[1] < 2:
             raise ValueError(f"Finer-CAM compares classes: the model gives {y.shape[1]} logit per sample")
-        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y)
+        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y,
+                        patch=probe.result())
 
     @staticmethod
     def _targets_in_range(tgt: np.ndarray | None, y: np.ndarray) -> np.ndarray:
@@ -294,8 +306,8 @@ class FinerCAM:
 
     def _grid_activations(self, fwd: _Forward) -> None:
         """Fill ``fwd.transforms`` (tap -> (N, K, h, w)) and ``fwd.acts`` (the host activations)."""
-        for (name, _), t in zip(self.layers, fwd.taps, strict=True):
-            tf = grid_transform(t, fwd.size, self.reshape, name)
+        for (name, module), t in zip(self.layers, fwd.taps, strict=True):
+            tf = grid_transform(t, fwd.size, self.reshape, name, fwd.patch, module)
             A = _host_float32(tf(t.detach()))
             if not np.isfinite(A).all():
                 raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")

@@ -86,10 +86,7 @@ def test_explain_panel_titles_say_what_is_compared(tmp_path, capsys, monkeypatch
 
 
 def _suggested(model) -> list:
-    """The app's layers for the embedded CNN: the first two of finercam.suggest_layers (the
-    architecture branch's), or the model's own layer where this finercam has no suggestions."""
-    if not hasattr(finercam, "suggest_layers"):
-        return ["block3"]
+    """The app's layers for the embedded CNN: the first two of finercam.suggest_layers."""
     names = [s.name for s in finercam.suggest_layers(model, (96, 96))][:2]
     assert names == ["block3", "block2"]
     return names

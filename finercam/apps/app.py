@@ -25,7 +25,6 @@ choosing. Standard library only (:class:`http.server.ThreadingHTTPServer`).
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import json
 import sys
@@ -94,12 +93,11 @@ def _layers(inputs, given: Sequence[str] | None) -> list:
     the model's own default layer."""
     if given:
         return list(given)
-    try:  # finercam.suggest (the architecture work), read by name: a finercam without it still runs
-        suggest = importlib.import_module("finercam.suggest").suggest_layers
-    except ImportError:                     # then the model's own layer
-        return [inputs.layer]
+    from ..suggest import suggest_layers
+
+    size = inputs.size if isinstance(inputs.size, (tuple, list)) else (inputs.size, inputs.size)
     try:
-        names = [s.name for s in suggest(inputs.model, (inputs.size, inputs.size))[:SUGGESTED_LAYERS]]
+        names = [s.name for s in suggest_layers(inputs.model, tuple(size))[:SUGGESTED_LAYERS]]
     except ValueError:
         names = []
     if inputs.layer and inputs.layer not in names:
@@ -131,11 +129,12 @@ def builtin_models(custom: str | None = None, layer: str | Sequence[str] | None 
            "imagenet": ("EfficientNet-Lite0, ImageNet-1k",
                         lambda: _app_model("imagenet", "EfficientNet-Lite0, ImageNet-1k (1,000 classes, 224 px)"))}
     if custom is not None:
-        if not layer:
+        if not layer and not custom.startswith("hf:"):       # hf:DIR brings its suggested layer
             raise UsageError("--layer is required with --model (the dotted name of the target layer)")
-        layers = [layer] if isinstance(layer, str) else list(layer)
-        shown = " + ".join(layers)
-        description = f"{custom} (layer {shown}, 224 px, ImageNet normalisation)"
+        layers = [] if not layer else [layer] if isinstance(layer, str) else list(layer)
+        shown = " + ".join(layers) or "suggested"
+        description = (f"{custom} (layer {shown}, its processor's size and normalisation)" if custom.startswith("hf:")
+                       else f"{custom} (layer {shown}, 224 px, ImageNet normalisation)")
         out = {custom: (f"{custom} (layer {shown})", lambda: _app_model(custom, description, layers)), **out}
     return out
 

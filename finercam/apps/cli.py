@@ -60,6 +60,9 @@ COMMANDS: dict[str, Command] = {
                         "the tiny dual encoder on the bird world: a part's prompt alone vs compared with 'a "
                         "bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
                         "examination (Sec. 4.3, App. A.2)"),
+    "layers": Command("finercam.apps.layers_command",
+                      "the target layers suggested for a model (NAME, PKG.MOD:FACTORY or hf:DIR), best first, "
+                      "with grid, channels and why"),
     "app": Command("finercam.apps.app",
                    "a local web app: upload an image, choose model and method, explore gamma, references "
                    "and aggregation in the browser"),
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['app', 'demo', 'evaluate', 'explain', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'layers', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")

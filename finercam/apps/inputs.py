@@ -225,7 +225,8 @@ def _user_model(spec) -> ModelInputs:
 
 def load_model(spec) -> ModelInputs:
     """``--model``: a name of :data:`BUILTIN_MODELS`, an import string ``package.module:factory``
-    (called with no arguments unless it is an ``nn.Module``) or an ``nn.Module``.
+    (called with no arguments unless it is an ``nn.Module``), ``hf:DIR`` (a Hugging Face
+    ``save_pretrained`` folder, :mod:`finercam.apps.hf`) or an ``nn.Module``.
 
     Import-string models get a 224 x 224 resize and the ImageNet mean/std (change them with
     :func:`with_preprocessing`) and the names they carry (:func:`class_names_of`).
@@ -237,6 +238,10 @@ def load_model(spec) -> ModelInputs:
     ...
     finercam.apps.common.UsageError: --model must be one of cnn, vit, imagenet or package.module:factory, got 'resnet'
     """
+    if isinstance(spec, str) and spec.startswith("hf:"):     # a local Hugging Face folder
+        from .hf import load_hf_model
+
+        return load_hf_model(spec)
     if isinstance(spec, str) and ":" not in spec:
         if spec in ("cnn", "vit"):
             return _world_model(spec)
@@ -300,9 +305,10 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = False, many
     >>> p.parse_args(["--model", "imagenet", "--labels", "l.txt"]).model
     'imagenet'
     """
-    p.add_argument("--model", required=required, default=None, metavar="NAME|PKG.MOD:FACTORY",
-                   help=f"a built-in model ({', '.join(BUILTIN_MODELS)}) or a factory returning "
-                        "a classifier (an nn.Module returning logits)")
+    p.add_argument("--model", required=required, default=None, metavar="NAME|PKG.MOD:FACTORY|hf:DIR",
+                   help=f"a built-in model ({', '.join(BUILTIN_MODELS)}), a factory returning "
+                        "a classifier (an nn.Module returning logits) or hf:DIR, a Hugging Face "
+                        "save_pretrained folder (extra finercam[hf])")
     p.add_argument("--layer", metavar="NAME", default=None, action="append" if many_layers else "store",
                    help="dotted name of the target layer (default: the built-in model's own)"
                         + ("; give it twice for two layers" if many_layers else ""))

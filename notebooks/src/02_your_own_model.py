@@ -129,10 +129,12 @@ print(multi.layer_names, [m.shape for m in multi.layer_raw_maps], multi.maps.sha
 # %% [markdown]
 # ## A ViT
 #
-# Transformer blocks output tokens (N, L, D). finercam lays them on the patch grid: it drops the
-# first r tokens (class and register tokens, the smallest r in 0..8 that fits) and arranges the
-# remaining L - r tokens row-major on an h x w grid with h = H // p, w = W // p for a common patch
-# size p. `finercam.layers.infer_token_grid` shows the rule:
+# Transformer blocks output tokens (N, L, D). finercam lays them on the patch grid of the model's
+# patch embedding (a conv whose kernel equals its stride, applied to the input): it drops the first
+# L - h w tokens (class and register tokens) and arranges the rest row-major on the h x w grid. A
+# model without a patch embedding falls back on the count: r prefix tokens in 0..8 and a patch size
+# p with (H // p)(W // p) = L - r, refused when two layouts fit. `finercam.layers.infer_token_grid`
+# shows the count rule:
 
 # %%
 from finercam.layers import infer_token_grid
