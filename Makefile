@@ -8,7 +8,7 @@ KERNEL_SRCS := $(filter-out csrc/module.c,$(wildcard csrc/*.c))
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -pthread
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: all venv build lint csan cstyle chromium test demo bench docs clean
+.PHONY: all venv build lint csan cstyle chromium test test-fast demo bench docs clean
 
 all: build
 
@@ -16,7 +16,7 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
-# grad-cam (pytorch-grad-cam, the reference of objective="pgc" in tests/test_finer_pgc.py) last,
+# grad-cam (pytorch-grad-cam, the reference of objective="pgc" in tests/engine/test_finer_pgc.py) last,
 # with --no-deps: its requirements name torchvision, whose install would replace torch 2.13 (and
 # the PyPI build does not import beside it). The test gives it a stand-in torchvision; the test
 # extra brings the rest of its import chain (cv2, ttach, scipy, scikit-learn).
@@ -70,8 +70,14 @@ chromium:
 	    apt-get update -qq && apt-get install -y -qq chromium; } || \
 	  echo "chromium is missing and cannot be installed here: the browser tests will say so"
 
+# Everything, what CI runs; pytest names its 15 slowest tests at the end.
 test: lint build csan cstyle chromium
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q --durations=15
+
+# The inner loop: no browser, no demo, no notebooks, no child processes, nothing slow (markers
+# registered in pyproject.toml), no lint or C sanitizer programs.
+test-fast: build
+	$(VPY) -m pytest -q -m "not slow and not browser and not subprocess"
 
 demo: build
 	$(VPY) -m finercam demo
@@ -80,7 +86,7 @@ bench: build
 	$(VPY) benchmarks/bench_kernels.py
 	$(VPY) benchmarks/bench_metrics.py
 
-# The HTML documentation into site/ (tests/test_docs.py builds it the same way, into a temp dir).
+# The HTML documentation into site/ (tests/docs/test_docs.py builds it the same way, into a temp dir).
 docs: $(STAMP)
 	$(VPY) -m mkdocs build --strict
 

@@ -12,7 +12,7 @@ vector-Jacobian product with ``v = dL/dy``, which we compute on the detached log
 
 ``FinerCAM(..., objective="pgc")`` reproduces ``pytorch_grad_cam.FinerCAM(model, layers,
 base_method=B)(x, alpha=gamma)`` (B: GradCAM, LayerCAM, GradCAMPlusPlus, XGradCAM, HiResCAM), the
-maps within 1e-5 (tests/test_finer_pgc.py, against the installed package). The pipeline:
+maps within 1e-5 (tests/engine/test_finer_pgc.py, against the installed package). The pipeline:
 
 1. the classes above, T = ``num_references`` (pgc: ``comparison_categories=[1..T]``; capped at
    C - 1, with a UserWarning here); the target is the top class or ``targets=`` (pgc:

@@ -35,3 +35,11 @@ def pytest_collection_finish(session):
     instead of 0.6 s. Objects created by the tests are tracked and counted as before."""
     gc.collect()
     gc.freeze()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes the headless-chromium fixture (tests/explorer_browser.py) is a browser
+    test, whatever its file says: ``make test-fast`` deselects it with ``-m "not browser"``."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker("browser")

@@ -1,6 +1,6 @@
 """Tiny random-init Hugging Face ``transformers`` classifiers (no weights, no network) of the
 families finercam is verified on, with the layout each must have: the oracle's side of
-tests/test_architectures.py, written from the architectures' papers, not read from finercam."""
+tests/engine/test_architectures.py, written from the architectures' papers, not read from finercam."""
 from __future__ import annotations
 
 import os

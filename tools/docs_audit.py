@@ -6,10 +6,10 @@ has no leading underscore) of every module of the package whose dotted path has 
 with an underscore. An object counts as having an example when its own docstring has one that
 doctest runs (a line not marked ``+SKIP``), or when such an example line of its module's
 docstring names it. Prints one line per gap and a summary; exits 0 (an audit, not
-a gate: the doctests themselves are run by tests/test_docs.py).
+a gate: the doctests themselves are run by tests/docs/test_docs.py).
 
 Rendering (:func:`render_problems`, checked on every docstring of the package, private modules,
-classes' methods and module docstrings included; tests/test_docs.py makes it a gate):
+classes' methods and module docstrings included; tests/docs/test_docs.py makes it a gate):
 
 * a control character, i.e. a LaTeX command whose backslash Python ate in a non-raw docstring
   (there ``"\\frac"`` is a form feed followed by ``rac``, ``"\\beta"`` a backspace and ``eta``):

@@ -4,7 +4,7 @@ A source is plain Python in the "percent" format: a line ``# %%`` starts a code 
 ``# %% [markdown]`` starts a Markdown cell whose lines are comments (``# `` is stripped). The
 notebooks are committed with their outputs, so that a reader on GitHub sees the results:
 ``--execute`` writes each notebook and runs it top to bottom in a kernel of this interpreter,
-keeping the outputs (execution timestamps dropped). tests/test_docs.py checks that the cells of
+keeping the outputs (execution timestamps dropped). tests/docs/test_docs.py checks that the cells of
 each notebook equal its source (the sources only: outputs may differ from run to run) and runs
 each of them again.
 

@@ -8,12 +8,14 @@
 * :mod:`finercam.apps.inputs`: models by name and preprocessing options;
   :mod:`finercam.apps.classes`: class names and classes given by name; both shared by explain,
   evaluate and the app.
-* :mod:`finercam.apps.evaluate`: ``finercam evaluate``, the data-set runner (the paper's Table 1).
-* :mod:`finercam.apps.demo`: the embedded benchmark and its HTML report.
+* :mod:`finercam.apps.evaluate`: ``finercam evaluate``, the command line of
+  :func:`finercam.evaluate` (the data-set runner, :mod:`finercam.evaluation`).
+* :mod:`finercam.apps.demo`: the embedded benchmark and its HTML report (its numbers through
+  :mod:`finercam.evaluation`).
 * :mod:`finercam.apps.app`: the local web app; :mod:`finercam.apps.train_command` and
   :mod:`finercam.apps.zeroshot_command`: ``finercam train`` and ``finercam zeroshot``.
 
 The figures (:mod:`finercam.viz`), the HTML report (:mod:`finercam.report`) and image reading
 (:mod:`finercam.images`) belong to the engine. Nothing outside this package imports it but
-``python -m finercam`` (``tests/test_layout.py`` checks it).
+``python -m finercam`` (``tests/engine/test_layout.py`` checks it).
 """

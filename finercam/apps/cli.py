@@ -28,7 +28,7 @@ class Command:
 
     ``reuse_freed_memory``: the command runs many same-sized forwards in our own process, which
     then keeps freed memory for reuse instead of returning it to the system and page-faulting it
-    back on the next forward (:func:`finercam.apps.progress.keep_freed_memory`).
+    back on the next forward (:func:`finercam.evaluation.plan.keep_freed_memory`).
     ``value_errors_are_usage``: the command still reports a bad argument as a plain ``ValueError``
     (``TypeError``/``FileNotFoundError``) from anywhere in its run, so those print one line too;
     set for ``evaluate`` and ``demo`` until their argument checks raise ``UsageError``.
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "finercam " + shlex.join(words)
     command = COMMANDS[args.command]
     if command.reuse_freed_memory:
-        from .progress import keep_freed_memory
+        from ..evaluation.plan import keep_freed_memory
 
         keep_freed_memory()
     try:

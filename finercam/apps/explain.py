@@ -171,7 +171,7 @@ def _as_batch(x, option: str):
 
 def _plan_text(count: int, method: str, seconds_first: float) -> str:
     """What the run does per image and how long the rest will take, from the first image's time."""
-    from .progress import format_seconds
+    from ..progress import format_seconds
 
     def duration(seconds: float) -> str:
         return f"{1e3 * seconds:.0f} ms" if seconds < 1 else format_seconds(seconds)
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     ...
     finercam.apps.common.UsageError: --gamma must be a number in [0, 10], got -1.0
     """
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     inputs, cam, target, refs = _setup(args)
     outputs, failed = _Outputs(args, inputs), 0

@@ -15,8 +15,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from locations import ROOT  # noqa: E402
 
-PACKAGE = Path(__file__).resolve().parent.parent / "finercam"
+PACKAGE = ROOT / "finercam"
 
 
 def _module_name(path: Path, package_dir: Path = PACKAGE) -> str:
@@ -95,13 +96,6 @@ def test_the_public_doors_still_work():
 ROOT = PACKAGE.parent
 #: Scripts beside the package that use the library, never the applications.
 SCRIPT_DIRS = ("benchmarks", "tools", "notebooks/src")
-#: (file, module) pairs waiting for the `evaluation` branch, which moves ``evaluate()`` and the
-#: allocator setting into ``finercam.evaluation``; this set is emptied when it is merged.
-AWAITING_EVALUATION = {
-    ("benchmarks/bench_runner.py", "finercam.apps.evaluate"),
-    ("benchmarks/bench_runner.py", "finercam.apps.progress"),
-    ("notebooks/src/03_evaluation.py", "finercam.apps.evaluate"),
-}
 
 
 def _script_imports(path: Path) -> set[str]:
@@ -134,7 +128,7 @@ def _apps_importers(root: Path = ROOT, package_dir: Path = PACKAGE) -> list[str]
         return module == prefix or module.startswith(prefix + ".")
 
     return [f"{name} imports {m}" for name, m in ((p.relative_to(root).as_posix(), m) for p, m in found)
-            if named(m, "finercam.apps") and not any(name == f and named(m, a) for f, a in AWAITING_EVALUATION)]
+            if named(m, "finercam.apps")]
 
 
 def test_the_applications_are_imported_by_nothing_but_the_command_line():

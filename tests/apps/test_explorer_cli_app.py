@@ -10,10 +10,10 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from locations import DATA
 from PIL import Image
 
 import finercam
@@ -23,7 +23,6 @@ from finercam.apps.inputs import load_model
 from finercam.diagnose import map_correlation
 from finercam.images import read_image
 
-DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "blue_grosbeak.jpg"
 TOL = 1e-4
 

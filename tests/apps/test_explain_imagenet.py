@@ -4,6 +4,7 @@ end to end on real photographs, with class names."""
 import os
 import sys
 from pathlib import Path
+from locations import DATA  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -18,7 +19,6 @@ from finercam.apps.explain import main
 from finercam.images import read_image
 from finercam.world.models.imagenet import load_imagenet
 
-DATA = Path(__file__).parent / "data"
 JAY, GALLINULE, INDIGO_BUNTING, GOLDEN_RETRIEVER = 17, 136, 14, 207
 
 

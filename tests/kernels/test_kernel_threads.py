@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from finercam import _twins as ref
 from finercam import kernels
+from locations import ROOT  # noqa: E402
 
 THREADS = (1, 2, 3, 8)
 # the `threads` fixture restores the setting once after all examples; each example sets every
 # count it uses, so sharing the fixture across examples is intended
 FEW = settings(max_examples=12, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from locations import DATA, ROOT  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -17,8 +18,6 @@ from finercam import _twins
 from finercam.apps.explain import main
 from finercam.images import read_image
 
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).parent.parent
 PHOTOS = ["blue_grosbeak.jpg", "dog_cat.jfif", "horses.jpg"]
 
 # A user's model in a user's module: Conv -> ReLU -> GAP -> Linear, so Grad-CAM is known exactly.

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from finercam import _twins as ref
 from finercam import kernels
+from locations import ROOT  # noqa: E402
 
 
 def _rng():
@@ -64,7 +65,7 @@ def test_readme_example_runs():
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("## Using the C core", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     env: dict = {}

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 import finercam
+from locations import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MODULES = sorted(m.name for m in pkgutil.walk_packages(finercam.__path__, "finercam."))
 
@@ -142,6 +142,7 @@ def kernel_env(tmp_path_factory):
     return str(base)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, kernel_env, monkeypatch):
     import nbformat

@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+from locations import ROOT  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -16,7 +17,7 @@ from PIL import Image
 from finercam import _twins
 from finercam import viz
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(ROOT)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from finercam.zeroshot import ZeroShotFinerCAM, from_open_clip
 from finercam.world.zeroshot.captions import class_prompts, vocabulary
 from finercam.world.zeroshot.dual_encoder import WEIGHTS
 from finercam.world.zeroshot.train import zero_shot_accuracy
+from locations import ROOT  # noqa: E402
 
 #: Measured: 0.749 on 1024 fresh test images, 0.754 on the 256 below (docs/zeroshot.md); the test
 #: asks for a margin below it on 256 images.
@@ -115,7 +116,7 @@ def test_readme_zero_shot_block_runs():
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Zero-shot models"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     env: dict = {}

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from finercam import metrics
+from locations import ROOT  # noqa: E402
 
 
 def tiny_cnn(seed=0, classes=5):
@@ -279,7 +280,7 @@ def test_readme_metrics_block_runs():
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Evaluating on your data"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     env: dict = {}

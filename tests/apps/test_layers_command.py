@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from locations import DATA, ROOT, TESTS  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -19,7 +20,6 @@ from finercam.apps import cli
 from finercam.apps.inputs import UsageError, load_model
 from finercam.apps.layers_command import parse_size
 
-DATA = Path(__file__).parent / "data"
 LAYER = "dinov2_with_registers.encoder.layer.1.norm1"
 
 
@@ -86,7 +86,7 @@ def test_layers_command_in_process(capsys):
 
 
 def _finercam(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(cwd)]),
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(cwd)]),
            "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, "-m", "finercam", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
@@ -140,7 +140,7 @@ def test_evaluate_hf_folder_equals_the_same_model_by_factory(saved, tmp_path):
     for k, name in enumerate(["blue_grosbeak.jpg", "horses.jpg", "dog_cat.jfif"]):
         (data / f"bird {k % 2}").mkdir(parents=True, exist_ok=True)
         Image.open(DATA / name).convert("RGB").resize((80, 64)).save(data / f"bird {k % 2}" / f"{k}.png")
-    (tmp_path / "tiny_factory.py").write_text(FACTORY.format(tests=str(Path(__file__).parent)))
+    (tmp_path / "tiny_factory.py").write_text(FACTORY.format(tests=str(TESTS)))
     common = ["--data", str(data), "--methods", "gradcam", "--steps", "4", "--no-progress"]
     by_hf = _finercam("evaluate", "--model", f"hf:{folder}", *common, "--out", str(tmp_path / "hf"), cwd=tmp_path)
     assert by_hf.returncode == 0, by_hf.stderr

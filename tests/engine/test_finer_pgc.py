@@ -30,7 +30,7 @@ ATOL = 1e-5
 def _stand_in_torchvision() -> dict:
     """The modules and names pytorch-grad-cam 1.5.7 imports from torchvision, each raising if called."""
     def unused(*args, **kwargs):
-        raise NotImplementedError("stand-in torchvision (tests/test_finer_pgc.py): not for use")
+        raise NotImplementedError("stand-in torchvision (tests/engine/test_finer_pgc.py): not for use")
 
     tv = types.ModuleType("torchvision")
     transforms = types.ModuleType("torchvision.transforms")

@@ -1,6 +1,7 @@
 """finercam.report: a self-contained folder whose images and tables read back exactly."""
 import os
 from html.parser import HTMLParser
+from locations import ROOT  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -97,7 +98,7 @@ def test_readme_pictures_block_runs(tmp_path, monkeypatch):
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Pictures"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
