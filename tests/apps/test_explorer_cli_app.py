@@ -44,7 +44,7 @@ def test_explain_two_layers_cmap_and_one_correlation(tmp_path, capsys):
     # the same call, made here: the view's stored classes and the one correlation
     inputs = load_model("cnn")
     x = inputs.transform(read_image(PHOTO))[None]
-    exp = finercam.FinerCAM(inputs.model, ["block2", "block3"])(x)
+    exp = finercam.FinerCAM(inputs.model, ["block2", "block3"], candidates=10)(x)
     assert data["images"][0]["candidates"] == exp.candidates[0].tolist()
     r = float(map_correlation(exp.maps, exp.baseline().maps)[0])
     default_line = [line for line in printed.splitlines() if "Finer" in line and "r = " in line][0]
@@ -103,7 +103,7 @@ def test_app_layers_given_twice():
     assert answer["layers"] == view["layers"] == ["layer1", "layer2"] and view["layer"] == "layer1"
     m = service._model("models_for_tests:TinyResNet")
     x = m.transform(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))[None]
-    exp = finercam.FinerCAM(m.model, ["layer1", "layer2"])(x)
+    exp = finercam.FinerCAM(m.model, ["layer1", "layer2"], candidates=10)(x)
     want = finercam.explorer.view_data(exp)["images"][0]["layers"]
     for got_layer, want_layer in zip(view["images"][0]["layers"], want, strict=True):
         np.testing.assert_allclose(np.frombuffer(base64.b64decode(got_layer["maps"]), "<f4"),
@@ -170,7 +170,7 @@ def test_app_explains_its_suggested_layers_in_one_call(app):
     view = answer["view"]
     assert view["layers"] == suggested and view["layer"] == "block3"
     x = m.transform(Image.open(io.BytesIO(small.getvalue())).convert("RGB"))[None]
-    exp = finercam.FinerCAM(m.model, suggested)(x)
+    exp = finercam.FinerCAM(m.model, suggested, candidates=10)(x)
     got = view["images"][0]["layers"][-1]
     want = finercam.explorer.view_data(exp)["images"][0]["layers"][-1]
     hi = np.frombuffer(base64.b64decode(got["maps"]), "<f4")

@@ -55,7 +55,7 @@ def _explain(method, layer="layer2", model=TinyResNet, **kw):
     torch.manual_seed(0)
     net = seeded(model)
     x = images(2)
-    return net, x, finercam.FinerCAM(net, layer, method=method, **kw)(x)
+    return net, x, finercam.FinerCAM(net, layer, method=method, candidates=10, **kw)(x)   # per-class: the page
 
 
 PAIR_METHODS = ["gradcam", "scorecam", "layercam", "gradcam++", "hirescam", "xgradcam", "cam"]
@@ -129,7 +129,7 @@ def test_layer_switch_equals_finercam_on_that_layer(chromium):
         for i, name in enumerate(["layer1", "layer2"]):
             page.click(f"#fc-layer-{i}")                       # the real control
             assert page.evaluate("() => window.finercam.state().layer") == name
-            alone = finercam.FinerCAM(net, name)(x, targets=exp.targets, references=refs)
+            alone = finercam.FinerCAM(net, name, candidates=10)(x, targets=exp.targets, references=refs)
             np.testing.assert_allclose(_page_map(page), alone.maps[0], rtol=0, atol=TOL)
             page.evaluate("() => window.finercam.set({gamma: 2.0, aggregate: 'max'})")
             np.testing.assert_allclose(_page_map(page), alone.recombine(gamma=2.0, aggregate="max").maps[0],
