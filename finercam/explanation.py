@@ -252,13 +252,14 @@ class Explanation:
                 f"layers={self.layer_names})")
 
     # -- the interactive view (finercam.explorer) ---------------------------------------------
-    def to_html(self, path=None, images=None, class_names=None) -> str:
+    def to_html(self, path=None, images=None, class_names=None, *, layer=None, cmap="jet") -> str:
         """One self-contained HTML page (inline JS/CSS, no network) to explore this Explanation:
-        gamma slider, reference toggles, aggregation, base method, recombined in the browser;
-        written to ``path`` when given. See :func:`finercam.explorer.to_html`."""
+        gamma slider, any target and references among the stored classes, each layer and their
+        fusion, aggregation, base method, colour map, recombined in the browser; written to
+        ``path`` when given. See :func:`finercam.explorer.to_html`."""
         from . import explorer
 
-        return explorer.to_html(self, path, images=images, class_names=class_names)
+        return explorer.to_html(self, path, images=images, class_names=class_names, layer=layer, cmap=cmap)
 
     def _repr_html_(self) -> str:
         """Jupyter shows the interactive view inline (:func:`finercam.explorer.repr_html`); for the

@@ -164,13 +164,17 @@ def signed_maps(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
     array([[0.5, 0.5],
            [0.5, 0.5]], dtype=float32)
     """
-    if method in ("gradcam", "xgradcam", "cam", "scorecam"):
-        W = combine_stats(stats, coef)
-        if method == "scorecam":
-            if baseline is None:
-                raise ValueError("method='scorecam' needs baseline, the zero-input logits")
-            W = W - combine_stats(baseline[:, :, None], primary)
+    if method == "scorecam":
+        if baseline is None:
+            raise ValueError("method='scorecam' needs baseline, the zero-input logits")
+        # One combination, rounded once: the masked scores and the zero-input logits are large
+        # and nearly equal, so rounding sum_s c_s f(x o H_k)_s to float32 before subtracting
+        # would leave only the rounding error of a nearly flat map.
+        base = np.broadcast_to(baseline[:, :, None], stats.shape)
+        W = combine_stats(np.concatenate([stats, base], axis=1), np.concatenate([coef, -primary], axis=2))
         return kernels.combine(A, W)
+    if method in ("gradcam", "xgradcam", "cam"):
+        return kernels.combine(A, combine_stats(stats, coef))
     if method == "hirescam":
         return kernels.combine(stats, coef)
     g = combine_stats(stats, coef)
