@@ -155,7 +155,7 @@ def main() -> int:
     print(f"(a) slider input -> repainted overlay, 224 x 224, 11 stored classes, median of {args.events - 5} events")
     try:
         for method in ("gradcam", "layercam"):
-            exp = finercam.FinerCAM(net.model, net.target_layers[0], method=method)(x)
+            exp = finercam.FinerCAM(net.model, net.target_layers[0], method=method, candidates=10)(x)  # the page toggles 10 classes
             assert exp.candidates.shape[1] == 11
             t = slider_latency(browser, exp, shown, net.class_names, args.events)
             print(f"    {method:9s} to the repainted canvas {t['sync']:6.2f} ms   to the next frame "

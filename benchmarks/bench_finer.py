@@ -12,7 +12,19 @@ measured in this one run (medians of interleaved repetitions), never absolute cl
     forwards of ResNet-50 (about half an hour on 2 cores), so (d) explains layer1 (256 channels)
     of one 64 x 64 image, two interleaved runs each, the first of each serving as warm-up too.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_finer.py`` (``--reps N``, ``--quick`` for a smoke run).
+(e) ``--table``: the cost of one default call against a no-grad forward of the same batch, on the
+    four settings of issue 25 (embedded ViT ``blocks.3.norm1`` 16 x 96 px, EfficientNet-Lite0
+    ``_bn1`` 8 x 224, the embedded CNN ``block3`` on one image, the ResNet-50-shaped network
+    ``layer4`` 8 x 224), beside the per-class path of earlier versions (``candidates=10``: one
+    backward per stored class), ``candidates=3`` and one backward of the paper's objective
+    (``y_c - gamma mean_t y_t``, a tapped forward plus one ``autograd.grad``): every column a
+    ratio to the forward, all contenders interleaved in one run.
+
+(f) ``--breakdown``: where one call on the embedded CNN (``block3``, one image) spends its time,
+    from cProfile's cumulative times (shares of the call, so load on the machine cancels out).
+
+Run: ``PYTHONPATH=. python benchmarks/bench_finer.py`` (``--reps N``, ``--quick`` for a smoke run);
+the table: ``PYTHONPATH=. OMP_NUM_THREADS=2 python benchmarks/bench_finer.py --table --reps 11``.
 """
 from __future__ import annotations
 
@@ -104,7 +116,7 @@ def medians(fns: dict, reps: int, warm: bool = True) -> dict:
     median wall time and the median CPU time."""
     for fn in fns.values() if warm else ():
         fn()   # warm-up: oneDNN primitives, allocator
-    times = {k: [] for k in fns}
+    times: dict = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             times[k].append(timed(fn))
@@ -113,7 +125,7 @@ def medians(fns: dict, reps: int, warm: bool = True) -> dict:
 
 def plain_scorecam(model, x, layer, target, budget_mb):
     """Score-CAM (Eq. 3) for the target only, chunked like ours: the baseline of (d)."""
-    box = {}
+    box: dict = {}
     h = layer.register_forward_hook(lambda m, i, o: box.__setitem__("a", o.detach()))
     try:
         with torch.no_grad():
@@ -174,17 +186,135 @@ def peak(which: str) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"] / 2**20
 
 
+def table_cases(quick: bool):
+    """(label, model, target layer, images) of the table's settings."""
+    from finercam.world.models import load
+
+    g = torch.Generator().manual_seed(3)
+    cases = []
+    vit = load("vit")
+    cases.append(("embedded ViT, `blocks.3.norm1`, 16 x 96 px", vit, "blocks.3.norm1",
+                  torch.rand(4 if quick else 16, 3, 96, 96, generator=g)))
+    try:
+        from finercam.world.models.imagenet import load_imagenet
+        eff = load_imagenet().model
+        cases.append(("EfficientNet-Lite0, `_bn1`, 8 x 224 px", eff, "_bn1",
+                      torch.rand(2 if quick else 8, 3, 224, 224, generator=g) * 2 - 1))
+    except ImportError:
+        print("EfficientNet-Lite0 left out: the extra [imagenet] is not installed")
+    cnn = load("cnn")
+    cases.append(("embedded CNN, `block3`, 1 image", cnn, "block3", torch.rand(1, 3, 96, 96, generator=g)))
+    model, x = build(2 if quick else 8, 112 if quick else 224)
+    cases.append(("ResNet-50-shaped, `layer4`, 8 x 224 px", model, "layer4", x))
+    return cases
+
+
+def objective_once(model, layer, x, gamma=0.6, num_references=3):
+    """One tapped forward and one backward of ``y_c - gamma mean_t y_t`` (nearest-logit references)."""
+    from finercam.capture import model_state, tapped_forward
+    from finercam.layers import resolve_layers
+
+    layers = resolve_layers(model, layer)
+    with model_state(model) as hooks:
+        logits, taps = tapped_forward(model, x, layers, hooks, True)
+        y = logits.detach()
+        tgt = y.argmax(1)
+        order = (y - y.gather(1, tgt[:, None])).abs().argsort(1)[:, 1:num_references + 1]
+        v = torch.zeros_like(y).scatter_(1, tgt[:, None], 1.0)
+        v.scatter_add_(1, order, torch.full(order.shape, -gamma / num_references))
+        with torch.enable_grad():
+            g = torch.autograd.grad((logits * v).sum(), taps)[0]
+    return g
+
+
+def table(reps: int, quick: bool) -> None:
+    """(e): per setting, every contender's median CPU and wall time over the forward's."""
+    print("| model, target layer, batch | no-grad forward (ms, wall) | default call | per class "
+          "(`candidates=10`) | `candidates=3` | one backward of the objective |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, model, layer, x in table_cases(quick):
+        default = finercam.FinerCAM(model, layer)
+        per_class = finercam.FinerCAM(model, layer, candidates=10)
+        three = finercam.FinerCAM(model, layer, candidates=3)
+
+        def forward(model=model, x=x):
+            with torch.no_grad():
+                model(x)
+
+        fns = {"forward": forward, "default": lambda c=default, x=x: c(x),
+               "per_class": lambda c=per_class, x=x: c(x), "three": lambda c=three, x=x: c(x),
+               "objective": lambda m=model, lay=layer, x=x: objective_once(m, lay, x)}
+        t = medians(fns, reps)
+        f = t["forward"]
+        cells = " | ".join(f"{t[k][0] / f[0]:.2f}x (CPU {t[k][1] / f[1]:.2f}x)"
+                           for k in ("default", "per_class", "three", "objective"))
+        print(f"| {label} | 1.00 ({f[0] * 1e3:.1f} ms) | {cells} |", flush=True)
+    print(f"\n{torch.get_num_threads()} threads, torch {torch.__version__}, medians of {reps} interleaved "
+          f"calls, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def breakdown(calls: int = 400, **options) -> None:
+    """(f): shares of one call on the embedded CNN, one image, from cProfile."""
+    import cProfile
+    import pstats
+
+    from finercam.world.models import load
+
+    net = load("cnn")
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    cam = finercam.FinerCAM(net, "block3", **options)
+    for _ in range(30):
+        cam(x)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        cam(x)
+    prof.disable()
+    st = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+
+    def cum(pred) -> float:
+        return sum(v[3] for k, v in st.items() if pred(k)) / calls
+
+    def named(part, name):
+        return lambda k: part in k[0] and k[2] == name
+
+    total = cum(named("finercam/finer.py", "__call__"))
+    rows = {"the model's forward": cum(named("world/models/cnn.py", "forward")),
+            "backward passes (torch.autograd.grad)": cum(named("torch/autograd/__init__.py", "grad")),
+            "model_state": cum(lambda k: "contextlib.py" in k[0] and k[2] in ("__enter__", "__exit__")),
+            "per-class statistics": cum(lambda k: k[2] in ("class_statistic", "device_statistic")),
+            "Explanation (C-core combine, resize, min-max)": cum(named("finercam/explanation.py", "__init__")),
+            "host conversions": cum(lambda k: k[2] in ("to_host", "_host_float32")),
+            "reference ranking": cum(named("finercam/finer.py", "_choose_classes"))}
+    rows["everything else"] = total - sum(rows.values())
+    forward = rows["the model's forward"]
+    print(f"FinerCAM(cnn, 'block3', {options}) on one image: {total * 1e6:.0f} us a call under cProfile, "
+          f"{total / forward:.2f} forwards")
+    for k, v in rows.items():
+        print(f"| {k} | {100 * v / total:.0f} % |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="batch 2 at 112 and 32 x 32 Score-CAM: a smoke run")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--table", action="store_true", help="(e) only: the default call against a forward, "
+                    "four models")
+    ap.add_argument("--breakdown", action="store_true", help="(f) only: cProfile shares of a call, embedded CNN")
     ap.add_argument("--peak-child", choices=["ours", "torchcam"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.peak_child:
         peak_child(args.peak_child)
+        return
+    if args.table:
+        table(args.reps, args.quick)
+        return
+    if args.breakdown:
+        breakdown()
+        breakdown(candidates=10)
         return
     batch, size = (2, 112) if args.quick else (8, 224)
     model, x = build(batch, size)
@@ -205,7 +335,8 @@ def main():
         exp = cam(x, targets)
         [exp.recombine(gamma=g).maps for g in gammas[1:]]
 
-    from torchcam.methods import FinerCAM as TCFinerCAM, GradCAM as TCGradCAM
+    from torchcam.methods import FinerCAM as TCFinerCAM
+    from torchcam.methods import GradCAM as TCGradCAM
 
     def torchcam_call():
         with TCFinerCAM(model, "layer4", input_shape=(3, size, size), base_method=TCGradCAM) as ex:

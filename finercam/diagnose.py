@@ -88,8 +88,9 @@ def energy_moved(a, b) -> np.ndarray:
 class Diagnosis:
     """Per-image reasons for how much Finer-CAM changed each map (see :func:`diagnose`).
 
-    ``map_correlation`` (N,), ``reference_mass`` (N,), ``per_reference_mass`` (N, T),
-    ``weight_cosine`` (N, T) (NaN without a classifier), ``logit_gap`` (N, T), ``targets`` (N,),
+    ``map_correlation`` (N,), ``reference_mass`` (N,), ``per_reference_mass`` (N, T) (NaN when
+    the Explanation stores the references' mean gradient only, the two-pass default of FinerCAM:
+    pass ``candidates=`` for it), ``weight_cosine`` (N, T) (NaN without a classifier), ``logit_gap`` (N, T), ``targets`` (N,),
     ``references`` (N, T), ``gamma``.
     """
 
@@ -170,9 +171,12 @@ def diagnose(explanation, classifier=None) -> Diagnosis:
     own = exp.recombine(gamma=0.0, aggregate="mean", reverse=True)   # ReLU(mean_t L^t)
     with np.errstate(invalid="ignore", divide="ignore"):
         ref_mass = _mass(own.raw_maps) / target_mass
-        per_ref = np.stack([_mass(exp.recombine(gamma=0.0, references=refs[:, t:t + 1], aggregate="mean",
-                                                reverse=True).raw_maps) / target_mass
-                            for t in range(refs.shape[1])], axis=1)
+        if exp.mean_references is not None:   # the two-pass default: no reference's own gradient
+            per_ref = np.full(refs.shape, np.nan)
+        else:
+            per_ref = np.stack([_mass(exp.recombine(gamma=0.0, references=refs[:, t:t + 1], aggregate="mean",
+                                                    reverse=True).raw_maps) / target_mass
+                                for t in range(refs.shape[1])], axis=1)
     rows = np.arange(len(targets))[:, None]
     gap = (exp.logits[rows[:, 0], targets][:, None] - exp.logits[rows, refs]).astype(np.float64)
     return Diagnosis(targets=targets, references=refs, gamma=exp.gamma,

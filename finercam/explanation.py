@@ -1,9 +1,11 @@
 """Explanation: the maps of one FinerCAM call, and everything needed to recombine them.
 
 An Explanation keeps, per target layer, the activations A (N, K, h, w) and one statistic per
-stored class (see :mod:`finercam.methods`), at the layer's grid on the host. A new gamma, another
-subset of the stored references, another aggregation or the reverse comparison is then only a
-C-core combination, no model call:
+stored gradient (see :mod:`finercam.methods`), at the layer's grid on the host: by default (the
+gradient methods with ``aggregate="mean"``) the target's and the references' mean, else one per
+stored class (``candidates=``). A new gamma, the reverse comparison and the base map are then
+always only a C-core combination, no model call; another subset of the references or another
+aggregation needs the per-class gradients (``FinerCAM(..., candidates=K)``):
 
 * objective (paper, Eq. 5-8): ``y_c - gamma * mean_t y_t``; reverse (App. C.3):
   ``mean_t y_t - gamma * y_c``;
@@ -44,6 +46,8 @@ class _Store:
     baselines: list[np.ndarray | None]  # per layer (N, S) zero-input logits (scorecam) or None
     candidates: np.ndarray              # (N, S) class ids, column 0 the explained class
     logits: np.ndarray                  # (N, C)
+    mean_of: np.ndarray | None = None   # (N, T): stats[:, S] is the statistic of their mean gradient
+    host_bytes: int = 0                 # bytes the call brought from the model's device to the host
 
 
 def check_gamma(gamma) -> float:
@@ -77,9 +81,12 @@ class Explanation:
     Attributes: ``maps`` (N, H, W) float32 in [0, 1] at the input's resolution; ``raw_maps``
     (N, h, w) ``ReLU(sum_k alpha_k A_k)`` of the first target layer, unnormalised
     (``layer_raw_maps`` holds every layer's); ``targets`` (N,) int64; ``references`` (N, T) int64;
-    ``logits`` (N, C) float32; ``candidates`` (N, S): the classes whose weights are stored, column
-    0 the target; ``gamma``, ``aggregate``, ``reverse``, ``method``, ``objective``; ``is_baseline``:
-    True for the base method alone (:meth:`baseline`: gamma 0, no reference).
+    ``logits`` (N, C) float32; ``candidates`` (N, S): the classes whose weights are stored one by
+    one, column 0 the target; ``mean_references`` (N, T): the references whose *mean* gradient is
+    stored (the two-pass default: then ``candidates`` holds the target only), else None;
+    ``host_bytes``: the bytes the call copied from the model's device to the host; ``gamma``,
+    ``aggregate``, ``reverse``, ``method``, ``objective``; ``is_baseline``: True for the base
+    method alone (:meth:`baseline`: gamma 0, no reference).
 
     A small CNN (seeded), one call, then a gamma sweep from the stored weights:
 
@@ -105,6 +112,8 @@ class Explanation:
         self.targets = store.candidates[:, 0].astype(np.int64)
         self.logits = store.logits
         self.candidates = store.candidates
+        self.mean_references = store.mean_of
+        self.host_bytes = store.host_bytes
         self.layer_names = list(store.layer_names)
         self.is_baseline = base_only  # the base method alone (gamma 0, the target only): baseline()
         coef, primary = self._coefficients()
@@ -126,11 +135,16 @@ class Explanation:
             coef = np.zeros((N, 1, 2), np.float32)
             coef[:, 0, 1 if self.is_baseline else 0] = 1.0
             return coef, coef
-        pos = self._reference_positions(self.references)
-        T = pos.shape[1]
         rows = np.arange(N)
         g = 0.0 if self.is_baseline else self.gamma
         per_ref = self.aggregate != "mean" and not self.is_baseline
+        if st.mean_of is not None:
+            self._check_mean_only(per_ref)
+            # The mean row stands for the references: the objective is y_c - g * mean_t y_t.
+            pos, S = np.full((N, 1), S, np.int64), S + 1
+        else:
+            pos = self._reference_positions(self.references)
+        T = pos.shape[1]
         G = T if per_ref else 1
         coef = np.zeros((N, G, S), np.float64)
         primary = np.zeros((N, G, S), np.float64)
@@ -146,6 +160,25 @@ class Explanation:
                 primary[rows, gi, 0] += share
                 coef[rows, gi, pos[:, t]] -= g * share
         return coef.astype(np.float32), primary.astype(np.float32)
+
+    def _check_mean_only(self, per_reference: bool) -> None:
+        """With the two-pass store only the references' mean gradient is known: the same reference
+        set (in any order) and ``aggregate="mean"``; else a ValueError naming ``candidates=``."""
+        stored = self._store.mean_of
+        assert stored is not None
+        if per_reference:
+            raise ValueError(f"aggregate={self.aggregate!r} needs each reference's own gradient, and this "
+                             "Explanation stores the references' mean gradient only (the default: two "
+                             "backward passes); call FinerCAM with candidates=K (any K >= 1 stores each "
+                             "reference one by one, larger K the next classes too)")
+        for n in range(len(stored)):
+            if self.references.shape[1] != stored.shape[1] or set(self.references[n].tolist()) != set(
+                    stored[n].tolist()):
+                raise ValueError(f"references[{n}] = {self.references[n].tolist()}: this Explanation stores "
+                                 f"the target's gradient and the mean gradient of the references "
+                                 f"{stored[n].tolist()} only (the default: two backward passes), so their "
+                                 "weights were not stored one by one; call FinerCAM again with "
+                                 "references= or with candidates=K (per-class gradients)")
 
     def _reference_positions(self, references: np.ndarray) -> np.ndarray:
         cand = self._store.candidates
@@ -219,18 +252,25 @@ class Explanation:
                 f"layers={self.layer_names})")
 
     # -- the interactive view (finercam.explorer) ---------------------------------------------
-    def to_html(self, path=None, images=None, class_names=None) -> str:
+    def to_html(self, path=None, images=None, class_names=None, *, layer=None, cmap="jet") -> str:
         """One self-contained HTML page (inline JS/CSS, no network) to explore this Explanation:
-        gamma slider, reference toggles, aggregation, base method, recombined in the browser;
-        written to ``path`` when given. See :func:`finercam.explorer.to_html`."""
+        gamma slider, any target and references among the stored classes, each layer and their
+        fusion, aggregation, base method, colour map, recombined in the browser; written to
+        ``path`` when given. See :func:`finercam.explorer.to_html`."""
         from . import explorer
 
-        return explorer.to_html(self, path, images=images, class_names=class_names)
+        return explorer.to_html(self, path, images=images, class_names=class_names, layer=layer, cmap=cmap)
 
     def _repr_html_(self) -> str:
-        """Jupyter shows the interactive view inline (:func:`finercam.explorer.repr_html`)."""
+        """Jupyter shows the interactive view inline (:func:`finercam.explorer.repr_html`); for the
+        two-pass default, which the view cannot toggle, a line saying how to get it."""
         from . import explorer
 
+        if self._store.mean_of is not None:
+            import html
+
+            return (f"<pre>{html.escape(repr(self))}</pre><p>The interactive view needs per-class "
+                    "gradients: <code>FinerCAM(..., candidates=10)</code>.</p>")
         return explorer.repr_html(self)
 
     def diagnose(self, classifier=None):

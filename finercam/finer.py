@@ -2,18 +2,24 @@
 
 Finer-CAM (CVPR 2025, Sec. 3.2) explains ``y_c - gamma * mean_t y_t``: the target logit against
 T similar reference classes, so that the features the classes share cancel and the details that
-tell them apart remain. Channel weights (Eq. 5-7) are linear in the logits:
-``alpha^{c,t}_k = alpha^c_k - gamma alpha^t_k``, so one pass that stores the weights of the target
-and of a few candidate references serves every gamma, reference subset and aggregation.
+tell them apart remain. The objective is linear in the logits, so its gradient is
+``G_c - gamma * mean_t G_t``: two gradients, the target's and the references' mean, give the map
+at every gamma, the reverse comparison and the base map.
 
-Cost: one forward pass (autograd off before the target layer), then one backward per stored
-class over the part of the network after the target layer (for ``layer4`` of a ResNet: pooling
-and the classifier). Score-CAM adds K masked forwards per image (Eq. 9), in chunks.
+Cost of a call (gradient methods): one forward pass (autograd off before the target layer), then
+one backward over the part of the network after the target layer per stored gradient:
 
-Stored classes (``candidates``): the target, the references, then the next classes of the
-reference rule's ranking, ``max(num_references, 10)`` non-target classes in all (all classes when
-C <= 11); ``candidates=`` changes that number. Recombining with a class outside that set is a
-``ValueError``.
+* the default (``candidates=None``) with ``aggregate="mean"`` and T > 1 references: **two**
+  backward passes, the target's gradient and the references' mean gradient;
+* ``aggregate="max"`` or ``"mean_after_relu"`` (a map per reference), or T = 1: the target and
+  each reference, 1 + T passes;
+* ``candidates=K``: the target, the references, then the next classes of the reference rule's
+  ranking, ``min(C - 1, max(T, K))`` non-target classes, one pass each: what ``recombine`` needs
+  for other reference sets and per-reference aggregations.
+
+Score-CAM adds K masked forwards per image (Eq. 9), in chunks, and CAM reads classifier rows: they
+store every stored class for free, ``max(T, 10)`` non-target classes by default. Recombining with
+a class or an aggregation that was not stored is a ``ValueError`` naming ``candidates=``.
 """
 from __future__ import annotations
 
@@ -26,13 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import kernels
+from . import _host, kernels
 from ._checks import check_images, check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
 from .explanation import Explanation, _Store, check_aggregate, check_gamma
 from .layers import PatchGrid, PatchProbe, find_classifier, grid_transform, resolve_layers
-from .methods import GRADIENT_METHODS, METHODS, class_statistic
+from .methods import GRADIENT_METHODS, METHODS, device_statistic
 from .references import RULES, check_references, pgc_ranks, rank_classes
 from .suggest import suggest_layers
 
@@ -40,11 +46,6 @@ __all__ = ["FinerCAM", "OBJECTIVES"]
 
 OBJECTIVES = ("paper", "pgc")
 DEFAULT_CANDIDATES = 10
-
-
-def _host_float32(t: torch.Tensor) -> np.ndarray:
-    """A tensor's values as a C-contiguous float32 NumPy array on the host (detached)."""
-    return np.ascontiguousarray(t.detach().float().cpu().numpy())
 
 
 def _check_choices(method: str, objective: str, reference_rule: str) -> None:
@@ -88,12 +89,14 @@ class _Forward:
     logits: torch.Tensor
     taps: list[torch.Tensor]
     logits_host: np.ndarray                                   # (N, C) float32
+    tally: _host.HostTally                                    # bytes brought to the host
     patch: PatchGrid | None = None                            # the model's patch grid, if any
     transforms: list[Callable] = field(default_factory=list)  # per layer: tap -> (N, K, h, w)
-    acts: list[np.ndarray] = field(default_factory=list)      # per layer (N, K, h, w) float32
+    acts: list[np.ndarray] = field(default_factory=list)      # per layer (N, K, h, w) float32, host
+    acts_device: list[torch.Tensor] = field(default_factory=list)  # the same on the model's device
 
     def release_graph(self) -> None:
-        del self.logits, self.taps
+        del self.logits, self.taps, self.acts_device
 
 
 def _stored_classes(targets: np.ndarray, refs: np.ndarray, ranking: np.ndarray, count: int) -> np.ndarray:
@@ -142,7 +145,10 @@ class FinerCAM:
     - `reshape`: callable mapping the layer's output to (N, K, h, w); default: the layout read from
       the model: 4-D as is (channels-last permuted), 3-D tokens laid on the patch grid of the
       model's patch embedding after its prefix tokens (see :mod:`finercam.layers`).
-    - `candidates`: non-target classes whose weights are stored for ``recombine``.
+    - `candidates`: None (default) stores what the call's own map needs (see the module doc: two
+      backward passes for the gradient methods with ``aggregate="mean"``); an int K >= 1 stores
+      the weights of ``min(C - 1, max(T, K))`` non-target classes one by one (one backward pass
+      each), for ``recombine`` with other references or aggregations.
     - `classifier`: the final nn.Linear (module or name) for ``method="cam"`` and
       ``reference_rule="weight_similarity"``; default: the last nn.Linear with C outputs.
     - `score_budget_mb`: Score-CAM's budget for one chunk of masked inputs, in MiB of input
@@ -260,8 +266,8 @@ class FinerCAM:
                 fwd = self._forward(images, hooks)
                 tgt = self._targets_in_range(tgt, fwd.logits_host)
                 self._grid_activations(fwd)
-                refs, cand = self._choose_classes(fwd.logits_host, tgt, references)
-                stats, baselines = self._statistics(fwd, cand, refs, hooks)
+                refs, cand, mean_of = self._choose_classes(fwd.logits_host, tgt, references, fwd.tally)
+                stats, baselines = self._statistics(fwd, cand, mean_of, refs, hooks)
             except BaseException as exc:
                 # The traceback keeps the frames of the failed call, and their locals (the logits,
                 # with the graph), alive as long as the caller keeps the exception.
@@ -271,7 +277,7 @@ class FinerCAM:
                 if fwd is not None:
                     fwd.release_graph()
         store = _Store(self.method, self.objective, fwd.size, [n for n, _ in self.layers], fwd.acts, stats,
-                       baselines, cand, fwd.logits_host)
+                       baselines, cand, fwd.logits_host, mean_of, fwd.tally.bytes)
         return Explanation(store, self.gamma, refs, self.aggregate, self.reverse)
 
     def _on_model_device(self, images: torch.Tensor) -> torch.Tensor:
@@ -286,12 +292,13 @@ class FinerCAM:
         """The tapped forward pass, its logits checked (finite, at least two classes)."""
         probe = PatchProbe(self._net, images, hooks)
         logits, taps = tapped_forward(self._net, images, self.layers, hooks, self.method in GRADIENT_METHODS)
-        y = _host_float32(logits)
+        tally = _host.HostTally()
+        y = tally.take(logits)
         if not np.isfinite(y).all():
             raise ValueError("the model's logits hold NaN or inf")
         if y.shape[1] < 2:
             raise ValueError(f"Finer-CAM compares classes: the model gives {y.shape[1]} logit per sample")
-        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y,
+        return _Forward(images, (int(images.shape[2]), int(images.shape[3])), logits, taps, y, tally,
                         patch=probe.result())
 
     @staticmethod
@@ -308,34 +315,59 @@ class FinerCAM:
         """Fill ``fwd.transforms`` (tap -> (N, K, h, w)) and ``fwd.acts`` (the host activations)."""
         for (name, module), t in zip(self.layers, fwd.taps, strict=True):
             tf = grid_transform(t, fwd.size, self.reshape, name, fwd.patch, module)
-            A = _host_float32(tf(t.detach()))
+            A_device = tf(t.detach())
+            A = fwd.tally.take(A_device)
             if not np.isfinite(A).all():
                 raise ValueError(f"the activations of target_layer {name!r} hold NaN or inf")
             fwd.transforms.append(tf)
             fwd.acts.append(A)
+            fwd.acts_device.append(A_device)
 
-    def _choose_classes(self, y: np.ndarray, tgt: np.ndarray, references) -> tuple[np.ndarray, np.ndarray]:
-        """``(references (N, T), stored classes (N, 1 + S))``; column 0 of the stored classes is the
-        explained class (pgc: its main class, the only one stored)."""
+    def _choose_classes(self, y: np.ndarray, tgt: np.ndarray, references,
+                        tally: _host.HostTally) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(references (N, T), stored classes (N, 1 + S), mean_of)``; column 0 of the stored
+        classes is the explained class (pgc: its main class, the only one stored). ``mean_of`` is
+        the references (N, T) whose mean gradient is stored after the S + 1 per-class rows (the
+        two-pass default: then S = 0), or None."""
         C = y.shape[1]
         if self.objective == "pgc":
             if references is None:
                 main, refs = pgc_ranks(y, tgt, self._reference_count(C))
             else:
                 main, refs = tgt, check_references(references, tgt, C)
-            return refs, main[:, None].copy()
+            return refs, main[:, None].copy(), None
         given = None if references is None else check_references(references, tgt, C)
-        ranking = rank_classes(y, tgt, self.reference_rule, self._classifier_weight(C))
+        if given is not None and self._two_pass(given.shape[1]):
+            return given, tgt[:, None].copy(), given      # no ranking needed
+        ranking = rank_classes(y, tgt, self.reference_rule, self._classifier_weight(C, tally))
         refs = ranking[:, : self._reference_count(C)].copy() if given is None else given
-        wanted = self.candidates if self.candidates is not None else DEFAULT_CANDIDATES
-        return refs, _stored_classes(tgt, refs, ranking, min(C - 1, max(refs.shape[1], wanted)))
+        if self._two_pass(refs.shape[1]):
+            return refs, tgt[:, None].copy(), refs
+        return refs, _stored_classes(tgt, refs, ranking, self._stored_count(C, refs.shape[1])), None
 
-    def _classifier_weight(self, num_classes: int) -> np.ndarray | None:
+    def _two_pass(self, num_refs: int) -> bool:
+        """Whether the call stores the target's gradient and the references' mean gradient only:
+        a gradient method, the paper's objective, ``aggregate="mean"``, no ``candidates=`` and
+        T > 1 (with T = 1 the mean is the reference itself, stored as a class)."""
+        return (self.method in GRADIENT_METHODS and self.objective == "paper" and self.aggregate == "mean"
+                and self.candidates is None and num_refs > 1)
+
+    def _stored_count(self, C: int, num_refs: int) -> int:
+        """How many non-target classes are stored one by one: ``max(T, candidates)``; by default
+        the references only for the gradient methods (each costs a backward pass), ``max(T, 10)``
+        for Score-CAM and CAM (every class's score or row comes free)."""
+        if self.candidates is not None:
+            wanted = self.candidates
+        else:
+            wanted = 0 if self.method in GRADIENT_METHODS else DEFAULT_CANDIDATES
+        return min(C - 1, max(num_refs, wanted))
+
+    def _classifier_weight(self, num_classes: int, tally: _host.HostTally) -> np.ndarray | None:
         """The classifier's weight rows, which only ``reference_rule="weight_similarity"`` reads."""
         if self.reference_rule != "weight_similarity":
             return None
         clf = self._find_classifier(num_classes)
-        return None if clf is None else _host_float32(clf.weight)
+        return None if clf is None else tally.take(clf.weight)
 
     def _reference_count(self, C: int) -> int:
         """T = min(num_references, C - 1): only C - 1 classes are not the target. The cap changes
@@ -347,66 +379,73 @@ class FinerCAM:
         return C - 1
 
     # -- per-class statistics -----------------------------------------------------------------
-    def _statistics(self, fwd: _Forward, cand: np.ndarray, refs: np.ndarray,
+    def _statistics(self, fwd: _Forward, cand: np.ndarray, mean_of: np.ndarray | None, refs: np.ndarray,
                     hooks: list) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-        """Per layer, the statistic of every stored class (see :mod:`finercam.methods`), and the
+        """Per layer, the statistic of every stored gradient (see :mod:`finercam.methods`), and the
         zero-input logits of the stored classes (Score-CAM; None for the other methods)."""
         no_baselines: list[np.ndarray | None] = [None] * len(fwd.acts)
         if self.method in GRADIENT_METHODS:
-            return self._gradient_stats(fwd, self._directions(fwd.logits, cand, refs)), no_baselines
+            return self._gradient_stats(fwd, self._directions(fwd.logits, cand, mean_of, refs, fwd.tally)), no_baselines
         if self.method == "cam":
-            return self._classifier_stats(fwd.acts, cand, fwd.logits_host.shape[1]), no_baselines
+            return self._classifier_stats(fwd, cand), no_baselines
         # scorecam: the taps are done; the masked forwards must not hit them again.
         for h in hooks:
             h.remove()
         hooks.clear()
-        return self._score_statistics(fwd.images, fwd.acts, cand)
+        return self._score_statistics(fwd.images, fwd.acts, cand, fwd.tally)
 
-    def _directions(self, logits: torch.Tensor, cand: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+    def _directions(self, logits: torch.Tensor, cand: np.ndarray, mean_of: np.ndarray | None,
+                    refs: np.ndarray, tally: _host.HostTally) -> torch.Tensor:
         """(N, S, C) logit combinations whose gradients are stored: one-hot rows of the stored
-        classes; for pgc, its objective's direction and the main class's one-hot row."""
+        classes, then (two-pass default) the references' mean ``(1/T) sum_t e_t``; for pgc, its
+        objective's direction and the main class's one-hot row."""
         if self.objective == "pgc":
-            return self._pgc_directions(logits, cand[:, 0], refs)
+            return self._pgc_directions(logits, cand[:, 0], refs, tally)
         N, S = cand.shape
-        dirs = torch.zeros((N, S, logits.shape[1]), dtype=logits.dtype, device=logits.device)
-        dirs.scatter_(2, torch.as_tensor(cand, device=logits.device)[:, :, None], 1.0)
-        return dirs
+        # Built on the host (a few small NumPy writes instead of torch calls) and sent in one copy.
+        dirs = np.zeros((N, S + (mean_of is not None), logits.shape[1]), np.float32)
+        n = np.arange(N)[:, None]
+        dirs[n, np.arange(S)[None, :], cand] = 1.0
+        if mean_of is not None:
+            dirs[n, S, mean_of] = 1.0 / mean_of.shape[1]
+        return torch.from_numpy(dirs).to(device=logits.device, dtype=logits.dtype)
 
-    def _pgc_directions(self, logits: torch.Tensor, main: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+    def _pgc_directions(self, logits: torch.Tensor, main: np.ndarray, refs: np.ndarray,
+                        tally: _host.HostTally) -> torch.Tensor:
         main_t = torch.as_tensor(main, device=logits.device)
         v, den = pgc_direction(logits, main_t, torch.as_tensor(refs, device=logits.device), self.gamma)
-        warn_if_flipped(den)
+        warn_if_flipped(torch.from_numpy(tally.take(den)))
         dirs = torch.zeros((logits.shape[0], 2, logits.shape[1]), dtype=torch.float32, device=logits.device)
         dirs[:, 0] = v
         dirs[:, 1].scatter_(1, main_t[:, None], 1.0)
         return dirs
 
     def _gradient_stats(self, fwd: _Forward, dirs: torch.Tensor) -> list[np.ndarray]:
+        """Per layer (N, S, ...) statistics of the S directions' gradients, reduced on the model's
+        device (:func:`finercam.methods.device_statistic`) and brought to the host in one copy."""
         names = [n for n, _ in self.layers]
-        stats: list = [None] * len(fwd.acts)
-        S = dirs.shape[1]
-        for s, grads in directional_gradients(fwd.logits, fwd.taps, dirs, names):
-            for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts, strict=True)):
-                G = _host_float32(tf(g))
-                st = class_statistic(self.method, A, G)
-                if stats[i] is None:
-                    stats[i] = np.empty((st.shape[0], S) + st.shape[1:], np.float32)
-                stats[i][:, s] = st
-        return stats
+        per_layer: list[list[torch.Tensor]] = [[] for _ in fwd.acts_device]
+        for _, grads in directional_gradients(fwd.logits, fwd.taps, dirs, names):
+            for i, (tf, g, A) in enumerate(zip(fwd.transforms, grads, fwd.acts_device, strict=True)):
+                per_layer[i].append(device_statistic(self.method, A, tf(g)))
+        return [fwd.tally.take(torch.stack(st, dim=1)) for st in per_layer]
 
-    def _classifier_stats(self, acts: list[np.ndarray], cand: np.ndarray, num_classes: int) -> list[np.ndarray]:
-        """CAM's per-class weights: the classifier's rows of the stored classes, (N, S, K) per layer."""
+    def _classifier_stats(self, fwd: _Forward, cand: np.ndarray) -> list[np.ndarray]:
+        """CAM's per-class weights: the classifier's rows of the stored classes, (N, S, K) per
+        layer, gathered on the model's device (only those rows cross to the host)."""
+        num_classes = fwd.logits_host.shape[1]
         clf = self._find_classifier(num_classes)
         stats = []
-        for (name, _), A in zip(self.layers, acts, strict=True):
+        for (name, _), A in zip(self.layers, fwd.acts, strict=True):
             if clf is None or clf.in_features != A.shape[1]:
                 raise ValueError(f"method='cam' needs a final nn.Linear with {num_classes} outputs and "
                                  f"{A.shape[1]} inputs (the channels of {name!r}); pass classifier=")
-            stats.append(np.ascontiguousarray(_host_float32(clf.weight)[cand]))
+            rows = torch.as_tensor(cand, device=clf.weight.device)
+            stats.append(fwd.tally.take(clf.weight.detach()[rows]))
         return stats
 
     @torch.no_grad()
-    def _score_statistics(self, images, acts, cand):
+    def _score_statistics(self, images, acts, cand, tally: _host.HostTally):
         """Eq. 9's per-class scores ``f(x o H_k)_s`` for the stored classes, (N, S, K) per layer,
         and ``f(x_b)_s`` with ``x_b = 0``; masks built by the C core per chunk of (sample, channel)
         pairs, never all K masked copies at once."""
@@ -415,7 +454,7 @@ class FinerCAM:
         chunk = max(1, int(self.score_budget_mb * 2**20 // per_input))
         cand_t = torch.as_tensor(cand, device=images.device)
         zero_logits = extract_logits(self._net(torch.zeros_like(images[:1])), 1).float()
-        base = zero_logits[0][cand_t].cpu().numpy()                  # (N, S)
+        base = tally.take(zero_logits[0][cand_t])                    # (N, S)
         stats, baselines = [], []
         for A in acts:
             K, h, w = A.shape[1:]
@@ -428,6 +467,6 @@ class FinerCAM:
                 n_idx = torch.arange(i0, i1, device=images.device) // K
                 scores = extract_logits(self._net(images[n_idx] * masks[:, None]), i1 - i0)
                 out[i0:i1] = scores.float().gather(1, cand_t[n_idx])
-            stats.append(out.view(N, K, -1).transpose(1, 2).contiguous().cpu().numpy())
+            stats.append(tally.take(out.view(N, K, -1).transpose(1, 2)))
             baselines.append(base)
         return stats, baselines

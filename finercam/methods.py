@@ -27,10 +27,11 @@ pytorch-grad-cam takes a softmax of the K scores over the channels).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from . import kernels
 
-__all__ = ["GRADIENT_METHODS", "METHODS", "METHOD_LABELS", "class_statistic", "combine_stats",
+__all__ = ["GRADIENT_METHODS", "METHODS", "METHOD_LABELS", "class_statistic", "device_statistic", "combine_stats",
            "gradcampp_weights", "signed_maps"]
 
 #: The methods that need the per-class gradients (one backward pass per stored class).
@@ -73,6 +74,28 @@ def class_statistic(method: str, A: np.ndarray, G: np.ndarray) -> np.ndarray:
         return both[:, 0] - both[:, 1]
     if method in ("layercam", "gradcam++"):
         return np.ascontiguousarray(G, dtype=np.float32)
+    raise ValueError(f"method {method!r} has no gradient statistic")
+
+
+def device_statistic(method: str, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """:func:`class_statistic` computed where the tensors live (the model's device), so that only
+    the statistic crosses to the host: (N, K) for gradcam and xgradcam, (N, h, w) for hirescam,
+    ``G`` itself for layercam and gradcam++. Sums that can cancel (xgradcam, hirescam) run in
+    float64, as the NumPy twin's.
+
+    >>> A = torch.ones(1, 2, 2, 2); G = torch.full((1, 2, 2, 2), 0.5)
+    >>> device_statistic("gradcam", A, G)
+    tensor([[0.5000, 0.5000]])
+    """
+    if method == "gradcam":
+        return G.float().mean(dim=(2, 3))
+    if method == "xgradcam":
+        A64 = A.double()
+        return (G.double() * A64).sum(dim=(2, 3)) / (A64.sum(dim=(2, 3)) + 1e-7)
+    if method == "hirescam":
+        return (G.double() * A.double()).sum(dim=1)
+    if method in ("layercam", "gradcam++"):
+        return G
     raise ValueError(f"method {method!r} has no gradient statistic")
 
 
@@ -141,13 +164,17 @@ def signed_maps(method: str, A: np.ndarray, stats: np.ndarray, coef: np.ndarray,
     array([[0.5, 0.5],
            [0.5, 0.5]], dtype=float32)
     """
-    if method in ("gradcam", "xgradcam", "cam", "scorecam"):
-        W = combine_stats(stats, coef)
-        if method == "scorecam":
-            if baseline is None:
-                raise ValueError("method='scorecam' needs baseline, the zero-input logits")
-            W = W - combine_stats(baseline[:, :, None], primary)
+    if method == "scorecam":
+        if baseline is None:
+            raise ValueError("method='scorecam' needs baseline, the zero-input logits")
+        # One combination, rounded once: the masked scores and the zero-input logits are large
+        # and nearly equal, so rounding sum_s c_s f(x o H_k)_s to float32 before subtracting
+        # would leave only the rounding error of a nearly flat map.
+        base = np.broadcast_to(baseline[:, :, None], stats.shape)
+        W = combine_stats(np.concatenate([stats, base], axis=1), np.concatenate([coef, -primary], axis=2))
         return kernels.combine(A, W)
+    if method in ("gradcam", "xgradcam", "cam"):
+        return kernels.combine(A, combine_stats(stats, coef))
     if method == "hirescam":
         return kernels.combine(stats, coef)
     g = combine_stats(stats, coef)

@@ -12,13 +12,19 @@ window.finercamApp = function (api) {
     '<label>model <select id="fc-model"></select></label>' +
     '<label>method <select id="fc-method"></select></label>' +
     '<label>image <input type="file" id="fc-file" accept="image/*"></label></div>' +
-    '<div class="fc-drop" id="fc-drop">drop an image here (or choose one above): one model call, then explore ' +
+    '<div class="fc-drop" id="fc-drop" tabindex="0" role="button" aria-label="drop an image here, or press Enter to choose one">drop an image here (or choose one above): one model call, then explore ' +
     'gamma, references and aggregation in this page</div>' +
-    '<p id="fc-status" role="status"></p><ul class="fc-preds" id="fc-preds"></ul>';
+    '<p id="fc-status" role="status"></p><ul class="fc-preds" id="fc-preds" aria-label="top-5 predictions: pick the class to explain"></ul>';
   var model = box.querySelector("#fc-model"), method = box.querySelector("#fc-method");
   var file = box.querySelector("#fc-file"), drop = box.querySelector("#fc-drop");
   var status = box.querySelector("#fc-status"), preds = box.querySelector("#fc-preds");
 
+  function mark() {  // the top-5 entry that is the target now
+    var st = api.state();
+    [].forEach.call(preds.querySelectorAll("button"), function (b) {
+      b.classList.toggle("fc-on", st !== null && Number(b.getAttribute("data-class")) === st.target);
+    });
+  }
   function say(text, error) { status.textContent = text; status.className = error ? "fc-error" : ""; }
   function option(sel, value, text) { var o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o); }
 
@@ -39,21 +45,31 @@ window.finercamApp = function (api) {
         busy = false;
         if (!a.ok) { say(a.body.error || ("error " + a.status), true); return; }
         preds.innerHTML = "";
+        api.mount(root, a.body.view, {restore: false});
+        var stored = a.body.view.images[0].candidates;
         a.body.predictions.forEach(function (p) {
-          var li = document.createElement("li");
-          li.innerHTML = "<b></b> ";
-          li.firstChild.textContent = (100 * p.probability).toFixed(1) + "%";
-          li.appendChild(document.createTextNode(p.name));
+          // a top-5 entry is a button: it makes that class the target (any stored class can be)
+          var li = document.createElement("li"), b = document.createElement("button");
+          b.type = "button"; b.className = "fc-pred"; b.setAttribute("data-class", String(p.id));
+          b.innerHTML = "<b></b> ";
+          b.firstChild.textContent = (100 * p.probability).toFixed(1) + "%";
+          b.appendChild(document.createTextNode(p.name));
+          if (stored.indexOf(p.id) < 0) { b.disabled = true; b.title = "not among the stored classes"; }
+          else b.title = "explain " + p.name + " (not the references)";
+          b.addEventListener("click", function () { api.set({target: p.id}); mark(); });
+          li.appendChild(b);
           preds.appendChild(li);
         });
-        api.mount(root, a.body.view);
+        mark();
         window.finercamAppLast = {seconds: a.body.seconds, roundTripMs: performance.now() - t0, model: a.body.model, method: a.body.method};
         say(f.name + ": " + a.body.model + ", " + a.body.method + " (model call " + (1000 * a.body.seconds).toFixed(0) +
-            " ms); top-5 below, then explore without further model calls");
+            " ms); top-5 below (click one to explain it), then explore without further model calls");
       })
       .catch(function (e) { busy = false; say("the request failed: " + e, true); });
   }
   file.addEventListener("change", function () { explain(file.files[0]); });
+  drop.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); file.click(); } });
+  root.addEventListener("change", mark);
   [model, method].forEach(function (s) { s.addEventListener("change", function () { explain(lastFile); }); });
   drop.addEventListener("dragover", function (e) { e.preventDefault(); drop.classList.add("fc-over"); });
   drop.addEventListener("dragleave", function () { drop.classList.remove("fc-over"); });

@@ -6,13 +6,17 @@
 The page asks for an image (file picker or drag and drop), a model (the embedded ``cnn`` and
 ``vit`` of the bird world, the ImageNet network of :func:`finercam.world.models.imagenet.load_imagenet`,
 or the ``--model PKG.MOD:FACTORY --layer NAME`` given on the command line) and a base method. One
-model call per image (:class:`finercam.FinerCAM`: a forward pass and one backward per stored class)
-answers with the top-5 predictions, with class names, and the interactive view of
-:mod:`finercam.explorer`: gamma, references, aggregation and base method are then explored in the
-browser, with no further model call.
+model call per image (:class:`finercam.FinerCAM` over the model's suggested target layers,
+:func:`finercam.suggest_layers`, or the ``--layer`` names given: a forward pass and one backward
+per stored class) answers with the top-5 predictions, with class names, and the interactive view
+of :mod:`finercam.explorer`: the target (any top-5 entry or stored class), the references, gamma,
+the layer (each one, or their fusion), aggregation, base method and colour map are then explored
+in the browser, with no further model call.
 
 Safety: the server binds 127.0.0.1 unless ``--host`` says otherwise; an upload larger than
-``--max-upload-mb`` is refused (413) before it is read, a body that is not an image gets 415, a bad
+``--max-upload-mb`` is refused (413) before it is read, an image of more than ``--max-pixels`` pixels (default: Pillow's
+decompression-bomb limit) is refused (413) before it is decoded, a body that is not an image gets
+415, a bad
 model or method 400, each with a one-line JSON ``{"error": ...}`` (never a traceback); model calls
 run one at a time behind a lock, so concurrent requests cannot mix; only ``/``, ``/api/models``
 and ``POST /api/explain`` exist (everything else is 404): the server reads no file of its own
@@ -21,6 +25,7 @@ choosing. Standard library only (:class:`http.server.ThreadingHTTPServer`).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
@@ -41,10 +46,14 @@ from .common import UsageError, one_line_errors, usage_errors
 from .inputs import load_model
 
 __all__ = ["AppModel", "AppServer", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
-           "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB"]
+           "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_PIXELS", "SUGGESTED_LAYERS"]
 
 APP_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam", "scorecam")
 DEFAULT_MAX_UPLOAD_MB = 10.0
+#: The largest image (width x height) the app decodes: Pillow's own decompression-bomb limit.
+DEFAULT_MAX_PIXELS = 89_478_485
+#: How many of :func:`finercam.suggest_layers`'s layers the app explains in its one model call.
+SUGGESTED_LAYERS = 2
 #: What the browser is allowed to do with the app's page: its own inline code, data: images, and
 #: requests to this server only.
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -55,9 +64,11 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
 class AppModel:
     """A classifier ready for the app: ``transform(pil) -> (3, H, W)`` input, whose pixels are
     ``x * std + mean`` in [0, 1] (how the page shows the input the map lies on).
+    ``layers``: the target layers explained in one model call (the page shows the first, and
+    offers each and their fusion).
 
     >>> import torch
-    >>> m = AppModel("id", "identity", torch.nn.Identity(), "0", lambda im: None, (0.0,) * 3, (1.0,) * 3, None)
+    >>> m = AppModel("id", "identity", torch.nn.Identity(), ["0"], lambda im: None, (0.0,) * 3, (1.0,) * 3, None)
     >>> m.label(3)
     'class 3'
     """
@@ -65,7 +76,7 @@ class AppModel:
     name: str
     description: str
     model: Any
-    layer: Any
+    layers: list
     transform: Callable
     mean: Sequence[float]
     std: Sequence[float]
@@ -76,16 +87,35 @@ class AppModel:
         return str(names[k]) if names is not None and 0 <= k < len(names) else f"class {k}"
 
 
-def _app_model(spec: str, description: str, layer: str | None = None) -> AppModel:
+def _layers(inputs, given: Sequence[str] | None) -> list:
+    """The layers the app explains: those given (``--layer``, once or more), else the first
+    :data:`SUGGESTED_LAYERS` of :func:`finercam.suggest_layers` at the model's input size, else
+    the model's own default layer."""
+    if given:
+        return list(given)
+    from ..suggest import suggest_layers
+
+    size = inputs.size if isinstance(inputs.size, (tuple, list)) else (inputs.size, inputs.size)
+    try:
+        names = [s.name for s in suggest_layers(inputs.model, tuple(size))[:SUGGESTED_LAYERS]]
+    except ValueError:
+        names = []
+    if inputs.layer and inputs.layer not in names:
+        names = [inputs.layer] + names[:SUGGESTED_LAYERS - 1]
+    return names
+
+
+def _app_model(spec: str, description: str, layers: Sequence[str] | None = None) -> AppModel:
     """Load ``spec`` the way ``finercam explain`` does (:func:`finercam.apps.inputs.load_model`:
     the embedded models at their training size in [0, 1], the ImageNet network with its own
     preprocessing, an import string at 224 px with the ImageNet mean/std)."""
     inputs = load_model(spec)
-    return AppModel(spec, description, inputs.model.eval(), layer or inputs.layer, inputs.transform,
+    model = inputs.model.eval()
+    return AppModel(spec, description, model, _layers(inputs, layers), inputs.transform,
                     inputs.mean, inputs.std, None if inputs.class_names is None else list(inputs.class_names))
 
 
-def builtin_models(custom: str | None = None, layer: str | None = None) -> dict:
+def builtin_models(custom: str | None = None, layer: str | Sequence[str] | None = None) -> dict:
     """name -> (description, loader): the embedded ``cnn`` and ``vit``, ``imagenet``, and the
     ``--model`` factory when given (loaded when first used).
 
@@ -101,10 +131,11 @@ def builtin_models(custom: str | None = None, layer: str | None = None) -> dict:
     if custom is not None:
         if not layer and not custom.startswith("hf:"):       # hf:DIR brings its suggested layer
             raise UsageError("--layer is required with --model (the dotted name of the target layer)")
-        shown = layer or "suggested"
+        layers = [] if not layer else [layer] if isinstance(layer, str) else list(layer)
+        shown = " + ".join(layers) or "suggested"
         description = (f"{custom} (layer {shown}, its processor's size and normalisation)" if custom.startswith("hf:")
-                       else f"{custom} (layer {layer}, 224 px, ImageNet normalisation)")
-        out = {custom: (f"{custom} (layer {shown})", lambda: _app_model(custom, description, layer)), **out}
+                       else f"{custom} (layer {shown}, 224 px, ImageNet normalisation)")
+        out = {custom: (f"{custom} (layer {shown})", lambda: _app_model(custom, description, layers)), **out}
     return out
 
 
@@ -126,7 +157,16 @@ class ExplainService:
     (['cnn', 'vit', 'imagenet'], ['gradcam', 'layercam'])
     """
 
-    def __init__(self, models: dict, gamma: float = 0.6, num_references: int = 3):
+    def __init__(self, models: dict, gamma: float = 0.6, num_references: int = 3, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, cmap: str = "jet"):
+        from ..explorer import COLORMAPS
+
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ValueError(f"max_pixels must be an int >= 1, got {max_pixels!r}")
+        if cmap not in COLORMAPS:
+            raise ValueError(f"cmap must be one of {COLORMAPS}, got {cmap!r}")
+        self.max_pixels = max_pixels
+        self.cmap = cmap
         self.models = dict(models)
         self.gamma = gamma
         self.num_references = num_references
@@ -151,7 +191,7 @@ class ExplainService:
         """The answer to one upload: top-5 predictions and the view's data (JSON-ready)."""
         if method not in APP_METHODS:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"method must be one of {', '.join(APP_METHODS)}, got {method!r}")
-        photo = _decode(data)
+        photo = _decode(data, self.max_pixels)
         with self._lock:
             m = self._model(model)        # loaded once, at its first use (not timed)
             t0 = time.perf_counter()
@@ -167,28 +207,51 @@ class ExplainService:
 
         x = m.transform(photo)
         x = (x if x.ndim == 4 else x[None]).float()
-        exp = FinerCAM(m.model, m.layer, method=method, gamma=self.gamma,
-                       num_references=self.num_references)(x)
+        exp = FinerCAM(m.model, m.layers, method=method, gamma=self.gamma,
+                       num_references=self.num_references, candidates=10)(x)  # the page toggles 10 classes
         probs = torch.softmax(torch.from_numpy(np.asarray(exp.logits[0], np.float64)), 0).numpy()
         top = np.argsort(-probs)[:5]
         mean = torch.tensor(m.mean, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(m.std, dtype=torch.float32).view(3, 1, 1)
         shown = (x[0] * std + mean).clamp(0, 1)
         view = view_data(exp, images=shown[None], class_names=m.class_names,
-                         title=f"{m.label(int(exp.targets[0]))}: {method} on {m.name}")
-        return {"model": m.name, "method": method,
+                         title=f"{m.label(int(exp.targets[0]))}: {method} on {m.name}",
+                         layer=exp.layer_names[0], cmap=self.cmap)
+        return {"model": m.name, "method": method, "layers": list(exp.layer_names),
                 "predictions": [{"id": int(k), "name": m.label(int(k)), "probability": float(probs[k])} for k in top],
                 "view": view}
 
 
-def _decode(data: bytes):
-    """The upload as a PIL RGB image (finercam explain's reader), else a 415 RequestError."""
+def _check_pixels(data: bytes, max_pixels: int) -> None:
+    """A 413 RequestError naming the limit when the image's header declares more than
+    ``max_pixels`` pixels (read before anything is decoded); unreadable headers pass on to the
+    decoder, which answers them with 415."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Image.DecompressionBombError as exc:
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                           f"the image is too large: {exc} (the app's limit is {max_pixels:,} pixels)") from None
+    except Exception:  # not an image header Pillow knows: _decode says so
+        return
+    if width * height > max_pixels:
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                           f"the image has {width} x {height} = {width * height:,} pixels, more than the limit "
+                           f"of {max_pixels:,} pixels (finercam app --max-pixels)")
+
+
+def _decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The upload as a PIL RGB image (finercam explain's reader); a 413 RequestError above
+    ``max_pixels`` pixels, a 415 one for anything that is not a usable image."""
+    _check_pixels(data, max_pixels)
     with tempfile.NamedTemporaryFile(suffix=".upload") as f:
         f.write(data)
         f.flush()
         try:
             return read_image(f.name)
-        except ImageReadError as exc:  # also Pillow's decompression-bomb guard
+        except ImageReadError as exc:  # Pillow's decompression-bomb guard is _check_pixels's 413
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                                f"the upload is not an image Pillow can read ({exc.reason})") from None
 
@@ -313,10 +376,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one)")
     p.add_argument("--model", metavar="PKG.MOD:FACTORY", help="add your classifier to the page's models")
-    p.add_argument("--layer", metavar="NAME", help="its target layer (required with --model)")
+    p.add_argument("--layer", metavar="NAME", action="append",
+                   help="its target layer (required with --model; give it twice for two layers, "
+                        "offered one by one and fused)")
     p.add_argument("--gamma", type=float, default=0.6, help="the view's initial gamma (default 0.6)")
     p.add_argument("--references", type=int, default=3, metavar="T", help="initial number of references (default 3)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload (default 10)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest accepted image, width x height (default {DEFAULT_MAX_PIXELS:,}: Pillow's limit)")
+    p.add_argument("--cmap", default="jet", choices=("jet", "viridis", "cividis"),
+                   help="the view's first colour map (default jet, the paper's; cividis is colour-blind safe)")
     p.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -334,9 +403,12 @@ def run(args) -> int:
     models = builtin_models(args.model, args.layer)
     if args.references < 1:
         raise UsageError(f"--references must be >= 1, got {args.references}")
+    if args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     with usage_errors():
         gamma = check_gamma(args.gamma)
-    service = ExplainService(models, gamma=gamma, num_references=args.references)
+    service = ExplainService(models, gamma=gamma, num_references=args.references,
+                             max_pixels=args.max_pixels, cmap=args.cmap)
     server = make_server(service, args.host, args.port, args.max_upload_mb, args.verbose)
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else host  # an AF_UNIX address would be bytes

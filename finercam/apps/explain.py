@@ -15,9 +15,15 @@ Per image, ONE model call (:class:`finercam.FinerCAM`) and then only recombinati
   alone at ``--reference-gamma`` (default 1.0), which shows what tells the class from that one;
 * row 2: a gamma strip (0, 0.3, 0.6, 1.0, 1.5) against the nearest reference (paper Fig. 8).
 
-Under each map: its Pearson correlation ``r`` with the base map and the share of the base map's
-energy that moved, ``moved = 1/2 sum_ij |p_ij - q_ij|`` with ``p, q`` the two maps divided by
-their sums (0: same distribution, 1: disjoint support), both on the layer's grid before resizing.
+Under each map: its Pearson correlation ``r`` with the base map, measured as
+:func:`finercam.diagnose.map_correlation` measures it for the "why" line and the interactive view
+(the two normalised maps on the input's H x W grid, ``Explanation.maps``), and the share of the
+base map's energy that moved, ``moved = 1/2 sum_ij |p_ij - q_ij|`` with ``p, q`` the two maps
+divided by their sums (0: same distribution, 1: disjoint support), on the first layer's grid
+before resizing. Titles say what a map compares in words ("tiger cat, not Egyptian cat").
+``--cmap viridis`` or ``cividis`` (colour-blind safe) replaces jet, the paper's colour map, in the
+panel, the overlays and the view; ``--layer`` given twice explains two layers in the one model
+call (the panel shows their fusion, the ``--html`` view each layer and the fusion).
 Maps are laid back on the photo at its own size (a centre crop on the part it shows, outlined).
 ``<stem>_baseline.png`` and ``<stem>_finer.png`` hold the two overlays alone and ``index.html``
 every panel with the top-5 predictions and the references.
@@ -68,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """
     one_line_errors(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
-    add_model_arguments(p)
+    add_model_arguments(p, many_layers=True)
     add_preprocessing_arguments(p)
     p.add_argument("--method", default="gradcam", help=f"base CAM method, one of {', '.join(METHODS)}")
     p.add_argument("--gamma", type=float, default=0.6, help="comparison strength (default 0.6)")
@@ -82,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gamma of the maps against each reference alone (default 1.0)")
     p.add_argument("--out", default="finercam-explain", metavar="DIR", help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--cmap", default="jet", choices=("jet", "viridis", "cividis"),
+                   help="colour map (default jet, the paper's; viridis and cividis are perceptually "
+                        "uniform, cividis colour-blind safe)")
     p.add_argument("--html", action="store_true",
                    help="also write STEM.html per image: the interactive view (gamma slider, reference "
                         "toggles; recombined in the browser, no model call)")
@@ -143,7 +152,8 @@ def _setup(args):
     target, refs = _classes(args, inputs)
     with usage_errors():  # FinerCAM checks the layer name against the model
         cam = FinerCAM(inputs.model, inputs.layer, method=args.method, gamma=args.gamma,
-                       num_references=len(refs) if refs else args.num_references)
+                       num_references=len(refs) if refs else args.num_references,
+                       candidates=10 if args.html else 1)  # per class: the page's 10 classes, or the panel's references
     return inputs, cam, target, refs
 
 
@@ -223,13 +233,13 @@ class _Outputs:
         stem = self._stem(path)
         maps = panel.panel_maps(exp, photo, inputs.crop(*photo.size), names, args.method, args.gamma,
                                 args.reference_gamma, references_given=bool(args.references))
-        fig = panel.panel_figure(maps, Path(path).name, names, args.alpha)
+        fig = panel.panel_figure(maps, Path(path).name, names, args.alpha, args.cmap)
         panel.report_image(report, path, stem, maps, names, fig)
         if args.html:
             image = panel.view_image(inputs.transform, photo, inputs.mean, inputs.std, bool(args.transform))
-            panel.write_view(report, self.out, image, exp, stem, names)
-        save_png(viz.overlay(photo, maps.base, alpha=args.alpha), self.out / f"{stem}_baseline.png")
-        save_png(viz.overlay(photo, maps.finer, alpha=args.alpha), self.out / f"{stem}_finer.png")
+            panel.write_view(report, self.out, image, exp, stem, names, args.cmap)
+        save_png(viz.overlay(photo, maps.base, alpha=args.alpha, cmap=args.cmap), self.out / f"{stem}_baseline.png")
+        save_png(viz.overlay(photo, maps.finer, alpha=args.alpha, cmap=args.cmap), self.out / f"{stem}_finer.png")
         _say(bar, panel.console_lines(path, maps, names), sys.stdout)
         why = panel.diagnosis(inputs.model, exp, names)
         _say(bar, f"  why: {why}", sys.stdout)

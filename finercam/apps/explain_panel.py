@@ -62,31 +62,38 @@ class ImageMaps:
     finer: np.ndarray
 
 
-def _lay_on_photo(raw: np.ndarray, region, photo_size) -> np.ndarray:
-    """A (h, w) raw map resized to ``region`` of the photo and min-maxed; NaN outside."""
+def _lay_on_photo(exp, region, photo_size) -> np.ndarray:
+    """The map of image 0 of ``exp`` (its layers' raw maps, fused when there are several) resized
+    to ``region`` of the photo and min-maxed; NaN outside."""
     from .. import kernels
 
     left, top, right, bottom = region
     width, height = photo_size
+    size = (bottom - top, right - left)
+    raws = [raw[:1] for raw in exp.layer_raw_maps]
     full = np.full((height, width), np.nan, np.float32)
-    full[top:bottom, left:right] = kernels.postprocess(raw[None], (bottom - top, right - left))[0]
+    full[top:bottom, left:right] = (kernels.postprocess(raws[0], size) if len(raws) == 1
+                                    else kernels.fuse_layers(raws, size))[0]
     return full
 
 
 class _Cells:
-    """Collects the panel's cells and their numbers against one base map."""
+    """Collects the panel's cells and their numbers against one base map: ``r`` as
+    :meth:`Explanation.diagnose` and the interactive view measure it (Pearson, the normalised maps
+    on the input's grid), ``moved`` on the first layer's grid."""
 
-    def __init__(self, base_raw: np.ndarray, region, photo_size):
-        self.base_raw, self.region, self.photo_size = base_raw, region, photo_size
+    def __init__(self, base, region, photo_size):
+        self.base, self.region, self.photo_size = base, region, photo_size
         self.numbers: list[tuple[str, float, float]] = []
 
     def cell(self, exp, title: str, label: str) -> dict:
         raw = exp.raw_maps[0]
-        r, moved = map_change(self.base_raw, raw)
+        _, moved = map_change(self.base.raw_maps[0], raw)
+        r = float(map_correlation(self.base.maps[:1], exp.maps[:1])[0])
         self.numbers.append((label, r, moved))
         caption = ("" if raw.max() <= 0 else
                    f"r = {r:.2f}, moved {moved:.0%}" if np.isfinite(r) else f"moved {moved:.0%}")
-        return {"map": _lay_on_photo(raw, self.region, self.photo_size), "title": title, "caption": caption}
+        return {"map": _lay_on_photo(exp, self.region, self.photo_size), "title": title, "caption": caption}
 
 
 def panel_maps(exp, photo, region, names, method: str, gamma: float, reference_gamma: float,
@@ -95,20 +102,23 @@ def panel_maps(exp, photo, region, names, method: str, gamma: float, reference_g
     the default Finer map (``gamma``, its references averaged, Eq. 8) and the Finer map against
     each reference alone at ``reference_gamma``; row 2 the gamma strip (:data:`GAMMA_STRIP`)
     against the first reference (paper Fig. 8)."""
+    from ..explorer import comparison_words
+
     refs = [int(r) for r in exp.references[0]]
+    target = short_name(names, int(exp.targets[0]))
     base = exp.baseline()
-    cells = _Cells(base.raw_maps[0], region, photo.size)
-    averaged = f"{len(refs)} refs averaged" if len(refs) > 1 else "1 ref"
-    row1 = [{"map": None, "title": f"photo: {short_name(names, int(exp.targets[0]))}"},
-            cells.cell(base, f"{METHOD_LABELS.get(method, method)} (base)", "base"),
-            cells.cell(exp, f"Finer \u03b3={gamma:g}, {averaged}",
+    cells = _Cells(base, region, photo.size)
+    averaged = ", mean)" if len(refs) > 1 else ")"
+    row1 = [{"map": None, "title": f"photo: {target}"},
+            cells.cell(base, f"{METHOD_LABELS.get(method, method)} (base): {target}", "base"),
+            cells.cell(exp, comparison_words(target, [short_name(names, r) for r in refs]) + f" (\u03b3={gamma:g}{averaged}",
                        f"Finer \u03b3={gamma:g}, " + (f"mean of {len(refs)}" if len(refs) > 1 else "1 reference"))]
     for r in refs:
         one = exp.recombine(gamma=reference_gamma, references=[[r]])
-        row1.append(cells.cell(one, f"vs {short_name(names, r)} (\u03b3={reference_gamma:g})",
+        row1.append(cells.cell(one, comparison_words(target, [short_name(names, r)]) + f" (\u03b3={reference_gamma:g})",
                                f"vs {name_of(names, r)}, \u03b3={reference_gamma:g}"))
     which = "first reference given" if references_given else "nearest reference"
-    row2 = [{"text": f"\u03b3 strip against\n{short_name(names, refs[0])}\n({which})"}]
+    row2 = [{"text": f"\u03b3 strip:\n{comparison_words(target, [short_name(names, refs[0])])}\n({which})"}]
     for g in GAMMA_STRIP:
         one = exp.recombine(gamma=g, references=[[refs[0]]])
         row2.append(cells.cell(one, f"\u03b3 = {g:g}", f"vs {name_of(names, refs[0])}, \u03b3={g:g}"))
@@ -124,16 +134,17 @@ def top_predictions(exp, names, k: int = TOP_K) -> list[tuple[int, str, float, f
     return [(int(c), short_name(names, int(c)), float(p[c]), float(y[c])) for c in order]
 
 
-def panel_figure(maps: ImageMaps, label: str, names, alpha: float):
-    """The panel as a matplotlib figure, titled with the prediction and the references."""
+def panel_figure(maps: ImageMaps, label: str, names, alpha: float, cmap: str = "jet"):
+    """The panel as a matplotlib figure, titled with the prediction and the references, its maps
+    in ``cmap`` (jet, the paper's; viridis or cividis)."""
     from .. import viz
 
     target = int(maps.exp.targets[0])
     probability = top_predictions(maps.exp, names, 1)[0][2]
     refs = ", ".join(short_name(names, r) for r in maps.refs)
-    title = f"{label}: {short_name(names, target)} ({probability:.0%}) vs {refs}"
+    title = f"{label}: {short_name(names, target)} ({probability:.0%}), not {refs}"
     region = None if maps.region == (0, 0, *maps.photo.size) else maps.region
-    return viz.map_panel(maps.photo, maps.cells, suptitle=title, alpha=alpha, region=region)
+    return viz.map_panel(maps.photo, maps.cells, suptitle=title, alpha=alpha, region=region, cmap=cmap)
 
 
 def console_lines(path, maps: ImageMaps, names) -> str:
@@ -187,9 +198,9 @@ def view_image(transform: Callable, photo, mean, std, custom_transform: bool) ->
     return np.clip(x * s + m, 0.0, 1.0)
 
 
-def write_view(report, out: Path, image: np.ndarray, exp, stem: str, names) -> None:
+def write_view(report, out: Path, image: np.ndarray, exp, stem: str, names, cmap: str = "jet") -> None:
     """``--html``: the interactive view of this image beside the report, linked from it."""
     from ..explorer import write_html
 
-    write_html(exp, [image], out / f"{stem}.html", class_names=names, title=f"finercam: {stem}")
+    write_html(exp, [image], out / f"{stem}.html", class_names=names, title=f"finercam: {stem}", cmap=cmap)
     report.link("Interactive view (gamma slider, reference toggles)", f"{stem}.html")

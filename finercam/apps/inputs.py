@@ -66,7 +66,7 @@ class ModelInputs:
     """
 
     model: Any
-    layer: Optional[str]
+    layer: Optional[str | list[str]]   # a list: several target layers (explain --layer twice)
     transform: Callable
     crop: Callable[[int, int], Tuple[int, int, int, int]]
     size: int
@@ -236,8 +236,9 @@ def _check_triple(values, option: str, positive: bool) -> Tuple[float, float, fl
 # --- command-line options ------------------------------------------------------------------------
 
 
-def add_model_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
-    """``--model``, ``--layer``, ``--labels``.
+def add_model_arguments(p: argparse.ArgumentParser, required: bool = False, many_layers: bool = False) -> None:
+    """``--model``, ``--layer``, ``--labels``; ``many_layers``: ``--layer`` may be given more than
+    once (``finercam explain``: the view offers each layer and their fusion).
 
     >>> p = argparse.ArgumentParser(); add_model_arguments(p)
     >>> p.parse_args(["--model", "imagenet", "--labels", "l.txt"]).model
@@ -247,8 +248,9 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = False) -> N
                    help=f"a built-in model ({', '.join(BUILTIN_MODELS)}), a factory returning "
                         "a classifier (an nn.Module returning logits) or hf:DIR, a Hugging Face "
                         "save_pretrained folder (extra finercam[hf])")
-    p.add_argument("--layer", metavar="NAME", default=None,
-                   help="dotted name of the target layer (default: the built-in model's own)")
+    p.add_argument("--layer", metavar="NAME", default=None, action="append" if many_layers else "store",
+                   help="dotted name of the target layer (default: the built-in model's own)"
+                        + ("; give it twice for two layers" if many_layers else ""))
     p.add_argument("--labels", metavar="FILE", default=None,
                    help="class names, one per line in output order (default: the model's own)")
 
@@ -314,8 +316,10 @@ def inputs_from_args(args, default_model: str = "cnn") -> ModelInputs:
     check_preprocessing_args(args)
     labels = read_labels(args.labels) if getattr(args, "labels", None) else None
     inputs = load_model(args.model or default_model)
-    if args.layer:
-        inputs = replace(inputs, layer=args.layer)
+    if args.layer:   # one name, or a list of them (--layer given more than once)
+        one = isinstance(args.layer, str) or len(args.layer) == 1
+        inputs = replace(inputs, layer=(args.layer if isinstance(args.layer, str) else args.layer[0]) if one
+                         else list(args.layer))
     if not inputs.layer:
         raise UsageError(f"--layer is required with --model {inputs.source} "
                          "(the dotted name of the target layer)")

@@ -147,7 +147,8 @@ def _announce(cfg: RunConfig, look: FirstLook, chunk: int, methods_given: bool) 
 def _cams(net, layer, cfg: RunConfig, look: FirstLook, chunk: int) -> dict:
     from ..finer import FinerCAM
 
-    candidates = max(cfg.reference_ranks) if cfg.reference_ranks else None
+    # per class where a row needs it: the ranked references, or each reference for the aggregations
+    candidates = max(cfg.reference_ranks) if cfg.reference_ranks else (1 if cfg.aggregations else None)
     # Score-CAM's chunk is a budget in MiB of masked inputs: `chunk` images of this size
     budget = chunk * look.example.numel() * max(look.example.element_size(), 4) / 2**20
     return {m: FinerCAM(net, layer, method=m, gamma=cfg.gamma, num_references=cfg.num_references,

@@ -40,10 +40,13 @@ print(model.default_target_layer, images.shape, [data.class_names[c] for c in la
 # `FinerCAM(model, target_layer)` uses the paper's defaults: Grad-CAM as the base method,
 # gamma = 0.6, the T = 3 classes whose logits are nearest the target's as references, their
 # weights averaged before the ReLU (Eq. 8). One call runs the model once and returns an
-# `Explanation`.
+# `Explanation`. By default it stores two gradients, the target's and the references' mean (two
+# backward passes), enough for any gamma, the reverse comparison and the base map;
+# `candidates=10` stores the target, the references and the next classes one by one (a backward
+# pass each), so that section 2 can also compare with each reference alone.
 
 # %%
-cam = finercam.FinerCAM(model, model.default_target_layer)
+cam = finercam.FinerCAM(model, model.default_target_layer, candidates=10)
 exp = cam(images, targets=labels)
 print(exp)
 print("references of image 0:", [data.class_names[r] for r in exp.references[0]])
@@ -70,7 +73,7 @@ viz.compare(images[n], {"Grad-CAM": base.maps[n], "Finer-CAM (3 references)": ex
 # ## 2. Recombine without recomputing
 #
 # Every Finer objective is linear in the logits (`y_c - gamma * mean_t y_t`), so the explanation
-# stores the activations and one set of channel weights per stored class (the target, the
+# stores the activations and one set of channel weights per stored class (here the target, the
 # references and a few more candidates). A new gamma, another set of references, another
 # aggregation or the reverse comparison is a combination in the C core: no model call.
 

@@ -275,7 +275,7 @@ def test_the_page_embeds_an_interactive_view_per_model(quick, key):
     assert set(data["names"].values()) <= set(datasets.CLASS_NAMES) and data["names"]
     batch = _test_images(json.loads((out / "results.json").read_text())["meta"], key)
     net = models.load(key)
-    exp = finercam.FinerCAM(net, net.default_target_layer, gamma=0.6, num_references=3)(
+    exp = finercam.FinerCAM(net, net.default_target_layer, gamma=0.6, num_references=3, candidates=10)(
         torch.from_numpy(batch.images), targets=torch.from_numpy(batch.labels))
     every = [(item["candidates"], item["layers"]) for item in view_data(exp)["images"]]
     assert 1 <= len(data["images"]) <= 3
@@ -289,11 +289,17 @@ def test_the_page_embeds_an_interactive_view_per_model(quick, key):
 
 def _same_layers(a, b) -> bool:
     """Two explorer views' per-image layers agree: the same fields, and each base64 float32
-    array equal up to a relative 1e-4 of its largest magnitude."""
+    array (a float64 one where the page sends it as ``hi`` + ``hi_lo``) equal up to a relative
+    1e-4 of its largest magnitude."""
     import base64
 
-    def decoded(v):
-        return np.frombuffer(base64.b64decode(v), "<f4") if isinstance(v, str) else None
+    def decoded(layer, k):
+        v = layer[k]
+        if not isinstance(v, str):
+            return None
+        x = np.frombuffer(base64.b64decode(v), "<f4").astype(np.float64)
+        lo = layer.get(k + "_lo")
+        return x + np.frombuffer(base64.b64decode(lo), "<f4") if isinstance(lo, str) else x
 
     if len(a) != len(b):
         return False
@@ -301,7 +307,9 @@ def _same_layers(a, b) -> bool:
         if sorted(la) != sorted(lb) or la["kind"] != lb["kind"]:
             return False
         for k in la:
-            x, y = (decoded(la[k]), decoded(lb[k])) if k != "kind" else (None, None)
+            if k.endswith("_lo"):          # the low half of a float64 array, added to its high half
+                continue
+            x, y = (decoded(la, k), decoded(lb, k)) if k != "kind" else (None, None)
             if x is None:
                 if la[k] != lb[k]:
                     return False

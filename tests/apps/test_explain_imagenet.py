@@ -73,7 +73,7 @@ def _close(got, want, what):
 
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_gradient_methods_at_bn1_match_autograd(net, grosbeak, method):
-    exp = FinerCAM(net.model, "_bn1", method=method, gamma=0.6, num_references=3)(grosbeak)
+    exp = FinerCAM(net.model, "_bn1", method=method, gamma=0.6, num_references=3, candidates=10)(grosbeak)
     y, A = _forward_with(net.model, "_bn1", grosbeak.clone())
     y = y[0]
     c = int(y.argmax())

@@ -55,11 +55,11 @@ def _post(url, body, content_type="image/png"):
         return e.code, json.loads(e.read() or b"null"), dict(e.headers)
 
 
-def _direct(service, path, method="gradcam"):
-    """FinerCAM on the app's own model and input, without the app."""
+def _direct(service, path, method="gradcam", layers=None):
+    """FinerCAM on the app's own model and input, without the app (its layers, or ``layers``)."""
     m = service._model("cnn")
     x = m.transform(read_image(path))[None]
-    return finercam.FinerCAM(m.model, m.layer, method=method)(x), m
+    return finercam.FinerCAM(m.model, m.layers if layers is None else layers, method=method, candidates=10)(x), m
 
 
 def test_upload_answer_equals_a_direct_finercam_call(app, tmp_path):
@@ -150,7 +150,8 @@ def test_upload_in_the_browser_then_explore(app, browser, tmp_path):
         page.select_option("#fc-method", "gradcam++")
         page.set_input_files("#fc-file", str(path))
         page.wait_for_function("() => document.querySelectorAll('#fc-preds li').length === 5", timeout=60000)
-        exp, m = _direct(service, path, "gradcam++")
+        # the page opens on the first of the app's layers: FinerCAM on that layer alone
+        exp, m = _direct(service, path, "gradcam++", layers=service._model("cnn").layers[0])
         np.testing.assert_allclose(np.asarray(page.evaluate("() => window.finercam.map()")["data"]).reshape(96, 96),
                                    exp.maps[0], rtol=0, atol=TOL)
         # explore without the model: a state set in the page against recombine
@@ -182,7 +183,7 @@ def test_your_model_from_an_import_string(tmp_path):
     answer = service.explain(path.read_bytes(), "models_for_tests:TinyResNet", "xgradcam")
     m = service._model("models_for_tests:TinyResNet")
     x = default_transform()(read_image(path))[None]
-    exp = finercam.FinerCAM(m.model, "layer2", method="xgradcam")(x)
+    exp = finercam.FinerCAM(m.model, "layer2", method="xgradcam", candidates=10)(x)
     assert answer["view"]["size"] == [224, 224] and answer["predictions"][0]["id"] == int(exp.targets[0])
     assert answer["predictions"][0]["name"] == f"class {int(exp.targets[0])}"
     assert m.mean == IMAGENET_MEAN and m.std == IMAGENET_STD

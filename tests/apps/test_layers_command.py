@@ -63,7 +63,7 @@ def test_app_takes_an_hf_folder_without_layer(saved):
     description, load = app.builtin_models(f"hf:{folder}")[f"hf:{folder}"]
     loaded = load()
     assert "suggested" in description
-    assert (loaded.layer, loaded.mean, loaded.std) == (LAYER, (0.5,) * 3, (0.25,) * 3)
+    assert (loaded.layers[0], loaded.mean, loaded.std) == (LAYER, (0.5,) * 3, (0.25,) * 3)   # the first of its layers
     assert loaded.class_names == [f"bird {i}" for i in range(6)]
 
 

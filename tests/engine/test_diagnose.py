@@ -17,7 +17,7 @@ GAMMA = 0.6
 def setup():
     net = seeded(TinyResNet)
     x = images()
-    exp = finercam.FinerCAM(net, "layer2", gamma=GAMMA)(x, TARGETS, REFS)
+    exp = finercam.FinerCAM(net, "layer2", gamma=GAMMA, candidates=10)(x, TARGETS, REFS)
     return net, x, exp, exp.diagnose(net.fc)
 
 

@@ -25,7 +25,7 @@ def _explain(model, layer, method, **kw):
     torch.manual_seed(0)
     net = seeded(model)
     x = images(2)
-    return finercam.FinerCAM(net, layer, method=method, **kw)(x), x
+    return finercam.FinerCAM(net, layer, method=method, **{"candidates": 10, **kw})(x), x  # per class: the page toggles classes
 
 
 def _open(browser, page_html):
@@ -112,9 +112,9 @@ def test_initial_state_is_the_explanations(browser):
         assert (st["image"], st["gamma"], st["aggregate"], st["base"]) == (0, 1.3, "max", False)
         assert st["references"] == exp.references[0].tolist() and st["target"] == int(exp.targets[0])
         np.testing.assert_allclose(_page_map(page), exp.maps[0], rtol=0, atol=TOL)
-        # the stored classes are the toggles, labelled with their names
+        # every stored class is listed (target or reference), labelled with its name
         labels = page.locator(".fc-chip").all_inner_texts()
-        assert [t.strip() for t in labels] == [NAMES[c] for c in exp.candidates[0, 1:]]
+        assert [t.strip() for t in labels] == [NAMES[c] for c in exp.candidates[0]]
         # under the map: why it moved as it did (Explanation.diagnose at the loaded settings)
         for image in (0, 1):
             page.evaluate("i => window.finercam.set({image: i})", image)
@@ -159,8 +159,11 @@ def test_bad_states_are_refused(browser):
     try:
         before = page.evaluate("() => window.finercam.state()")
         target = int(exp.targets[0])
-        for bad, words in (({"references": [target]}, "not stored"), ({"gamma": -1}, "gamma"),
-                           ({"aggregate": "median"}, "aggregate"), ({"image": 7}, "image")):
+        for bad, words in (({"references": [target]}, "the target"), ({"references": [999]}, "not stored"),
+                           ({"target": 999}, "stored class"), ({"gamma": -1}, "gamma"),
+                           ({"aggregate": "median"}, "aggregate"), ({"image": 7}, "image"),
+                           ({"layer": "layer9"}, "layer"), ({"cmap": "rainbow"}, "cmap"),
+                           ({"opacity": 2}, "opacity")):
             msg = page.evaluate("s => { try { window.finercam.set(s); return ''; } catch (e) { return e.message; } }", bad)
             assert words in msg
         assert page.evaluate("() => window.finercam.state()") == before

@@ -86,7 +86,7 @@ def test_cam_uses_classifier_rows(cnn):
 @pytest.mark.parametrize("method", ["gradcam", "layercam", "scorecam", "hirescam"])
 def test_recombine_equals_fresh_call(cnn, method):
     x = images()
-    kw = dict(method=method, score_budget_mb=1.0)
+    kw = dict(method=method, score_budget_mb=1.0, candidates=10)
     exp = finercam.FinerCAM(cnn, "layer2", **kw)(x, TARGETS, REFS)
     for gamma, refs, agg, rev in [(0.0, None, "mean", False), (2.0, [[2], [9], [8]], "max", False),
                                   (0.3, [[5, 1], [3, 4], [2, 0]], "mean_after_relu", True)]:
@@ -116,7 +116,7 @@ def test_recombine_outside_stored_set_is_value_error(cnn):
 
 
 def test_default_candidates_all_classes_when_few(cnn):
-    exp = finercam.FinerCAM(cnn, "layer2")(images())
+    exp = finercam.FinerCAM(cnn, "layer2", candidates=10)(images())
     assert exp.candidates.shape == (3, 10)
     for n in range(3):
         assert sorted(exp.candidates[n].tolist()) == list(range(10))
@@ -175,7 +175,7 @@ _CALLS = {}
 
 def _cached_call(cnn, method):
     if method not in _CALLS:
-        _CALLS[method] = finercam.FinerCAM(cnn, "layer2", method=method)(images(), TARGETS, REFS)
+        _CALLS[method] = finercam.FinerCAM(cnn, "layer2", method=method, candidates=10)(images(), TARGETS, REFS)
     return _CALLS[method]
 
 

@@ -72,7 +72,7 @@ def test_references_capped_at_other_classes():
     net = seeded(MiniNet, num_classes=3)
     # Capped, and said: the warning names the requested and the used count.
     with pytest.warns(UserWarning, match=r"num_references=5, .* using num_references=2$"):
-        exp = finercam.FinerCAM(net, "act", num_references=5)(images(2, size=(8, 8)))
+        exp = finercam.FinerCAM(net, "act", num_references=5, candidates=10)(images(2, size=(8, 8)))
     assert exp.references.shape == (2, 2)
     assert exp.candidates.shape == (2, 3)
     # No cap, no warning: C - 1 references exactly, or explicit ones.

@@ -36,7 +36,7 @@ def explain(model: Model, method: str, x, labels, chunk: int, bar) -> Run:
     """Every map kind of ``method`` over ``x``, ``chunk`` images per model call (the other
     kinds come from each call's Explanation, without a model call)."""
     cam = FinerCAM(model.net, model.layer, method=method, gamma=GAMMA,
-                   num_references=NUM_REFERENCES)
+                   num_references=NUM_REFERENCES, candidates=1)  # per class: the "nearest" row
     parts: dict = {kind: [] for kind in MAP_KINDS}
     refs, logits, exp0 = [], [], None
     for lo in range(0, len(x), chunk):

@@ -196,7 +196,8 @@ def model_figures(report, model: Model, runs: dict, x, batch, rows: list[int], b
 def explorer_view(report, model: Model, x, batch, rows: list[int]) -> None:
     """The interactive view (finercam.explorer) of a few test images of one model: Finer-Grad-CAM
     at the demo's settings, recombined in the browser (one more model call, for these images)."""
-    cam = FinerCAM(model.net, model.layer, method="gradcam", gamma=GAMMA, num_references=NUM_REFERENCES)
+    cam = FinerCAM(model.net, model.layer, method="gradcam", gamma=GAMMA, num_references=NUM_REFERENCES,
+                   candidates=10)  # per class: the page toggles 10 classes
     exp = cam(x[rows], targets=torch.as_tensor(batch.labels[rows]))
     name = f"{model.key}-explore.html"
     write_html(exp, x[rows], report.out_dir / name, class_names=list(CLASS_NAMES),
