@@ -33,7 +33,7 @@ build: $(STAMP)
 	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 
 # The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
-C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads
+C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads csrc/tests/test_road
 
 csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h csrc/tests/*.h)
 	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@

@@ -77,6 +77,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The metrics' settings, the targets, the batches and the outputs."""
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--road", type=float, nargs="*", default=None, metavar="FRACTION",
+                   help="add the ROAD columns (MoRF, LeRF, their combination) removing these "
+                        "fractions (no value: 0.1 0.2 ... 0.9); two imputations and forwards per "
+                        "fraction, image and row")
+    p.add_argument("--insertion-steps", type=int, default=0,
+                   help="add the insertion AUC column (from the blurred image) with these steps")
     p.add_argument("--baseline", type=_float_or_word, default=0.0,
                    help='masked pixels become this number, "mean" or "blur"')
     p.add_argument("--target", choices=["label", "predicted"], default="label",
@@ -120,5 +126,12 @@ def run(args: argparse.Namespace) -> int:
              fractions=args.fractions, steps=args.steps, baseline=args.baseline,
              target=args.target, batch_size=args.batch_size, out_dir=args.out, labels=labels,
              chunk_size=args.chunk_size, limit=args.limit, device=args.device,
-             progress=args.progress)
+             progress=args.progress, road_fractions=_road_fractions(args.road),
+             insertion_steps=args.insertion_steps)
     return 0
+
+
+def _road_fractions(values):
+    """``--road``: absent -> no ROAD columns; given without values -> the default fractions."""
+    from ..metrics import ROAD_FRACTIONS
+    return () if values is None else (tuple(values) or ROAD_FRACTIONS)
