@@ -24,7 +24,7 @@ pytorch-grad-cam's ``ROADCombined``) higher is better.
 ``ROADMostRelevantFirst(percentile=p)`` removes the pixels whose value is at least
 ``np.percentile(map, p)`` (so ``p = 100 (1 - f)``), and its LeRF the same on ``1 - map``; equal
 values at the threshold all go together. The scores then equal pytorch-grad-cam's with
-``ClassifierOutputSoftmaxTarget`` and its imputation noise set to 0 (tests/test_road.py).
+``ClassifierOutputSoftmaxTarget`` and its imputation noise set to 0 (tests/evaluation/test_road.py).
 """
 from __future__ import annotations
 
