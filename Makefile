@@ -62,7 +62,7 @@ cstyle:
 		{ echo "cstyle: clang-format is missing: apt-get install clang-format" >&2; exit 1; }
 	clang-format --dry-run --Werror $(C_STYLE_FILES)
 
-# The browser tests (tests/test_explorer*.py) need a chromium: installed here when missing and
+# The browser tests (tests/engine/test_explorer*.py, tests/apps/test_explorer*.py) need a chromium: installed here when missing and
 # this is root with apt-get; otherwise they say what to install (and fail on CI).
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

@@ -14,7 +14,7 @@ Prints times measured in this one run and their ratios (no absolute targets: mac
   inputs, with the same chunking. Goal: <= 1.2x.
 
 Run: ``python benchmarks/bench_road.py [--n 6] [--repeat 1]``; pytorch-grad-cam
-is imported over a stand-in torchvision as in tests/test_finer_pgc.py.
+is imported over a stand-in torchvision as in tests/engine/test_finer_pgc.py.
 """
 from __future__ import annotations
 
