@@ -1,0 +1,1 @@
+"""The data-set runner as a library (see the ``evaluation`` branch for the runner itself)."""
