@@ -29,8 +29,7 @@ from . import aircraft, birds525, cars, cub, fishvista
 from .aircraft import Aircraft
 from .birds525 import Birds525
 from .cars import Cars
-from .common import (DataFormatError, OfficialDataset, View, carry_box, carry_points, center_crop_view,
-                     resize_view)
+from .common import DataFormatError, OfficialDataset, View, carry_box, carry_points, center_crop_view, resize_view
 from .cub import CUB, class_attributes
 from .fishvista import FishVista
 
@@ -81,4 +80,4 @@ def open_dataset(spec: str, view: Optional[View] = None,
     an error).
     """
     name, root, split = parse_spec(spec)
-    return READERS[name](root, split, view=view, unreadable=unreadable)  # type: ignore[call-arg]
+    return READERS[name](root, split, view=view, unreadable=unreadable)

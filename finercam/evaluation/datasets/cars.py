@@ -39,7 +39,7 @@ _TEST_ANNOS = "cars_test_annos_withlabels.mat"
 
 def _loadmat(path: Path) -> Dict[str, Any]:
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - scipy is in the datasets extra
         raise DataFormatError(path, None, "reading .mat files needs SciPy: pip install finercam[datasets]") from None
     try:
@@ -75,7 +75,7 @@ def _number(path: Path, record: int, value: Any, name: str) -> float:
     return out
 
 
-def _box(path: Any, where: int, x1: float, y1: float, x2: float, y2: float) -> Tuple[float, float, float, float]:
+def _box(path: Any, where: Optional[int], x1: float, y1: float, x2: float, y2: float) -> Tuple[float, float, float, float]:
     if not (x2 >= x1 >= 1 and y2 >= y1 >= 1):
         raise DataFormatError(path, where, f"box ({x1}, {y1}, {x2}, {y2}) is not 1-based with x1 <= x2, y1 <= y2")
     return x1 - 1.0, y1 - 1.0, x2, y2

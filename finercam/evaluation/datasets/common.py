@@ -128,7 +128,7 @@ def resize_view(size: int = DEFAULT_SIZE, mean: Sequence[float] = IMAGENET_MEAN,
     from PIL import Image
 
     to_tensor = _normalise(mean, std)
-    return View(lambda image: to_tensor(image.convert("RGB").resize((size, size), Image.BILINEAR)), _whole)
+    return View(lambda image: to_tensor(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)), _whole)
 
 
 def center_crop_view(size: int = DEFAULT_SIZE, ratio: float = 0.875, mean: Sequence[float] = IMAGENET_MEAN,
@@ -154,7 +154,7 @@ def center_crop_view(size: int = DEFAULT_SIZE, ratio: float = 0.875, mean: Seque
 
     def transform(image) -> torch.Tensor:
         new_w, new_h, left, top = geometry(*image.size)
-        resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR)
+        resized = image.convert("RGB").resize((new_w, new_h), Image.Resampling.BILINEAR)
         return to_tensor(resized.crop((left, top, left + size, top + size)))
 
     def crop(width: int, height: int) -> Region:
@@ -311,7 +311,7 @@ class OfficialDataset(torch.utils.data.Dataset):
         if labels.size != photo_size:
             raise DataFormatError(mask_path, None, f"mask is {labels.size[0]}x{labels.size[1]}, its image "
                                                    f"{photo_size[0]}x{photo_size[1]}")
-        cut = labels.crop(tuple(region)).resize((shape[1], shape[0]), Image.NEAREST)
+        cut = labels.crop(tuple(region)).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
         arr = np.asarray(cut)
         for t, tid in enumerate(self.trait_ids):
             out[t] = arr == tid

@@ -55,27 +55,29 @@ def pretty_class_name(raw: str) -> str:
     return name.replace("_", " ")
 
 
-def _id_table(path: Path, fields: int, what: str, split_max: Optional[int] = None
-              ) -> Tuple[Dict[int, List[str]], Dict[int, int]]:
-    """``{id: the other fields}`` and ``{id: line}``; a duplicate id is an error."""
-    table: Dict[int, List[str]] = {}
+def _id_table(path: Path, fields: int, what: str, split_max: Optional[int] = None,
+              kind: Optional[type] = None) -> Tuple[Dict[int, List[Any]], Dict[int, int]]:
+    """``{id: the other fields}`` (as ``kind`` when given, every line checked) and ``{id: line}``;
+    a duplicate id is an error."""
+    table: Dict[int, List[Any]] = {}
     lines: Dict[int, int] = {}
     for n, parts in read_rows(path, fields, what, split_max):
         key = parse_number(path, n, parts[0], int)
         if key in table:
             raise DataFormatError(path, n, f"id {key} listed again (first on line {lines[key]})")
-        table[key], lines[key] = parts[1:], n
+        table[key] = parts[1:] if kind is None else [parse_number(path, n, v, kind) for v in parts[1:]]
+        lines[key] = n
     return table, lines
 
 
-def _field(table: Tuple[Dict[int, List[str]], Dict[int, int]], key: int, path: Path,
-           where: Tuple[Path, int], kind: type, i: int = 0) -> Any:
-    """Field ``i`` of id ``key`` in ``table`` (read from ``path``) as ``kind``; an id that the
-    table lacks is an error naming the file and line ``where`` lists the image."""
-    rows, lines = table
+def _field(table: Tuple[Dict[int, List[Any]], Dict[int, int]], key: int, path: Path,
+           where: Tuple[Path, int], i: int = 0) -> Any:
+    """Field ``i`` of id ``key`` in ``table`` (read from ``path``); an id that the table lacks is
+    an error naming the file and line ``where`` lists the image."""
+    rows, _ = table
     if key not in rows:
         raise DataFormatError(where[0], where[1], f"image id {key} has no entry in {path.name}")
-    return parse_number(path, lines[key], rows[key][i], kind)
+    return rows[key][i]
 
 
 class CUB(OfficialDataset):
@@ -94,10 +96,10 @@ class CUB(OfficialDataset):
         super().__init__(find_root(root), split, view, unreadable)
         base = self.root
         images, image_lines = _id_table(base / "images.txt", 2, "image id, image name")
-        labels = _id_table(base / "image_class_labels.txt", 2, "image id, class id")
+        labels = _id_table(base / "image_class_labels.txt", 2, "image id, class id", kind=int)
         classes, _ = _id_table(base / "classes.txt", 2, "class id, class name", split_max=1)
-        splits = _id_table(base / "train_test_split.txt", 2, "image id, is_training_image")
-        boxes = _id_table(base / "bounding_boxes.txt", 5, "image id, x, y, width, height")
+        splits = _id_table(base / "train_test_split.txt", 2, "image id, is_training_image", kind=int)
+        boxes = _id_table(base / "bounding_boxes.txt", 5, "image id, x, y, width, height", kind=float)
         class_ids = sorted(classes)
         self.class_folders = tuple(classes[c][0] for c in class_ids)
         self.class_names = tuple(pretty_class_name(n) for n in self.class_folders)
@@ -112,17 +114,17 @@ class CUB(OfficialDataset):
         samples = []
         for image_id in sorted(images):
             where = (listed, image_lines[image_id])
-            flag = _field(splits, image_id, base / "train_test_split.txt", where, int)
+            flag = _field(splits, image_id, base / "train_test_split.txt", where)
             if flag not in (0, 1):
                 raise DataFormatError(base / "train_test_split.txt", splits[1][image_id],
                                       f"is_training_image must be 0 or 1, got {flag}")
             if flag != want:
                 continue
-            class_id = _field(labels, image_id, base / "image_class_labels.txt", where, int)
+            class_id = _field(labels, image_id, base / "image_class_labels.txt", where)
             if class_id not in index_of:
                 raise DataFormatError(base / "image_class_labels.txt", labels[1][image_id],
                                       f"class id {class_id} is not in classes.txt")
-            x, y, w, h = (_field(boxes, image_id, base / "bounding_boxes.txt", where, float, i) for i in range(4))
+            x, y, w, h = (_field(boxes, image_id, base / "bounding_boxes.txt", where, i) for i in range(4))
             if w <= 0 or h <= 0:
                 raise DataFormatError(base / "bounding_boxes.txt", boxes[1][image_id], f"empty box {w} x {h}")
             pts, vis = points.get(image_id, (np.zeros((len(part_ids), 2)), np.zeros(len(part_ids), bool)))

@@ -118,7 +118,7 @@ def write_cub(root: Any, n_train: int = 16, n_test: int = 16, size: int = 64, se
     out: Dict[str, List[Written]] = {}
     image_id = 0
     for split, (photos, truth) in data.items():
-        for i, (photo, w) in enumerate(zip(photos, truth)):
+        for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
             image_id += 1
             rel = f"{_class_folder(w.label)}/{birds.CLASS_NAMES[w.label].title().replace(' ', '_')}_{image_id:04d}.jpg"
             w.path = str(base / "images" / rel)
@@ -165,7 +165,7 @@ def write_cars(root: Any, n_train: int = 16, n_test: int = 16, size: int = 64, s
                missing: bool = False) -> Dict[str, List[Written]]:
     """The Stanford Cars devkit layout: ``devkit/cars_meta.mat``, ``devkit/cars_train_annos.mat``,
     ``devkit/cars_test_annos_withlabels.mat``, ``cars_train/``, ``cars_test/``."""
-    from scipy.io import savemat
+    from scipy.io import savemat  # type: ignore[import-untyped]
 
     base = Path(root)
     (base / "devkit").mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def write_cars(root: Any, n_train: int = 16, n_test: int = 16, size: int = 64, s
     fields = [(k, "O") for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
     for split, (photos, truth) in _splits(n_train, n_test, size, seed).items():
         annos = np.zeros((1, len(truth)), dtype=fields)
-        for i, (photo, w) in enumerate(zip(photos, truth)):
+        for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
             fname = f"{i + 1:05d}.jpg"
             w.path = str(base / f"cars_{split}" / fname)
             _save(photo, Path(w.path), i, split == "test")
@@ -199,7 +199,7 @@ def write_cars_csv(root: Any, n_train: int = 16, n_test: int = 16, size: int = 6
     out = {}
     for split, (photos, truth) in _splits(n_train, n_test, size, seed).items():
         lines = []
-        for i, (photo, w) in enumerate(zip(photos, truth)):
+        for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
             fname = f"{i + 1:05d}.jpg"
             w.path = str(base / "car_data" / "car_data" / split / birds.CLASS_NAMES[w.label] / fname)
             _save(photo, Path(w.path), i, split == "test")
@@ -220,7 +220,7 @@ def write_aircraft(root: Any, n_train: int = 16, n_test: int = 16, size: int = 6
     boxes, out, image_no = [], {}, 1000000
     for split, (photos, truth) in _splits(n_train, n_test, size, seed).items():
         lines = []
-        for i, (photo, w) in enumerate(zip(photos, truth)):
+        for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
             image_no += 7
             name = f"{image_no:07d}"
             banner = np.full((BANNER, photo.shape[1], 3), 255, np.uint8)
@@ -250,7 +250,7 @@ def write_birds525(root: Any, n_train: int = 16, n_test: int = 16, size: int = 6
     out = {}
     for split, (photos, truth) in _splits(n_train, n_test, size, seed).items():
         for folder in ((split,) if split == "train" else ("test", "valid")):
-            for i, (photo, w) in enumerate(zip(photos, truth)):
+            for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
                 path = base / folder / birds.CLASS_NAMES[w.label].upper() / f"{i + 1}.jpg"
                 w.path = str(path) if folder != "valid" else w.path
                 _save(photo, path, i, split == "test")
@@ -276,7 +276,7 @@ def write_fishvista(root: Any, n_train: int = 16, n_test: int = 16, size: int = 
     header = ["filename", "family", "source", "standardized_species", "file_name"]
     for split, (photos, truth) in _splits(n_train, n_test, size, seed).items():
         rows = []
-        for i, (photo, w) in enumerate(zip(photos, truth)):
+        for i, (photo, w) in enumerate(zip(photos, truth, strict=True)):
             filename = f"{split}_{i:03d}.jpg"
             w.path = str(base / "Images" / "chunk_1" / filename)
             _save(photo, Path(w.path), i, split == "test")
