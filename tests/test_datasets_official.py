@@ -77,9 +77,9 @@ def test_cub_points_visibility_and_ids_out_of_order(trees):
         sy = OUT / (region[3] - region[1])
         want = np.stack([(w.points[:, 0] - region[0]) * sx, (w.points[:, 1] - region[1]) * sy], 1)
         inside = (want[:, 0] >= 0) & (want[:, 0] < OUT) & (want[:, 1] >= 0) & (want[:, 1] < OUT)
-        np.testing.assert_array_equal(info["visible"].numpy(), w.visible & inside)
+        np.testing.assert_array_equal(info["parts"]["visible"].numpy(), w.visible & inside)
         vis = w.visible
-        np.testing.assert_allclose(info["points"].numpy()[vis], want[vis], atol=2e-3 * sx)  # written to 3 decimals
+        np.testing.assert_allclose(info["parts"]["points"].numpy()[vis], want[vis], atol=2e-3 * sx)  # written to 3 decimals
         checked_invisible += int((~w.visible).sum())
     assert not truth["test"][0].visible[W.PART_NAMES.index("eye")] and checked_invisible >= 1
 
@@ -190,4 +190,4 @@ def test_a_dataloader_batches_the_items(trees):
     ds = D.CUB(root, "test", view=D.resize_view(OUT))
     x, y, info = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert tuple(x.shape) == (4, 3, OUT, OUT) and y.tolist() == [w.label for w in truth["test"][:4]]
-    assert tuple(info["box"].shape) == (4, 4) and tuple(info["points"].shape) == (4, len(W.PART_NAMES), 2)
+    assert tuple(info["box"].shape) == (4, 4) and tuple(info["parts"]["points"].shape) == (4, len(W.PART_NAMES), 2)

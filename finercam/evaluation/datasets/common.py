@@ -7,9 +7,10 @@ in the transformed image's pixels, with the keys the data set has:
 * ``"box"``: float64 ``(4,)`` ``(x0, y0, x1, y1)``, pixel edges (0 is the left edge of the first
   column, ``W`` the right edge of the last), the photo's box carried through the crop and resize
   and clipped to the image;
-* ``"points"`` float64 ``(P, 2)`` ``(x, y)`` and ``"visible"`` bool ``(P,)``: part locations
-  (a point that the crop leaves out of the image is made invisible);
-* ``"parts"``: bool ``(T, H, W)``, one trait mask per named trait (``dataset.part_names``).
+* ``"parts"``: the parts, either ``{"points": float64 (P, 2) (x, y), "visible": bool (P,)}``
+  (CUB's part locations; a point that the crop leaves out of the image is made invisible) or a
+  bool ``(T, H, W)`` tensor, one mask per named trait (FishVista); ``dataset.part_names`` names
+  them. :mod:`finercam.evaluation.parts` turns either into the region the part scores read.
 
 The geometry is stated, not guessed: a transform comes with ``crop(width, height) -> (left, top,
 right, bottom)``, the part of the photo it shows (the whole photo for a plain resize, the centre
@@ -293,7 +294,8 @@ class OfficialDataset(torch.utils.data.Dataset):
             info["box"] = carry_box((min(max(x0, 0), w), min(max(y0, 0), h), min(max(x1, 0), w),
                                      min(max(y1, 0), h)), region, shape)
         if s.points is not None and s.visible is not None:
-            info["points"], info["visible"] = carry_points(s.points, s.visible, region, shape)
+            points, visible = carry_points(s.points, s.visible, region, shape)
+            info["parts"] = {"points": points, "visible": visible}
         if self.trait_ids:
             info["parts"] = self._trait_masks(s.mask, region, shape, photo.size)
         return x, s.label, info
