@@ -190,7 +190,7 @@ def carry_points(points: np.ndarray, visible: np.ndarray, region: Sequence[float
 
     >>> p, v = carry_points(np.array([[10.0, 20.0], [1.0, 1.0]]), np.array([True, True]), (5, 0, 105, 100), (50, 50))
     >>> p.tolist(), v.tolist()
-    [[2.5, 10.0], [-2.0, 0.5]], [True, False]
+    ([[2.5, 10.0], [-2.0, 0.5]], [True, False])
     """
     left, top, right, bottom = (float(v) for v in region)
     h, w = int(shape[0]), int(shape[1])
