@@ -70,7 +70,7 @@ def part_regions(parts: Sequence[Any], shape: Tuple[int, int], radius: Optional[
     (``(N,)`` bool); ``None`` parts count as empty."""
     regions = [None if p is None else part_region(p, shape, radius) for p in parts]
     has = np.array([r is not None and bool(r.any()) for r in regions], bool)
-    kept = [r for r, h in zip(regions, has, strict=True) if h]
+    kept = [r for r in regions if r is not None and r.any()]
     return (np.stack(kept) if kept else np.zeros((0, *shape), bool)), has
 
 

@@ -287,7 +287,7 @@ class OfficialDataset(torch.utils.data.Dataset):
             return self.unreadable(s.path, f"{type(e).__name__}: {e}")
         region = self.view.crop(*photo.size)
         shape = (int(x.shape[-2]), int(x.shape[-1]))
-        info: Dict[str, torch.Tensor] = {}
+        info: Dict[str, Any] = {}
         if s.box is not None:
             w, h = photo.size
             x0, y0, x1, y1 = s.box

@@ -12,7 +12,7 @@ written invisible; ``missing=True`` deletes the last test image's file after wri
 
 >>> import tempfile
 >>> truth = write_cub(tempfile.mkdtemp(), n_train=2, n_test=3, size=48)
->>> [w.label for w in truth["test"]], truth["test"][0].visible[PART_NAMES.index("eye")]
+>>> [w.label for w in truth["test"]], bool(truth["test"][0].visible[PART_NAMES.index("eye")])
 ([0, 1, 2], False)
 """
 from __future__ import annotations
