@@ -146,6 +146,18 @@ def _run_zeroshot(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_probe(p: argparse.ArgumentParser) -> None:
+    from .probe_command import add_options
+
+    add_options(p)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from .probe_command import run
+
+    return run(args)
+
+
 #: name -> (help, add options, run)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int]]] = {
@@ -160,6 +172,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
     "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
                  "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
                  "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
+    "probe": ("train the paper's linear probe on a frozen backbone for a data set (cub:ROOT, "
+              "cars:ROOT, ...); loads as --model probe:FILE", _add_probe, _run_probe),
     "app": ("a local web app: upload an image, choose model and method, explore gamma, references "
             "and aggregation in the browser", lambda p: _app().add_arguments(p), lambda a: _app().run(a)),
 }
@@ -178,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['app', 'demo', 'evaluate', 'explain', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'probe', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")

@@ -380,6 +380,10 @@ def load_model(spec) -> ModelInputs:
     ...
     finercam.apps.inputs.UsageError: --model must be one of cnn, vit, imagenet or package.module:factory, got 'resnet'
     """
+    if isinstance(spec, str) and spec.startswith("probe:"):  # a file written by `finercam probe`
+        from .probe_command import probe_inputs
+
+        return probe_inputs(spec[len("probe:"):])
     if isinstance(spec, str) and ":" not in spec:
         if spec in ("cnn", "vit"):
             return _world_model(spec)
