@@ -151,7 +151,7 @@ def extract_features(model: ProbeModel, dataset: Any, *, identity: Dict[str, Any
     data spec, preprocessing) and the data set's length: a run that stops resumes at the first
     missing chunk, and a finished extraction is read back without a forward.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     n = len(dataset)
     folder = None

@@ -66,12 +66,12 @@ def resolve_backbone(spec: str) -> Backbone:
             raise UsageError("--backbone hf:DIR needs the Hugging Face loader of --model hf:DIR, "
                              "which this installation lacks")
         found = loader(spec[3:])
-        return Backbone(found.model, found.layer, found.size, tuple(found.mean), tuple(found.std), "resize")  # type: ignore[arg-type]
+        return Backbone(found.model, found.layer, found.size, tuple(found.mean), tuple(found.std), "resize")
     obj = import_object(spec, "--backbone")
-    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else None
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"--backbone: {spec!r} gives {type(model).__name__}, not an nn.Module")
-    return Backbone(model.eval(), getattr(model, "default_target_layer", None), DEFAULT_SIZE,
+    made = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else None
+    if not isinstance(made, nn.Module):
+        raise UsageError(f"--backbone: {spec!r} gives {type(made).__name__}, not an nn.Module")
+    return Backbone(made.eval(), getattr(made, "default_target_layer", None), DEFAULT_SIZE,
                     IMAGENET_MEAN, IMAGENET_STD, "resize")
 
 
