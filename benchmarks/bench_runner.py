@@ -37,8 +37,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from finercam import metrics  # noqa: E402
-from finercam.apps.evaluate import evaluate  # noqa: E402
-from finercam.apps.progress import keep_freed_memory  # noqa: E402
+from finercam.evaluation import evaluate  # noqa: E402
+from finercam.evaluation.plan import keep_freed_memory  # noqa: E402
 from finercam.layers import resolve_layers  # noqa: E402
 
 CHUNKS = (4, 8, 16, 32, 64, 128, 256)

@@ -47,7 +47,7 @@ def killed_child(out: str, after: int) -> None:
     import os
     import signal
 
-    from finercam.apps.evaluate import evaluate
+    from finercam.evaluation import evaluate
 
     def kill(recorded: int) -> None:
         if recorded >= after:

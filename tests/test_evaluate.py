@@ -14,8 +14,9 @@ import torch
 import finercam
 from finercam import metrics
 from finercam.apps.cli import main as cli_main
-from finercam.apps.evaluate import ImageFolder, evaluate
-from finercam.apps.inputs import default_transform
+from finercam.apps import inputs
+from finercam.evaluation import ImageFolder, evaluate
+from finercam.evaluation.data import default_transform, resolve_data
 
 sys.path.insert(0, str(Path(__file__).parent))
 import evalkit  # noqa: E402
@@ -186,7 +187,7 @@ def test_image_folder_reports_unreadable_files_and_scales_boxes(tmp_path, capsys
     np.testing.assert_allclose(raw.permute(1, 2, 0).numpy(), want, atol=1e-7)
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(x, (raw - mean[:, None, None]) / std[:, None, None])
-    res = evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16,
+    res = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform=default_transform(16),
                    **{**FAST, "verbose": True})
     printed = capsys.readouterr().out
     assert res.n_images == 6 and len(res.skipped) == 2
@@ -231,13 +232,7 @@ class _DictInfo(torch.utils.data.Dataset):
 
 
 def test_dict_info_items_and_dataset_classes_by_import_string():
-    from finercam.apps.evaluate import _resolve_dataset
-
-    from finercam.apps.inputs import load_model
-
-    none = {"size": None, "mean": None, "std": None, "transform": None}
-    assert isinstance(_resolve_dataset("evalkit:BoxDataset", load_model(evalkit.model()), none, None),
-                      evalkit.BoxDataset)
+    assert isinstance(resolve_data("evalkit:BoxDataset"), evalkit.BoxDataset)
     plain = evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
     info = evaluate(evalkit.model(), evalkit.LAYER, _DictInfo(), **FAST)
     assert info.rows == plain.rows and "energy" in info.rows[0]
@@ -306,7 +301,7 @@ def test_progress_bars_emit_no_tqdm_warning_in_a_kernel_without_ipywidgets(kerne
 
     from tqdm import TqdmWarning
 
-    from finercam.apps.progress import progress_bar
+    from finercam.progress import progress_bar
 
     # the oracle: the condition is real, tqdm.auto warns in it
     with pytest.warns(TqdmWarning, match="IProgress"):
@@ -362,7 +357,7 @@ def test_folder_labels_far_from_the_model_stop_the_run_before_anything_is_writte
     # a labels file maps the folders to the model's classes: the run goes on
     names = tmp_path / "names.txt"
     names.write_text("\n".join(evalkit.colour_names()) + "\n")
-    res = evaluate(model, "0", str(root), out_dir=out, labels=str(names), **FAST)
+    res = evaluate(model, "0", str(root), out_dir=out, labels=inputs.read_labels(names), **FAST)
     recs = [json.loads(l) for l in (out / "per_image.jsonl").read_text().splitlines()[1:]]
     assert [r["label"] for r in recs] == [12, 12, 37, 37]   # green, green, red, red
     assert [r["target"] for r in recs] == [12, 12, 37, 37] and res.n_images == 4
@@ -380,7 +375,8 @@ def test_labels_must_name_every_folder_and_match_the_class_count(tmp_path, capsy
     with pytest.raises(ValueError, match="not among the 40 class names: 'Dark_Green'"):
         evaluate(evalkit.colour_model(), "0", str(root), labels=evalkit.colour_names(), **FAST)
     with pytest.raises(ValueError, match="labels holds 3 names but the model has 40 classes"):
-        evaluate(evalkit.colour_model(), "0", str(root), labels=["a", "b", "c"], **FAST)
+        # every folder is named, but the model answers with 40 logits (checked at the first batch)
+        evaluate(evalkit.colour_model(), "0", str(root), labels=["red", "dark green", "c"], **FAST)
     bad = tmp_path / "short.txt"
     bad.write_text("a\nb\n")
     argv = ["evaluate", "--model", "evalkit:colour_model", "--layer", "0", "--data", str(root),
@@ -454,32 +450,30 @@ def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
 
     kw = {**FAST, "target": "predicted"}
     want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.25)), **kw)
-    got = evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, mean=[0.5], std=[0.25],
-                   **kw)
+    got = evaluate(evalkit.model(), evalkit.LAYER, str(root),
+                   transform=default_transform(16, [0.5] * 3, [0.25] * 3), **kw)
     assert got.n_images == want.n_images == 6
     for a, b in zip(got.rows, want.rows):
         np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
                                    [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-6)
-    halves = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform="evalkit:halves", **kw)
+    halves = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform=evalkit.halves, **kw)
     want = evaluate(evalkit.model(), evalkit.LAYER, given(by_hand(0.5, 0.5)), **kw)
     np.testing.assert_allclose(halves.rows[0]["rd@0.05"], want.rows[0]["rd@0.05"], atol=1e-6)
     with pytest.raises(ValueError, match="--transform does its own"):
-        evaluate(evalkit.model(), evalkit.LAYER, str(root), size=16, transform="evalkit:halves",
-                 **kw)
-    with pytest.raises(ValueError, match="size: the preprocessing options apply to a folder"):
-        evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=2), size=16, **kw)
+        inputs.with_preprocessing(inputs.load_model(evalkit.model()), size=16,
+                                  transform="evalkit:halves")
+    with pytest.raises(ValueError, match="dataset: the preprocessing options apply to a folder"):
+        evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=2),
+                 transform=default_transform(16), **kw)
 
 
 def test_built_in_models_read_folders_with_their_own_preprocessing(tmp_path):
     from PIL import Image
 
-    from finercam.apps.evaluate import _model_inputs, _resolve_dataset
-
     root = _folder(tmp_path)
-    none = {"size": None, "mean": None, "std": None, "transform": None}
     for name, size in (("cnn", 96), ("vit", 96)):
-        found = _model_inputs(name, None, none, None)
-        x = _resolve_dataset(str(root), found, none, None)[0][0]
+        found = inputs.load_model(name)
+        x = resolve_data(str(root), transform=found.transform, crop=found.crop)[0][0]
         want = np.asarray(Image.open(root / "alpha" / "0.png").convert("RGB")
                           .resize((size, size), Image.BILINEAR), np.float32) / 255
         np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), want, atol=1e-6)  # [0, 1] pixels
@@ -512,16 +506,15 @@ def test_chunk_size_reaches_every_masked_forward(monkeypatch):
     monkeypatch.setattr(metrics, "evaluate_maps", spy)
     evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 3})
     assert seen == [3, 3]
-    from finercam.apps.evaluate import _chunk_size, _FirstLook
-    from finercam.apps.progress import RunCost
+    from finercam.evaluation.plan import RunCost, chunk_size
 
-    look = _FirstLook(1e-3, 8, torch.zeros(3, 16, 16))
+    example = torch.zeros(3, 16, 16)
     short = RunCost(images=10, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     long = RunCost(images=10_000, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     # a short run is not worth a calibration: the rule, powers of two up to 8 MiB of input, <= 64
-    assert _chunk_size(evalkit.model().eval(), look, None, short) == 64
-    assert _chunk_size(evalkit.model().eval(), look, None, long) in (4, 8, 16, 32, 64, 128, 256)
-    assert _chunk_size(evalkit.model().eval(), look, 5, long) == 5
+    assert chunk_size(evalkit.model().eval(), example, None, short) == 64
+    assert chunk_size(evalkit.model().eval(), example, None, long) in (4, 8, 16, 32, 64, 128, 256)
+    assert chunk_size(evalkit.model().eval(), example, 5, long) == 5
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 0})
 
@@ -534,7 +527,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_large_blocks():
 
     code = (
         "import resource, torch\n"
-        "from finercam.apps.progress import keep_freed_memory\n"
+        "from finercam.evaluation.plan import keep_freed_memory\n"
         "def faults():\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    for _ in range(2):\n"
@@ -557,7 +550,7 @@ def test_input_options_through_the_command(tmp_path, capsys):
             "--target", "predicted", "--no-progress"]
     kw = {**FAST, "target": "predicted"}
     for options, given in ((["--size", "16", "--mean", "0.5", "--std", "0.25,0.25,0.25"],
-                            {"size": 16, "mean": [0.5], "std": [0.25] * 3}),
+                            {"transform": default_transform(16, [0.5] * 3, [0.25] * 3)}),
                            (["--transform", "evalkit:halves"], {"transform": evalkit.halves})):
         out = tmp_path / options[0].strip("-")
         assert cli_main([*argv, *options, "--out", str(out)]) == 0

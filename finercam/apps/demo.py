@@ -605,7 +605,7 @@ def _explain_all(models: list[_Model], data: dict) -> dict:
     """(model key, method) -> its _Run over the images the method covers."""
     import sys
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     runs: dict = {}
     total = sum(m.count(key) for m in models for key, _ in m.methods)
@@ -632,7 +632,7 @@ def _score_all(models: list[_Model], runs: dict, data: dict, steps: int) -> dict
     """model key -> method -> the scores of :func:`_score`."""
     import sys
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     scores: dict = {m.key: {} for m in models}
     total = sum(len(m.methods) for m in models) * len(MAP_KINDS)
@@ -851,7 +851,7 @@ def _write_report(args, plan: _Plan, models, runs, scores, data: dict, meta: dic
     """The HTML report (figures written as they are made), results.json and tables.md."""
     import sys
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
     from .report import Report
     from .zeroshot_section import add_section  # the tiny dual encoder's section (issue 6)
 

@@ -412,7 +412,7 @@ def _write_view(report, inputs, photo, exp, stem: str, names, args) -> None:
 
 def _plan_text(args, seconds_first: float) -> str:
     """What the run does per image and how long the rest will take, from the first image's time."""
-    from .progress import format_seconds
+    from ..progress import format_seconds
 
     def duration(seconds: float) -> str:
         return f"{1e3 * seconds:.0f} ms" if seconds < 1 else format_seconds(seconds)
@@ -451,7 +451,7 @@ def run(args) -> int:
     """
     inputs, cam, target, refs = _setup(args)
     from . import viz
-    from .progress import progress_bar
+    from ..progress import progress_bar
     from .report import Report, save_png
 
     names, out, report, failed, used = inputs.class_names, Path(args.out), None, 0, set()

@@ -30,14 +30,15 @@ Bad input raises :class:`UsageError` (a ``ValueError``) with one line naming the
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..evaluation import data
+from ..evaluation.data import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, default_transform
+from ..evaluation.model import warn_if_probabilities
 
 __all__ = [
     "BUILTIN_MODELS", "DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInputs", "UsageError",
@@ -47,13 +48,8 @@ __all__ = [
     "resolve_classes", "warn_if_probabilities", "with_preprocessing",
 ]
 
-#: torchvision's ImageNet normalisation, the input convention of most ImageNet classifiers.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Names ``--model`` accepts besides ``package.module:factory``.
 BUILTIN_MODELS = ("cnn", "vit", "imagenet")
-#: The input size of an import-string model when ``--size`` is not given.
-DEFAULT_SIZE = 224
 
 
 class UsageError(ValueError):
@@ -93,57 +89,24 @@ class ModelInputs:
 
 
 def import_object(spec: str, option: str):
-    """``package.module:name`` (dots allowed after the colon) -> the object.
+    """``package.module:name`` (dots allowed after the colon) -> the object
+    (:func:`finercam.evaluation.data.import_object`, its error a :class:`UsageError`).
 
-    >>> import_object("os.path:join", "--model") is os.path.join
-    True
+    >>> import_object("os.path:join", "--model").__name__
+    'join'
     >>> import_object("os.path", "--model")
     Traceback (most recent call last):
     ...
     finercam.apps.inputs.UsageError: --model must look like package.module:name, got 'os.path'
     """
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise UsageError(f"{option} must look like package.module:name, got {spec!r}")
-    mod_name, attr = spec.split(":")
     try:
-        obj = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise UsageError(f"{option}: cannot import {mod_name!r}: {exc}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"{option}: {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+        return data.import_object(spec, option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _whole(width: int, height: int) -> Tuple[int, int, int, int]:
     return 0, 0, int(width), int(height)
-
-
-def default_transform(size: int = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:
-    """Resize (bilinear, aspect not kept, so the map lies on the whole photo) and normalise.
-
-    The transform maps a PIL RGB image to a ``(3, size, size)`` float tensor
-    :math:`(x / 255 - \\mu_c) / \\sigma_c` per channel :math:`c`.
-
-    >>> from PIL import Image
-    >>> t = default_transform(4, mean=(0.5,) * 3, std=(0.5,) * 3)
-    >>> x = t(Image.new("RGB", (6, 3), (255, 0, 255)))
-    >>> tuple(x.shape), x[:, 0, 0].tolist()
-    ((3, 4, 4), [1.0, -1.0, 1.0])
-    """
-    import torch
-    from PIL import Image
-
-    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
-
-    def transform(image):
-        im = image.convert("RGB").resize((size, size), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        return (x - m) / s
-
-    return transform
 
 
 def center_crop_box(size: int) -> Callable[[int, int], Tuple[int, int, int, int]]:
@@ -295,30 +258,6 @@ def resolve_classes(value: str, class_names, num_classes, option: str) -> list:
     if len(set(ids)) != len(ids):
         raise UsageError(f"{option}: a class is named twice in {value!r}")
     return ids
-
-
-def warn_if_probabilities(logits, source: str = "the model") -> bool:
-    """Warn (``UserWarning``) when outputs look like probabilities: every row in [0, 1] and
-    summing to 1 (within 1e-3). Finer-CAM's objective ``y_c - gamma * mean_t y_t`` is defined on
-    logits; returns whether it warned.
-
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     warn_if_probabilities(np.array([[0.2, 0.8]])), len(caught)
-    (True, 1)
-    >>> warn_if_probabilities(np.array([[2.0, -1.0]]))
-    False
-    """
-    y = np.asarray(logits, dtype=np.float64)
-    if y.ndim != 2 or y.shape[1] < 2 or not np.isfinite(y).all():
-        return False
-    if y.min() >= 0.0 and y.max() <= 1.0 and np.allclose(y.sum(axis=1), 1.0, atol=1e-3):
-        warnings.warn(f"{source} returns probabilities (rows in [0, 1] summing to 1), not logits: "
-                      "Finer-CAM's objective y_c - gamma * mean y_t is defined on logits; remove "
-                      "the final softmax", UserWarning, stacklevel=2)
-        return True
-    return False
 
 
 # --- built-in and user models --------------------------------------------------------------------

@@ -1,76 +1,29 @@
-"""Progress and cost: what a run will do, how long it will take, and a bar while it runs.
+"""The plan of a run: what it computes per image, what that costs, and how many images go into
+one forward.
 
 :class:`RunCost` says what a run does per image (maps, forwards by purpose) and estimates its
-time from :func:`timed_forward`; :func:`best_chunk_size` (a short calibration) or
-:func:`rule_chunk_size` (no forwards) picks how many images go into one forward on this machine. Both runners (``finercam evaluate``, ``finercam explain``) print a
-``RunCost`` before they start.
-
-Progress bars: tqdm's notebook widget where it can work, its text bar everywhere else.
-
-``tqdm.auto`` picks the widget bar inside a Jupyter kernel, and there, without ipywidgets, it
-emits a ``TqdmWarning`` ("IProgress not found") as soon as it is imported. So tqdm is imported
-only when a bar is actually shown, and ``tqdm.auto`` only when ipywidgets can be imported.
+time from one timed forward (:func:`finercam.progress.timed_forward`). :func:`default_methods`
+picks the methods when none are given; :func:`chunk_size` the images per forward of masked
+inputs: the fastest size of a short calibration (:func:`best_chunk_size`) when that costs at most
+:data:`CALIBRATION_SHARE` of the run's forwards, else a rule (:func:`rule_chunk_size`).
 """
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from .. import metrics
+from ..progress import format_seconds, timed_forward
 
-class _NoBar:
-    """The part of tqdm's interface the package uses, doing nothing (a hidden bar)."""
+__all__ = ["CALIBRATION_SHARE", "SCORECAM_COST_FACTOR", "RunCost", "best_chunk_size",
+           "chunk_size", "default_methods", "keep_freed_memory", "masked_counts", "run_cost",
+           "rule_chunk_size"]
 
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-
-def progress_bar(*, show: bool = True, **kwargs: Any):
-    """A tqdm bar built with ``kwargs`` when ``show``, else a do-nothing stand-in (tqdm not
-    imported at all). The runners count images (``unit="img"``), so the bar's rate and ETA are
-    per image.
-
-    >>> with progress_bar(show=False, total=10, unit="img") as bar:
-    ...     bar.update(4)
-    >>> type(bar).__name__
-    '_NoBar'
-    """
-    if not show:
-        return _NoBar()
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-    return tqdm(**kwargs)
-
-
-# --- what a run costs ----------------------------------------------------------------------------
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration for people: ``"42 s"``, ``"3.5 min"``, ``"2.1 h"``.
-
-    >>> format_seconds(42.4), format_seconds(210), format_seconds(7560)
-    ('42 s', '3.5 min', '2.1 h')
-    """
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    if seconds < 6000:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+#: Score-CAM joins the default methods when its forwards per image (one per channel of the
+#: target layer) are at most this many times the forwards the metrics make for its rows.
+SCORECAM_COST_FACTOR = 4
+#: The share of a run's forwards a calibration of the chunk size may take.
+CALIBRATION_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -120,27 +73,6 @@ class RunCost:
                 f"{self.images} images")
 
 
-def timed_forward(model, images):
-    """``(model(images), seconds per image)``, without gradients; on CUDA the clock waits for
-    the device.
-
-    >>> import torch
-    >>> out, seconds = timed_forward(torch.nn.Linear(3, 2), torch.ones(4, 3))
-    >>> tuple(out.shape), seconds > 0
-    ((4, 2), True)
-    """
-    import torch
-
-    def sync():
-        if images.is_cuda:
-            torch.cuda.synchronize(images.device)
-
-    with torch.no_grad():
-        sync()
-        t0 = time.perf_counter()
-        out = model(images)
-        sync()
-    return out, max(time.perf_counter() - t0, 1e-9) / max(len(images), 1)
 
 
 def rule_chunk_size(example, *, max_bytes: int = 8 * 2**20, max_chunk: int = 64) -> int:
@@ -196,6 +128,10 @@ def best_chunk_size(model, example, *, max_bytes: int = 256 * 2**20, max_chunk: 
     return best, best_rate
 
 
+# The allocator setting lives beside the chunk rule because it is the other half of the same
+# decision: rule_chunk_size keeps a chunk's activations under glibc's 32 MiB threshold for
+# reusing freed memory; keep_freed_memory raises that threshold for a process that owns itself
+# (a command, a benchmark). A library call never changes the allocator of its caller's process.
 def keep_freed_memory(limit_bytes: int = 2**30) -> bool:
     """Let glibc keep freed blocks up to ``limit_bytes`` for reuse: returns whether it could.
 
@@ -206,8 +142,8 @@ def keep_freed_memory(limit_bytes: int = 2**30) -> bool:
     see docs/performance.md). This sets ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with
     ``mallopt``: memory freed after a forward is reused by the next. It changes the allocator of
     the whole process for its lifetime (the resident size stays near its peak), so the
-    ``finercam evaluate`` command calls it and a library call does not; elsewhere than glibc
-    it does nothing and returns False.
+    ``finercam evaluate`` and ``finercam demo`` commands call it and a library call does not;
+    elsewhere than glibc it does nothing and returns False.
 
     >>> isinstance(keep_freed_memory(), bool)
     True
@@ -225,3 +161,52 @@ def keep_freed_memory(limit_bytes: int = 2**30) -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(mallopt(m_mmap_threshold, int(limit_bytes))) and \
         bool(mallopt(m_trim_threshold, int(limit_bytes)))
+
+
+# --- a run's plan --------------------------------------------------------------------------------
+
+
+def masked_counts(fractions, steps: int, pixels: int) -> int:
+    """Distinct masked-pixel counts a map costs (RD fractions and deletion steps share).
+
+    >>> masked_counts([0.05, 0.1], 4, 16 * 16)   # 13, 26 (RD); 64, 128, 192, 256 (deletion)
+    6
+    """
+    counts = {metrics.top_count(f, pixels) for f in fractions}
+    counts |= {int(c) for c in metrics.deletion_counts(steps, pixels)}
+    return len(counts - {0})
+
+
+def default_methods(cfg, channels: int, pixels: int) -> list[str]:
+    """Grad-CAM and Layer-CAM, and Score-CAM when its ``channels`` forwards per image are at
+    most :data:`SCORECAM_COST_FACTOR` times the metrics' forwards for its rows."""
+    metric_forwards = cfg.rows_per_method() * (1 + masked_counts(cfg.fractions, cfg.steps, pixels))
+    cheap = channels <= SCORECAM_COST_FACTOR * metric_forwards
+    return ["gradcam", "layercam"] + (["scorecam"] if cheap else [])
+
+
+def run_cost(cfg, channels: int, pixels: int, seconds_per_forward: float) -> RunCost:
+    """The :class:`RunCost` of ``cfg`` over all its images (each row: the unmasked image and
+    each masked count; Score-CAM: one forward per channel)."""
+    rows = len(cfg.settings())
+    per_row = 1 + masked_counts(cfg.fractions, cfg.steps, pixels)
+    forwards = {f"RD and deletion ({rows} rows x {per_row})": rows * per_row}
+    if "scorecam" in cfg.methods:
+        forwards[f"Score-CAM ({channels} channels)"] = channels
+    return RunCost(cfg.n_images, len(cfg.methods), forwards, seconds_per_forward)
+
+
+def chunk_size(net, example, given: int | None, cost: RunCost) -> int:
+    """Images per forward: ``given`` if not None; else a calibration when the run is long
+    enough that it costs at most :data:`CALIBRATION_SHARE` of its forwards; else
+    :func:`rule_chunk_size` (8 MiB of input on CPU, 256 MiB on CUDA)."""
+    if given is not None:
+        return given
+    on_gpu = example.is_cuda
+    budget = int(CALIBRATION_SHARE * cost.images * cost.forwards_per_image)
+    if budget < 4 + 4 + 8 + 16:  # the warm-up and three sizes: too short a run to calibrate
+        return rule_chunk_size(example, max_bytes=2**28 if on_gpu else 2**23,
+                               max_chunk=256 if on_gpu else 64)
+    chunk, _ = best_chunk_size(net, example, max_bytes=2**31 if on_gpu else 2**28,
+                               max_chunk=1024 if on_gpu else 256, max_images=budget)
+    return chunk
