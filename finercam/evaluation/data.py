@@ -41,7 +41,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 #: Registered data sets: ``name`` -> the import string of its reader, a callable
 #: ``reader(root, split, *, transform, crop, class_names) -> Dataset`` (``split`` None when the
 #: spec names none). Imported only when a spec names it, so ``import finercam`` stays cheap.
-READERS: dict[str, str] = {}
+READERS: dict[str, str] = {name: f"finercam.evaluation.datasets:RUNNER_READERS.{name}"
+                           for name in ("cub", "cars", "aircraft", "birds525", "fishvista")}
 
 
 def default_transform(size: int = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:

@@ -20,6 +20,10 @@ import torch
 from .. import metrics
 from ..methods import METHOD_LABELS
 from .data import Item, region_mask
+from .parts import part_scores
+
+#: The columns of the part scores (:mod:`.parts`), kept only for images with a visible part.
+PART_KEYS = ("part_energy", "part_pointing")
 
 __all__ = ["Setting", "region_scores", "score_batch", "score_maps", "setting_maps", "settings"]
 
@@ -145,6 +149,7 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
     logits = np.asarray(explained[cfg.methods[0]].logits, dtype=np.float64)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([it.region is not None for it in items])
+    has_parts = [it.parts is not None for it in items]
     masks = (np.stack([region_mask(it.region, h, w) for it in items if it.region is not None])
              if has_region.any() else None)
     records: list[dict[str, Any]] = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
@@ -155,8 +160,11 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
                          steps=cfg.steps, baseline=cfg.baseline, chunk=chunk)
         if masks is not None:
             res.update(region_scores(maps, masks, has_region))
+        if any(has_parts):  # part points or trait masks: the part scores (NaN without a visible part)
+            res.update(part_scores(maps, [it.parts for it in items]))
         for j in range(n):
             records[j]["metrics"][row.name] = {
                 key: bool(v[j]) if key == "pointing" else float(v[j]) for key, v in res.items()
-                if has_region[j] or key not in ("energy", "pointing")}
+                if (has_region[j] or key not in ("energy", "pointing"))
+                and not (key in PART_KEYS and np.isnan(v[j]))}
     return records

@@ -51,6 +51,8 @@ COLUMN_KINDS: tuple[tuple[str, str, bool, bool], ...] = (
     ("pointing", "Point.", False, True),            # pointing game on the object's box or mask
     ("disc_energy", "Disc. energy", False, True),   # energy share in the discriminative parts
     ("disc_pointing", "Part PG", False, True),      # pointing game on the discriminative parts
+    ("part_energy", "Part Loc.", False, True),      # energy share in the annotated parts (evaluation.parts)
+    ("part_pointing", "Part Point.", False, True),  # pointing game on the annotated parts
     ("deletion_ref", "Del. (compared class)", False, False),
 )
 

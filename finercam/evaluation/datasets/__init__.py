@@ -23,7 +23,9 @@ spec           reader                                      splits               
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Type
+from functools import partial
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type
 
 from . import aircraft, birds525, cars, cub, fishvista
 from .aircraft import Aircraft
@@ -35,7 +37,7 @@ from .fishvista import FishVista
 
 __all__ = ["Aircraft", "Birds525", "CUB", "Cars", "DataFormatError", "FishVista", "OfficialDataset",
            "READERS", "SPLITS", "View", "carry_box", "carry_points", "center_crop_view", "class_attributes",
-           "is_spec", "open_dataset", "parse_spec", "resize_view"]
+           "RUNNER_READERS", "for_runner", "is_spec", "open_dataset", "parse_spec", "resize_view"]
 
 #: spec name -> reader class.
 READERS: Dict[str, Type[OfficialDataset]] = {"cub": CUB, "cars": Cars, "aircraft": Aircraft,
@@ -81,3 +83,26 @@ def open_dataset(spec: str, view: Optional[View] = None,
     """
     name, root, split = parse_spec(spec)
     return READERS[name](root, split, view=view, unreadable=unreadable)
+
+
+def for_runner(name: str, root: Any, split: Optional[str] = None, *, transform: Optional[Callable] = None,
+               crop: Optional[Callable] = None, class_names: Optional[Sequence[str]] = None) -> OfficialDataset:
+    """The reader ``name`` as :func:`finercam.evaluation.data.resolve_data` calls it: the model's
+    ``transform`` with the photo region ``crop`` reports (the whole photo when only a transform is
+    given; :func:`resize_view` when neither), undecodable images as
+    :class:`~finercam.evaluation.data.Unreadable` items, and, with ``class_names`` (the model's, in
+    output order), every label mapped to the model's class of the same name."""
+    from ..data import Unreadable
+
+    if transform is None:
+        view = resize_view() if crop is None else View(resize_view().transform, crop)
+    else:
+        view = View(transform, crop if crop is not None else (lambda w, h: (0, 0, int(w), int(h))))
+    dataset = READERS[name](root, split or "test", view=view, unreadable=Unreadable)
+    if class_names is not None:
+        dataset.relabel(class_names)
+    return dataset
+
+
+#: The readers as :data:`finercam.evaluation.data.READERS` names them (``RUNNER_READERS.cub``).
+RUNNER_READERS = SimpleNamespace(**{name: partial(for_runner, name) for name in READERS})

@@ -259,6 +259,27 @@ class OfficialDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def relabel(self, class_names: Sequence[str]) -> None:
+        """Map every label to the index of its class in ``class_names`` (a model's classes in
+        output order): by exact name, else ignoring case, ``_`` versus space and CUB's ``001.``
+        number; a class of the data set that the list lacks is a ``ValueError`` naming it."""
+        def loose(name: str) -> str:
+            head, _, tail = name.partition(".")
+            name = tail if head.isdigit() and tail else name
+            return " ".join(name.replace("_", " ").lower().split())
+
+        exact = {n: i for i, n in reversed(list(enumerate(class_names)))}
+        relaxed = {loose(n): i for i, n in reversed(list(enumerate(class_names)))}
+        ids = [exact.get(n, relaxed.get(loose(n))) for n in self.class_names]
+        missing = [n for n, i in zip(self.class_names, ids, strict=True) if i is None]
+        if missing:
+            shown = ", ".join(repr(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(f"labels: {len(missing)} of the {len(ids)} classes of {self.name} are not among "
+                             f"the {len(class_names)} class names: {shown}")
+        for s in self.samples:
+            s.label = int(ids[s.label])  # type: ignore[arg-type]
+        self.class_names = tuple(class_names)
+
     def labels(self) -> np.ndarray:
         """Every item's label, without reading an image."""
         return np.array([s.label for s in self.samples], dtype=np.int64)
