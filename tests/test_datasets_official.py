@@ -127,9 +127,9 @@ def test_birds525_and_fishvista_labels_and_masks(trees):
             from PIL import Image
             cut = np.asarray(Image.fromarray(w.labels_image).crop(region).resize((OUT, OUT), Image.NEAREST))
             want = np.stack([cut == p + 1 for p in range(len(W.PART_NAMES))])
-            np.testing.assert_array_equal(info["parts"].numpy(), want)
+            np.testing.assert_array_equal(info["parts"]["masks"].numpy(), want)
     train = D.FishVista(root, "train")
-    assert not train[0][2]["parts"].any()  # no mask file: empty masks
+    assert not train[0][2]["parts"]["masks"].any()  # no mask file: empty masks
 
 
 def test_missing_image_is_one_line_naming_the_list_and_line(tmp_path):

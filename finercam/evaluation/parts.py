@@ -27,7 +27,7 @@ import torch
 
 from .. import metrics
 
-__all__ = ["PART_RADIUS", "disc_mask", "part_region", "part_regions", "part_scores"]
+__all__ = ["PART_RADIUS", "disc_mask", "is_parts", "part_region", "part_regions", "part_scores"]
 
 #: Disc radius around a part point, as a share of the image's shorter side.
 PART_RADIUS = 0.08
@@ -50,13 +50,23 @@ def disc_mask(points: Any, visible: Any, shape: Tuple[int, int], radius: float) 
     return out
 
 
+def is_parts(parts: Any) -> bool:
+    """Whether an item's ``parts`` are annotated parts this module scores: a dict with
+    ``"points"`` and ``"visible"``, or with ``"masks"`` (the readers' forms; other data's part
+    masks, such as the bird world's, are left to their own scores)."""
+    return isinstance(parts, dict) and ({"points", "visible"} <= set(parts) or "masks" in parts)
+
+
 def part_region(parts: Any, shape: Tuple[int, int], radius: Optional[float] = None) -> np.ndarray:
     """The part region of one image: ``parts`` is ``{"points", "visible"}`` (discs of ``radius``
-    pixels, default :data:`PART_RADIUS` x the shorter side) or ``(T, H, W)`` masks (their union)."""
-    if isinstance(parts, dict):
+    pixels, default :data:`PART_RADIUS` x the shorter side) or ``{"masks": (T, H, W)}`` (their union)."""
+    if not is_parts(parts):
+        raise TypeError(f"parts must be a dict with 'points' and 'visible' or with 'masks', got {type(parts).__name__}")
+    if "points" in parts:
         r = PART_RADIUS * min(shape) if radius is None else float(radius)
         return disc_mask(parts["points"], parts["visible"], shape, r)
-    m = np.asarray(parts.detach().cpu() if isinstance(parts, torch.Tensor) else parts)
+    masks = parts["masks"]
+    m = np.asarray(masks.detach().cpu() if isinstance(masks, torch.Tensor) else masks)
     if m.ndim == 2:
         m = m[None]
     if m.shape[-2:] != tuple(shape):
@@ -67,8 +77,8 @@ def part_region(parts: Any, shape: Tuple[int, int], radius: Optional[float] = No
 def part_regions(parts: Sequence[Any], shape: Tuple[int, int], radius: Optional[float] = None
                  ) -> Tuple[np.ndarray, np.ndarray]:
     """The regions ``(K, H, W)`` of the images whose region is not empty, and which those are
-    (``(N,)`` bool); ``None`` parts count as empty."""
-    regions = [None if p is None else part_region(p, shape, radius) for p in parts]
+    (``(N,)`` bool); parts that are not :func:`is_parts` count as empty."""
+    regions = [part_region(p, shape, radius) if is_parts(p) else None for p in parts]
     has = np.array([r is not None and bool(r.any()) for r in regions], bool)
     kept = [r for r in regions if r is not None and r.any()]
     return (np.stack(kept) if kept else np.zeros((0, *shape), bool)), has

@@ -20,7 +20,7 @@ import torch
 from .. import metrics
 from ..methods import METHOD_LABELS
 from .data import Item, region_mask
-from .parts import part_scores
+from .parts import is_parts, part_scores
 
 #: The columns of the part scores (:mod:`.parts`), kept only for images with a visible part.
 PART_KEYS = ("part_energy", "part_pointing")
@@ -149,7 +149,7 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
     logits = np.asarray(explained[cfg.methods[0]].logits, dtype=np.float64)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([it.region is not None for it in items])
-    has_parts = [it.parts is not None for it in items]
+    has_parts = [is_parts(it.parts) for it in items]  # the readers' part points or trait masks
     masks = (np.stack([region_mask(it.region, h, w) for it in items if it.region is not None])
              if has_region.any() else None)
     records: list[dict[str, Any]] = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),

@@ -8,9 +8,9 @@ in the transformed image's pixels, with the keys the data set has:
   column, ``W`` the right edge of the last), the photo's box carried through the crop and resize
   and clipped to the image;
 * ``"parts"``: the parts, either ``{"points": float64 (P, 2) (x, y), "visible": bool (P,)}``
-  (CUB's part locations; a point that the crop leaves out of the image is made invisible) or a
-  bool ``(T, H, W)`` tensor, one mask per named trait (FishVista); ``dataset.part_names`` names
-  them. :mod:`finercam.evaluation.parts` turns either into the region the part scores read.
+  (CUB's part locations; a point that the crop leaves out of the image is made invisible) or
+  ``{"masks": bool (T, H, W)}``, one mask per named trait (FishVista); ``dataset.part_names``
+  names them. :mod:`finercam.evaluation.parts` turns either into the region the part scores read.
 
 The geometry is stated, not guessed: a transform comes with ``crop(width, height) -> (left, top,
 right, bottom)``, the part of the photo it shows (the whole photo for a plain resize, the centre
@@ -318,7 +318,7 @@ class OfficialDataset(torch.utils.data.Dataset):
             points, visible = carry_points(s.points, s.visible, region, shape)
             info["parts"] = {"points": points, "visible": visible}
         if self.trait_ids:
-            info["parts"] = self._trait_masks(s.mask, region, shape, photo.size)
+            info["parts"] = {"masks": self._trait_masks(s.mask, region, shape, photo.size)}
         return x, s.label, info
 
     def _trait_masks(self, mask_path: Optional[str], region: Region, shape: Tuple[int, int],

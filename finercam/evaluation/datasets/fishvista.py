@@ -11,7 +11,7 @@
   one label image per photo, pixel value = trait id, the ids named by
   ``segmentation_masks/seg_id_trait_map.json`` (``{"0": "background", "1": "Head", ...}``).
 
-Items carry ``info["parts"]``, ``(T, H, W)`` bool, one mask per trait of the map (background
+Items carry ``info["parts"]["masks"]``, ``(T, H, W)`` bool, one mask per trait of the map (background
 left out; ``dataset.part_names``), carried through the crop and resize by nearest neighbour;
 an image without a mask file gets empty masks. Segmentation images whose species is not among the
 classification classes have no label a probe trained on FV-419 knows: they are left out and
