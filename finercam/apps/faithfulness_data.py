@@ -2,8 +2,8 @@
 
 For each of the first ``n`` images of the split (class ``c``): the classifier's most similar class
 ``d`` (its nearest logit) and its Finer map of ``c`` against ``d`` (Eq. 5, one reference); the
-top-3 attributes by class-attribute difference (:func:`finercam.evaluation.faithfulness.
-discriminative_attributes`); their prompts explained by the zero-shot model against "a bird";
+top-3 attributes by class-attribute difference
+(:func:`finercam.evaluation.faithfulness.discriminative_attributes`); their prompts explained by the zero-shot model against "a bird";
 the agreement of the two kinds of map (Pearson correlation and top-10 % overlap,
 :func:`finercam.world.zeroshot.study.examine_faithfulness`, the same scores as the bird world's
 study). The zero-shot model is the embedded dual encoder unless ``--clip PKG:FACTORY`` names a

@@ -3,16 +3,13 @@
 Each is a torch ``Dataset`` whose items are ``(image, label, info)`` with the box, part points or
 trait masks the data set has, carried through the preprocessing (:mod:`.common`):
 
-=============  ==========================================  ======================  ============
-spec           reader                                      splits                  annotations
-=============  ==========================================  ======================  ============
-``cub``        :class:`~.cub.CUB` (CUB-200-2011)            train, test             box, 15 parts
-``cars``       :class:`~.cars.Cars` (Stanford Cars)         train, test             box
-``aircraft``   :class:`~.aircraft.Aircraft` (FGVC-Aircraft) train, val, test        box
-``birds525``   :class:`~.birds525.Birds525`                 train, val, test        none
-``fishvista``  :class:`~.fishvista.FishVista`               train, val, test,       trait masks
-                                                            seg_train/val/test
-=============  ==========================================  ======================  ============
+| spec | reader | splits | annotations |
+|---|---|---|---|
+| ``cub`` | :class:`~.cub.CUB` (CUB-200-2011) | train, test | box, 15 part points |
+| ``cars`` | :class:`~.cars.Cars` (Stanford Cars) | train, test | box |
+| ``aircraft`` | :class:`~.aircraft.Aircraft` (FGVC-Aircraft) | train, val, test, trainval | box |
+| ``birds525`` | :class:`~.birds525.Birds525` | train, val, test | none |
+| ``fishvista`` | :class:`~.fishvista.FishVista` | train, val, test, seg_train, seg_val, seg_test | trait masks |
 
 :func:`open_dataset` reads a spec ``NAME:ROOT[:SPLIT]`` (default split ``test``).
 
