@@ -191,3 +191,21 @@ def test_a_dataloader_batches_the_items(trees):
     x, y, info = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert tuple(x.shape) == (4, 3, OUT, OUT) and y.tolist() == [w.label for w in truth["test"][:4]]
     assert tuple(info["box"].shape) == (4, 4) and tuple(info["parts"]["points"].shape) == (4, len(W.PART_NAMES), 2)
+
+
+def test_runner_reader_maps_labels_by_name_and_keeps_unreadable(trees, tmp_path):
+    from finercam.evaluation.data import Unreadable, resolve_data
+
+    root, truth = trees["cub"]
+    model_classes = [n.upper().replace(" ", "_") for n in reversed(birds.CLASS_NAMES)]  # loose match
+    ds = resolve_data(f"cub:{root}:test", class_names=model_classes)
+    assert [s.label for s in ds.samples] == [15 - w.label for w in truth["test"]]
+    assert ds.class_names == tuple(model_classes)
+    with pytest.raises(ValueError, match="16 of the 16 classes of cub are not among"):
+        resolve_data(f"cub:{root}:test", class_names=[f"c{i}" for i in range(16)])
+    broken = W.write_cub(tmp_path, n_train=16, n_test=2, size=SIZE)
+    Path(broken["test"][1].path).write_bytes(b"not a jpeg")
+    item = resolve_data(f"cub:{tmp_path}")[1]
+    assert isinstance(item, Unreadable) and item.path == broken["test"][1].path
+    with pytest.raises(D.DataFormatError, match="cannot decode the image"):
+        D.CUB(tmp_path, "test")[1]
