@@ -312,7 +312,7 @@ def resolve_data(value, *, transform: Callable | None = None, crop=None,
     >>> resolve_data("no/such/folder", argument="--data")
     Traceback (most recent call last):
     ...
-    ValueError: --data must be a folder, a registered data set name:ROOT[:split] or package.module:name, got 'no/such/folder'
+    ValueError: --data must be a folder, a registered data set name:ROOT[:split] (aircraft, birds525, cars, cub, fishvista) or package.module:name, got 'no/such/folder'
     """
     if value is None:
         raise ValueError(f"{argument} is required")
