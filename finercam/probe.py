@@ -25,7 +25,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -270,7 +270,7 @@ def load_checkpoint(path: Any) -> Dict[str, Any]:
 
 def train_probe(model: ProbeModel, train: Any, test: Any, *, identity: Dict[str, Any], cache: Optional[Path] = None,
                 lr: float = 3e-4, epochs: int = 100, batch_size: int = 256, seed: int = 0, device: Any = None,
-                progress: bool = True, extract_batch: int = 32, log: Optional[Callable[[str], None]] = print
+                progress: bool = True, extract_batch: int = 32
                 ) -> Dict[str, Any]:
     """Extract the features of ``train`` and ``test``, fit a new ``model.head`` (its output size
     kept, its input size the features'), measure both accuracies; returns the record (accuracies,

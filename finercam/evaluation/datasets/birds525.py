@@ -28,7 +28,6 @@ class Birds525(OfficialDataset):
     """Birds-525 from its ``train/valid/test`` class folders (see the module doc)."""
 
     name = "birds525"
-    has_boxes = False
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:

@@ -235,7 +235,6 @@ class OfficialDataset(torch.utils.data.Dataset):
     name = ""
     #: Pixels removed at the bottom of each photo before anything else (Aircraft's banner).
     bottom_banner = 0
-    has_boxes = True
 
     def __init__(self, root, split: str, view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:

@@ -68,7 +68,6 @@ class FishVista(OfficialDataset):
     """Fish-Vista's classification splits and its segmentation splits with trait masks."""
 
     name = "fishvista"
-    has_boxes = False
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
