@@ -209,3 +209,28 @@ def test_runner_reader_maps_labels_by_name_and_keeps_unreadable(trees, tmp_path)
     assert isinstance(item, Unreadable) and item.path == broken["test"][1].path
     with pytest.raises(D.DataFormatError, match="cannot decode the image"):
         D.CUB(tmp_path, "test")[1]
+
+
+def test_cars_all_in_one_mat(trees, tmp_path):
+    from scipy.io import savemat
+
+    root, truth = trees["cars"]
+    fields = [(k, "O") for k in ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test")]
+    rows = [(split, w) for split in ("train", "test") for w in truth[split]]
+    annos = np.zeros((1, len(rows)), dtype=fields)
+    for i, (split, w) in enumerate(rows):
+        x0, y0, x1, y1 = w.box
+        rel = str(Path(w.path).relative_to(root))
+        annos[0, i] = (np.array([rel]),) + tuple(np.array([[v]], np.uint16) for v in
+                                                 (int(x0) + 1, int(y0) + 1, int(x1), int(y1), w.label + 1, split == "test"))
+    names = np.empty((1, 16), dtype=object)
+    names[0] = list(birds.CLASS_NAMES)
+    (tmp_path / "cars_test").symlink_to(root / "cars_test")
+    (tmp_path / "cars_train").symlink_to(root / "cars_train")
+    savemat(str(tmp_path / "cars_annos.mat"), {"annotations": annos, "class_names": names})
+    ds = D.Cars(tmp_path, "test", view=D.resize_view(OUT))
+    assert ds.layout == "cars_annos.mat" and len(ds) == len(truth["test"])
+    for i, w in enumerate(truth["test"]):
+        _, label, info = ds[i]
+        assert label == w.label
+        np.testing.assert_allclose(info["box"].numpy(), _expected_box(w.box, (0, 0, SIZE + W.PAD, SIZE)), atol=1e-9)
