@@ -46,12 +46,10 @@ csrc/tests/test_threads: csrc/tests/test_threads.c $(KERNEL_SRCS) $(wildcard csr
 csan: $(C_TESTS)
 	for t in $(C_TESTS); do ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t || exit 1; done
 
-# The engine's checked contracts: ruff (pyflakes F, import order I, bugbear B) and mypy, both
-# configured in pyproject.toml (mypy's `files` are finercam/*.py and finercam/zeroshot/).
-ENGINE_PY := $(wildcard finercam/*.py) finercam/zeroshot
-
+# The checked contracts of the whole package: ruff (pyflakes F, import order I, bugbear B) over
+# finercam/, benchmarks/ and tools/, and mypy over finercam/ (pyproject.toml's `files`).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check $(ENGINE_PY)
+	$(VENV)/bin/ruff check finercam benchmarks tools
 	$(VENV)/bin/mypy
 
 # The one C style of csrc/ (.clang-format) holds: clang-format is installed with apt-get when it is

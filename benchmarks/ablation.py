@@ -25,6 +25,11 @@ mean:
   whose forward costs most);
 * ``map_corr``: the Pearson correlation with the base map (1: Finer changed nothing).
 
+Every map is scored by :mod:`finercam.evaluation` (the runner's and the demo's scorers); the
+tables use its column headers (``disc_energy``, ``part_pg``, ``box_energy`` and ``rd5`` are its
+``Disc. energy``, ``Part PG``, ``Loc.`` and ``RD@0.05``; the JSON keeps its keys, which name the
+files of the committed figures).
+
     python benchmarks/ablation.py --seed 0 --n 200 --out out/ablation
 
 also writes ``DIR/curves_<metric>.png`` (the gamma curves per model and layer) and
@@ -43,6 +48,8 @@ import torch
 
 from finercam import FinerCAM, metrics
 from finercam.diagnose import map_correlation
+from finercam.evaluation.scoring import region_scores, score_maps
+from finercam.evaluation.tables import columns, mean_of_defined
 from finercam.references import rank_classes
 from finercam.world import datasets, models
 
@@ -54,6 +61,8 @@ LAYERS = {"cnn": ("block3", "block2"), "vit": ("blocks.3.norm1", "blocks.2.norm1
 METHODS = ("gradcam", "layercam")
 SCORE_MODELS = ("cnn", "vit")
 METRICS = ("disc_energy", "part_pg", "box_energy", "rd5", "map_corr")
+#: The headers of finercam.evaluation's columns for the metrics of this study's tables.
+HEADERS = {c.key: c.header.rstrip(" \u2191\u2193") for c in columns((0.05,))}
 
 
 def settings() -> list[dict]:
@@ -104,14 +113,23 @@ def _mean_se(finer: np.ndarray, base: np.ndarray) -> tuple[float, float, float, 
     if d.size == 0:
         return (float("nan"),) * 4
     se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-    return float(finer[ok].mean()), se, float(base[ok].mean()), float(d.mean())
+    return mean_of_defined(finer[ok]), se, mean_of_defined(base[ok]), float(d.mean())
 
 
 def _rd5(net, x, maps, labels, compare_to) -> np.ndarray:
-    """RD@5% per image (NaN for every column when no image is asked for)."""
+    """RD@0.05 per image, scored by finercam.evaluation (NaN when no image is asked for)."""
     if len(x) == 0:
         return np.full(1, np.nan)
-    return metrics.relative_drop(net, x, maps, labels, compare_to, fraction=0.05)
+    return score_maps(net, x, maps, labels, compare_to, fractions=(0.05,), steps=None)["rd@0.05"]
+
+
+def _region_values(maps: np.ndarray, base: np.ndarray, region: np.ndarray) -> dict:
+    """Energy share and pointing game in the discriminative region, of the row's maps and of
+    the base maps (finercam.evaluation's disc_energy and disc_pointing)."""
+    f = region_scores(maps, region, prefix="disc_")
+    b = region_scores(base, region, prefix="disc_")
+    return {"disc_energy": (f["disc_energy"], b["disc_energy"]),
+            "part_pg": (f["disc_pointing"].astype(float), b["disc_pointing"].astype(float))}
 
 
 def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
@@ -121,7 +139,7 @@ def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
     ranks = {r: rank_classes(logits, labels, r, weight) for r in ("nearest_logit", "top_predicted", "weight_similarity")}
     base = np.concatenate([e.baseline().maps for e in exps])
     boxes = metrics.boxes_to_masks(batch.boxes, x.shape[-2:])
-    base_box = metrics.energy_in_mask(base, boxes)
+    base_box = region_scores(base, boxes)["energy"]
     base_rd: dict = {}
     rows = []
     for s in settings():
@@ -134,15 +152,13 @@ def score_rows(net, exps: list, x, batch, weight, rd_n: int) -> list[dict]:
         if key not in base_rd:
             base_rd[key] = _rd5(net, x[:rd_n], base[:rd_n], labels[:rd_n], first[:rd_n])
         rd = base_rd[key] if s["gamma"] == 0 else _rd5(net, x[:rd_n], maps[:rd_n], labels[:rd_n], first[:rd_n])
-        values = {"disc_energy": (metrics.energy_in_mask(maps, region), metrics.energy_in_mask(base, region)),
-                  "part_pg": (metrics.pointing_game(maps, region).astype(float),
-                              metrics.pointing_game(base, region).astype(float)),
-                  "box_energy": (metrics.energy_in_mask(maps, boxes), base_box),
+        values = {**_region_values(maps, base, region),
+                  "box_energy": (region_scores(maps, boxes)["energy"], base_box),
                   "rd5": (rd, base_rd[key])}
         row = dict(s, n=len(labels), rd_n=int(min(rd_n, len(labels))))
         for k, (f, b) in values.items():
             row[k], row[k + "_se"], row[k + "_base"], row[k + "_diff"] = _mean_se(f, b)
-        row["map_corr"] = float(np.nanmean(map_correlation(base, maps)))
+        row["map_corr"] = mean_of_defined(map_correlation(base, maps))
         rows.append(row)
     return rows
 
@@ -218,9 +234,10 @@ def _default(rows: list[dict], **keys) -> dict:
 
 def markdown(result: dict) -> str:
     """The tables of docs/benchmark.md's ablation section, from ``ablation.json``."""
-    rows, meta = result["rows"], result["meta"]
-    out = ["| model | layer | method | disc. energy base | Δ at the defaults | best (gamma, T) "
-           "| Δ there | part PG Δ there | box energy Δ there | RD@5% Δ there | map corr. there |",
+    rows = result["rows"]
+    disc, pg, loc, rd = (HEADERS[k] for k in ("disc_energy", "disc_pointing", "energy", "rd@0.05"))
+    out = [f"| model | layer | method | {disc} base | Δ at the defaults | best (gamma, T) "
+           f"| Δ there | {pg} Δ there | {loc} Δ there | {rd} Δ there | map corr. there |",
            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for run in dict.fromkeys((r["model"], r["layer"], r["method"]) for r in rows):
         sel = _select(rows, model=run[0], layer=run[1], method=run[2], rule="nearest_logit", aggregate="mean")
@@ -230,7 +247,7 @@ def markdown(result: dict) -> str:
                    f"{_pm(d, 'disc_energy')} | ({best['gamma']:g}, {best['T']}) | {_pm(best, 'disc_energy')} | "
                    f"{_pm(best, 'part_pg')} | {_pm(best, 'box_energy')} | {_pm(best, 'rd5')} | "
                    f"{best['map_corr']:.2f} |")
-    out += ["", "Gamma sweep, Grad-CAM, each model's default layer: disc. energy Δ (Finer - base) "
+    out += ["", f"Gamma sweep, Grad-CAM, each model's default layer: {disc} Δ (Finer - base) "
             "and in brackets the map correlation with the base map.", "",
             "| model | T | " + " | ".join(f"γ = {g:g}" for g in GAMMAS[1:]) + " |",
             "|---|---|" + "---:|" * (len(GAMMAS) - 1)]
@@ -242,8 +259,8 @@ def markdown(result: dict) -> str:
             out.append(f"| {name} | {T} | " + " | ".join(
                 f"{r['disc_energy_diff']:+.3f} ({r['map_corr']:.2f})" for r in sel) + " |")
     out += ["", "Around the defaults (gamma 0.6), Grad-CAM, default layers: reference rule, T and "
-            "aggregation (the paper's Table 3 axes); disc. energy Δ ± SE, RD@5% Δ ± SE, map corr.", "",
-            "| model | rule | T | aggregate | disc. energy Δ | RD@5% Δ | map corr. |", "|---|---|---:|---|---:|---:|---:|"]
+            f"aggregation (the paper's Table 3 axes); {disc} Δ ± SE, {rd} Δ ± SE, map corr.", "",
+            f"| model | rule | T | aggregate | {disc} Δ | {rd} Δ | map corr. |", "|---|---|---:|---|---:|---:|---:|"]
     for name in dict.fromkeys(r["model"] for r in rows):
         for r in _select(rows, model=name, layer=LAYERS[name][0], method="gradcam", gamma=DEFAULT_GAMMA):
             out.append(f"| {name} | {r['rule']} | {r['T']} | {r['aggregate']} | {_pm(r, 'disc_energy')} | "
@@ -274,10 +291,10 @@ def plot_curves(result: dict, out: Path) -> list[Path]:
         key = metric if metric == "map_corr" else metric + "_diff"
         fig = Figure(figsize=(4.3 * len(names), 3.5), layout="constrained")
         axes = fig.subplots(1, len(names), squeeze=False)[0]
-        for ax, name in zip(axes, names):
+        for ax, name in zip(axes, names, strict=True):
             combos = [(l, m) for l in dict.fromkeys(r["layer"] for r in _select(rows, model=name))
                       for m in ("gradcam", "layercam")]
-            for colour, (layer, method) in zip(colours, combos):
+            for colour, (layer, method) in zip(colours, combos, strict=False):  # combos <= colours
                 for T, style in ((1, "-"), (3, "--")):
                     sel = sorted(_select(rows, model=name, layer=layer, method=method, T=T,
                                          rule="nearest_logit", aggregate="mean"), key=lambda r: r["gamma"])
@@ -306,7 +323,7 @@ def plot_curves(result: dict, out: Path) -> list[Path]:
 
 def plot_similarity(nets: dict, out: Path) -> Path:
     """The paper's Fig. 1 (left) for our models: sorted classifier-weight cosine similarity."""
-    from finercam.apps import viz
+    from finercam import viz
 
     curves = {name: viz.similarity_curve(classifier_weight(net)) for name, net in nets.items()}
     fig = viz.plot_similarity_curve(curves, title="sorted cosine similarity of classifier weights")
@@ -324,8 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=200, help="test images (Grad-CAM, Layer-CAM)")
     p.add_argument("--score-n", type=int, default=32, help="the first M images for Score-CAM (0: none)")
-    p.add_argument("--rd-n", type=int, default=200, help="the first images for RD@5%% (CNN, ViT)")
-    p.add_argument("--probe-rd-n", type=int, default=48, help="the first images for the probe's RD@5%%")
+    p.add_argument("--rd-n", type=int, default=200, help="the first images for RD@0.05 (CNN, ViT)")
+    p.add_argument("--probe-rd-n", type=int, default=48, help="the first images for the probe's RD@0.05")
     p.add_argument("--models", default="cnn,vit,probe")
     p.add_argument("--layers", choices=("default", "all"), default="all")
     p.add_argument("--chunk", type=int, default=32)

@@ -76,7 +76,7 @@ def best_forward(net, shape) -> tuple[int, float, float]:
     for chunk in CHUNKS:
         x = torch.rand(chunk, *shape)
         with torch.no_grad():
-            wall, cpu = per_image(lambda: net(x), chunk)
+            wall, cpu = per_image(lambda x=x: net(x), chunk)
         if best is None or wall < best[1]:
             best = (chunk, wall, cpu)
     return best
@@ -107,7 +107,7 @@ def best_map(net, layer, shape, batch) -> tuple[float, float]:
         return per_image(one, batch)
     finally:
         handle.remove()
-        for p, flag in zip(net.parameters(), flags):
+        for p, flag in zip(net.parameters(), flags, strict=True):
             p.requires_grad_(flag)
 
 

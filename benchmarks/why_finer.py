@@ -25,7 +25,8 @@ import torch
 
 import finercam
 from finercam import metrics
-from finercam.apps.demo import mean_map_correlation
+from finercam.diagnose import map_correlation
+from finercam.evaluation.tables import mean_of_defined
 from finercam.world import datasets, models
 
 
@@ -57,8 +58,8 @@ def main() -> None:
             rows = np.arange(len(x))
             gap = float(np.median(exp.logits[rows, labels.numpy()] - exp.logits[rows, ref]))
             grid = "x".join(str(s) for s in base.raw_maps.shape[1:])
-            corr_ref = mean_map_correlation(base.raw_maps, other.raw_maps)
-            corr_finer = mean_map_correlation(base.maps, finer.maps)
+            corr_ref = mean_of_defined(map_correlation(base.raw_maps, other.raw_maps))
+            corr_finer = mean_of_defined(map_correlation(base.maps, finer.maps))
             print(f"{name:5} {layer:16} {grid:>6} {corr_ref:11.3f} {corr_finer:16.3f} "
                   f"{e_base:11.3f} {e_finer:12.3f} {ratio:9.3f} {gap:9.2f}")
 

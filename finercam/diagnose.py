@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Diagnosis", "diagnose", "map_correlation"]
+__all__ = ["Diagnosis", "diagnose", "energy_moved", "map_correlation"]
 
 
 def map_correlation(a, b) -> np.ndarray:
@@ -57,6 +57,31 @@ def map_correlation(a, b) -> np.ndarray:
     den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (x * y).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def energy_moved(a, b) -> np.ndarray:
+    """Per-image share of a map's energy that sits elsewhere in the other map (N,), in [0, 1].
+
+    :math:`\\frac12 \\sum_{ij} |p_{ij} - q_{ij}|` with :math:`p = a / \\sum a` and
+    :math:`q = b / \\sum b` (the total variation distance of the two maps read as distributions):
+    0 for the same shape at any scale, 1 for disjoint support. NaN where either map sums to 0 or
+    less (a map with no energy has nowhere to move it from). Maps are ReLU'd CAMs, >= 0.
+
+    >>> a = np.array([[[1.0, 0.0], [0.0, 0.0]]]); b = np.array([[[0.5, 0.5], [0.0, 0.0]]])
+    >>> energy_moved(a, b).tolist(), energy_moved(a, 3 * a).tolist(), energy_moved(a, 0 * a).tolist()
+    ([0.5], [0.0], [nan])
+    """
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(f"a and b must be stacks of maps of one shape, got {x.shape} and {y.shape}")
+    x = x.reshape(len(x), -1)
+    y = y.reshape(len(y), -1)
+    sx, sy = x.sum(1, keepdims=True), y.sum(1, keepdims=True)
+    ok = (sx[:, 0] > 0) & (sy[:, 0] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moved = 0.5 * np.abs(x / np.where(sx > 0, sx, 1.0) - y / np.where(sy > 0, sy, 1.0)).sum(1)
+    return np.where(ok, moved, np.nan)
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,9 @@ __all__ = ["LINEAR_METHODS", "view_data", "to_html", "write_html", "repr_html", 
 
 #: Methods whose map is linear in the per-class statistics: the page holds one raw map per class.
 LINEAR_METHODS = ("gradcam", "xgradcam", "cam", "hirescam", "scorecam")
-#: Methods whose page holds the activations and the per-class gradients.
-GRADIENT_METHODS = ("layercam", "gradcam++")
+#: Methods whose map is not linear in the per-class statistics: the page holds the activations and
+#: the per-class gradients and recombines them itself.
+NONLINEAR_METHODS = ("layercam", "gradcam++")
 _ASSET_DIR = Path(__file__).resolve().parent
 
 
@@ -85,7 +86,7 @@ def _layer_payload(method: str, A: np.ndarray, stats: np.ndarray, base: np.ndarr
     """What the browser needs for one image and one layer: A (K, h, w), stats (S, ...)."""
     K, h, w = A.shape
     S = stats.shape[0]
-    if method in GRADIENT_METHODS:
+    if method in NONLINEAR_METHODS:
         return {"kind": "gradient", "h": h, "w": w, "K": K, "A": _b64(A), "G": _b64(stats)}
     # One signed map per stored class: the objective "y_s alone" (identity coefficients).
     eye = np.eye(S, dtype=np.float32)[None]

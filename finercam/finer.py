@@ -31,7 +31,7 @@ from ._checks import check_images, check_int
 from .capture import directional_gradients, extract_logits, model_state, tapped_forward
 from .compat import pgc_direction, warn_if_flipped
 from .explanation import Explanation, _Store, check_aggregate, check_gamma
-from .layers import grid_transform, resolve_layers
+from .layers import find_classifier, grid_transform, resolve_layers
 from .methods import GRADIENT_METHODS, METHODS, class_statistic
 from .references import RULES, check_references, pgc_ranks, rank_classes
 
@@ -232,11 +232,7 @@ class FinerCAM:
         """``classifier=``, else the last nn.Linear with ``num_classes`` outputs (None if none)."""
         if self.classifier is not None:
             return self.classifier
-        found = None
-        for m in self._net.modules():
-            if isinstance(m, nn.Linear) and m.out_features == num_classes:
-                found = m
-        return found
+        return find_classifier(self._net, num_classes)
 
     # -- the call -----------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, targets=None, references=None) -> Explanation:

@@ -4,7 +4,7 @@ Every function takes NumPy arrays (float32; float64 and float16 are converted, a
 ``TypeError``), never modifies its inputs, returns new C-contiguous float32 arrays, and releases
 the GIL while it computes. Torch tensors are accepted and copied to the host first.
 
-Conventions shared by all kernels (their NumPy twins live in ``finercam._reference``):
+Conventions shared by all kernels (their NumPy twins live in ``finercam._twins``):
 
 * Bilinear resizing samples at half-pixel centres, ``src = (dst + 0.5) * in / out - 0.5`` clamped
   at 0 (``align_corners=False``, as ``torch.nn.functional.interpolate`` and ``cv2.resize``), or at

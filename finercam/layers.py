@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["resolve_layers", "infer_token_grid", "grid_transform"]
+__all__ = ["resolve_layers", "infer_token_grid", "grid_transform", "find_classifier"]
 
 MAX_PREFIX_TOKENS = 8
 
@@ -107,3 +107,26 @@ def grid_transform(output: torch.Tensor, input_size: Sequence[int],
         return tokens
     raise ValueError(f"layer {layer_name!r} gives a {output.ndim}-D output of shape {tuple(output.shape)}; "
                      "expected 4-D (N, K, h, w) or 3-D tokens (N, L, D), or pass reshape=")
+
+
+def find_classifier(model: nn.Module, num_classes: int | None = None) -> nn.Linear | None:
+    """The model's classifier head: its last ``nn.Linear`` (in ``model.modules()`` order) with
+    ``num_classes`` outputs, or its last ``nn.Linear`` of any size when ``num_classes`` is None;
+    None if it has none.
+
+    Its weight rows :math:`w_c` are what the classifier compares: the reference rules and
+    :meth:`finercam.Explanation.diagnose` read cosines :math:`w_c \\cdot w_t / (|w_c| |w_t|)`.
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> find_classifier(net) is net[2], find_classifier(net, 8) is net[0], find_classifier(net, 5)
+    (True, True, None)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
+        raise TypeError(f"num_classes must be None or an int, got {type(num_classes).__name__}")
+    found = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and (num_classes is None or m.out_features == num_classes):
+            found = m
+    return found

@@ -33,6 +33,7 @@ from . import kernels
 __all__ = ["GRADIENT_METHODS", "METHODS", "METHOD_LABELS", "class_statistic", "combine_stats",
            "gradcampp_weights", "signed_maps"]
 
+#: The methods that need the per-class gradients (one backward pass per stored class).
 GRADIENT_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam")
 #: Every base method, the one list (FinerCAM, the CLI, the runner and the demo read it).
 METHODS = GRADIENT_METHODS + ("scorecam", "cam")

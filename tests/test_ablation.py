@@ -11,6 +11,8 @@ import finercam
 from finercam.world import datasets, models
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The study runs on 4 images of two models (about 20 s on a busy core).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_rows_cover_the_axes(ablation, result):
 
 def test_a_row_equals_a_direct_finercam_call(result):
     """weight_similarity, T = 3, max aggregation: FinerCAM with those settings (no recombine),
-    then the energy share and RD@5% recomputed with NumPy and plain torch."""
+    then the energy share and RD@0.05 recomputed with NumPy and plain torch."""
     _, res = result
     row = next(r for r in res["rows"] if r["model"] == "cnn" and r["method"] == "gradcam"
                and r["rule"] == "weight_similarity" and r["T"] == 3)
@@ -65,7 +67,7 @@ def test_a_row_equals_a_direct_finercam_call(result):
                        for i in range(4)])
     share = (maps * region).sum((1, 2)) / maps.sum((1, 2))
     assert row["disc_energy"] == pytest.approx(float(share.mean()), abs=1e-5)
-    # RD@5%: mask the top ceil(0.05 * 96 * 96) = 461 pixels to 0
+    # RD@0.05: mask the top ceil(0.05 * 96 * 96) = 461 pixels to 0
     k = int(np.ceil(0.05 * 96 * 96))
     masked = x.clone()
     for i in range(4):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from finercam import _reference
+from finercam import _twins
 from finercam.world import datasets, models
 
 ROOT = Path(__file__).parent.parent
@@ -44,6 +44,8 @@ def quick(tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_prints_the_report_path_and_writes_every_file(quick):
     out, r = quick
     assert r.stdout.strip().splitlines()[-1] == f"report: {(out / 'index.html').resolve()}"
@@ -54,6 +56,8 @@ def test_prints_the_report_path_and_writes_every_file(quick):
     assert html.count("<table>") == 3 * 4 + 2  # per model: two settings, differences, parts; zero-shot: 2
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name", FIGURES)
 def test_figures_are_valid_pngs_with_content(quick, name):
     out, _ = quick
@@ -68,6 +72,8 @@ def test_figures_are_valid_pngs_with_content(quick, name):
     assert len(colours) > 200  # overlays and photographs, not a few flat boxes
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_accuracy_and_part_shares_against_direct_computation(quick):
     out, _ = quick
     res = json.loads((out / "results.json").read_text())
@@ -89,7 +95,7 @@ def test_accuracy_and_part_shares_against_direct_computation(quick):
             for setting in ("nearest", "aggregated"):
                 for kind in ("base", "finer"):
                     row = res["scores"][key][method][setting][kind]
-                    for col in ("loc", "energy", "pointing"):
+                    for col in ("energy", "disc_energy", "disc_pointing"):
                         assert 0.0 <= row[col] <= 1.0
                     for col in ("rd@0.05", "rd@0.1"):
                         # a drop of p_c minus a drop of p_d, each in [-1, 1]: the target can lose
@@ -104,6 +110,8 @@ def _box_energy(maps, boxes):
                           for i, m in enumerate(maps)]))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
     """At the CNN's last block (global pool + linear) Grad-CAM is CAM: relu(sum_k w_ck A_k)."""
     out, _ = quick
@@ -121,11 +129,13 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
         h.remove()
     w = net.fc.weight.detach()[torch.from_numpy(batch.labels)]  # (N, K)
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", w, feats["a"])).numpy()
-    maps = _reference.postprocess(raw, batch.images.shape[-2:])
-    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["loc"]
+    maps = _twins.postprocess(raw, batch.images.shape[-2:])
+    got = res["scores"]["cnn"]["gradcam"]["nearest"]["base"]["energy"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_probe_gradcam_box_energy_equals_gated_cam(quick):
     """The probe's head is relu6(_bn1) -> average pool -> linear, so the gradient of y_c at _bn1
     is w_ck / HW where 0 < A_k < 6 and 0 elsewhere: Grad-CAM's channel weight is w_ck times the
@@ -147,11 +157,13 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
     unclipped = ((a > 0) & (a < 6)).double().mean(dim=(2, 3))          # (N, K)
     alpha = net._fc.weight.detach().double()[torch.from_numpy(batch.labels)] * unclipped
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", alpha, a)).numpy()
-    maps = _reference.postprocess(raw, batch.images.shape[-2:])
-    got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["loc"]
+    maps = _twins.postprocess(raw, batch.images.shape[-2:])
+    got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["energy"]
     assert got == pytest.approx(_box_energy(maps, batch.boxes), abs=2e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_bad_arguments_give_one_line():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for extra in (["--images", "4"], ["--images", "x"], ["--score-images", "0"],
@@ -167,6 +179,8 @@ PHOTOS = ["blue_grosbeak.jpg", "dog_cat.jfif", "horses.jpg"]
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_embedded_cnn_by_default_through_the_cli(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     photos = [str(DATA / n) for n in PHOTOS]
@@ -187,6 +201,8 @@ def test_embedded_cnn_by_default_through_the_cli(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_page_reads_on_its_own(quick):
     """A first section with what Finer-CAM shows and the run's finding, computed from its own
     paired differences; every column defined before the tables; why RD can exceed 1."""
@@ -204,13 +220,13 @@ def test_the_page_reads_on_its_own(quick):
     for key, label in (("cnn", "CNN"), ("vit", "ViT"), ("probe", "Probe")):
         for method in _methods(key):
             name = names[method]
-            d = res["scores"][key][method]["nearest"]["diff"]["loc"]
+            d = res["scores"][key][method]["nearest"]["diff"]["energy"]
             entry = f"{label} {name} ({d['mean']:+.3f} \u00b1 {d['se']:.3f})"
             group = ("up" if d["mean"] > 2 * d["se"] else
                      "down" if d["mean"] < -2 * d["se"] else "same")
             assert entry in groups[group], (entry, group, finding)
     before_tables = html[:html.index("<table>")]
-    for term in ("Del. \u2193", "RD@5%, RD@10%", "Loc. (box)", "Disc. energy", "Part PG",
+    for term in ("Del. \u2193", "RD@0.05, RD@0.1", "Loc.", "Disc. energy", "Part PG",
                  "empty maps"):
         assert f"<dt>{term}</dt>" in before_tables
     assert "so RD lies in [-2, 2]; it exceeds 1" in html
@@ -227,19 +243,21 @@ def test_the_page_reads_on_its_own(quick):
 
 
 def test_overlays_get_a_colour_scale_and_empty_maps_say_so():
-    from finercam.apps import viz
-    from finercam.apps.demo import _finish_overlays
+    from finercam import viz
+    from finercam.apps.demo.figures import finish_overlays
 
     img = np.zeros((8, 8, 3))
     full, empty = np.linspace(0, 1, 64).reshape(8, 8), np.zeros((8, 8))
     fig = viz.panel_grid([[img, viz.overlay(img, full), viz.overlay(img, empty)]])
-    _finish_overlays(fig, [[None, full, empty]])
+    finish_overlays(fig, [[None, full, empty]])
     texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:3]]
     assert texts == [[], [], ["empty map"]]
     bar = fig.axes[3]                              # the colour scale, 0 to 1
     assert bar.get_ylabel() == "map value (min-max per map)" and bar.get_ylim() == (0.0, 1.0)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("key", MODEL_KEYS)
 def test_the_page_embeds_an_interactive_view_per_model(quick, key):
     """Each model's section embeds its explorer page (offline): bird names, three references, and

@@ -78,10 +78,13 @@ def test_nearest_logit_ranking_is_one_rule():
 
 
 def test_the_apps_read_the_engine_method_list():
-    from finercam.apps import demo, evaluate, explain
+    from finercam.apps import demo, explain
+    from finercam.evaluation import scoring
 
     assert explain.METHODS is METHODS
-    assert evaluate.METHOD_NAMES is METHOD_LABELS
+    # the runner's rows are named by the engine's labels
+    rows = scoring.settings(list(METHOD_LABELS), finer=False)
+    assert [r.name for r in rows] == list(METHOD_LABELS.values())
     assert set(METHOD_LABELS) == set(METHODS)
     assert all(METHOD_LABELS[key] == label for key, label in demo.METHODS)
 

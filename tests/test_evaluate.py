@@ -1,8 +1,8 @@
 """The evaluation runner: numbers, resumption after a real kill, torchrun, unreadable files."""
 import json
 import math
-import re
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -13,8 +13,8 @@ import torch
 
 import finercam
 from finercam import metrics
-from finercam.apps.cli import main as cli_main
 from finercam.apps import inputs
+from finercam.apps.cli import main as cli_main
 from finercam.evaluation import ImageFolder, evaluate
 from finercam.evaluation.data import default_transform, resolve_data
 
@@ -96,6 +96,7 @@ def _forkserver():
 FORKSERVER = _forkserver()  # started at collection: its imports overlap the tests before ours
 
 
+@pytest.mark.subprocess
 def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
     full = evaluate(evalkit.model(), evalkit.LAYER, evalkit.dataset(), out_dir=tmp_path / "full",
                     **FAST)
@@ -126,6 +127,7 @@ def test_killed_run_resumes_to_the_uninterrupted_table(tmp_path, capsys):
                  **{**FAST, "steps": 5})
 
 
+@pytest.mark.subprocess
 def test_torchrun_two_gloo_processes_merge_to_the_single_process_table(tmp_path):
     """``torchrun --standalone --nproc-per-node 2`` itself (its ``main``, in this process), with
     its ``--run-path`` option and workers from the fork server instead of two fresh interpreters.
@@ -271,7 +273,7 @@ def test_device_option_leaves_the_model_where_it_was():
     on_cpu = evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=4), **FAST)
     on_gpu = evaluate(model, evalkit.LAYER, evalkit.BoxDataset(n=4), device="cuda", **FAST)
     assert all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
-    for a, b in zip(on_cpu.rows, on_gpu.rows):
+    for a, b in zip(on_cpu.rows, on_gpu.rows, strict=True):
         np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
                                    [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-4)
 
@@ -428,7 +430,7 @@ def test_no_output_folder_before_the_first_logits(tmp_path, model, layer, match)
     assert not (tmp_path / "deep").exists()
 
 
-def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
+def test_transforms_preprocess_a_folder(tmp_path):
     from PIL import Image
 
     root = _folder(tmp_path)
@@ -453,7 +455,7 @@ def test_size_mean_std_and_transform_preprocess_a_folder(tmp_path):
     got = evaluate(evalkit.model(), evalkit.LAYER, str(root),
                    transform=default_transform(16, [0.5] * 3, [0.25] * 3), **kw)
     assert got.n_images == want.n_images == 6
-    for a, b in zip(got.rows, want.rows):
+    for a, b in zip(got.rows, want.rows, strict=True):
         np.testing.assert_allclose([a[k] for k in ("deletion", "rd@0.05", "rd@0.1")],
                                    [b[k] for k in ("deletion", "rd@0.05", "rd@0.1")], atol=1e-6)
     halves = evaluate(evalkit.model(), evalkit.LAYER, str(root), transform=evalkit.halves, **kw)
@@ -506,19 +508,20 @@ def test_chunk_size_reaches_every_masked_forward(monkeypatch):
     monkeypatch.setattr(metrics, "evaluate_maps", spy)
     evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 3})
     assert seen == [3, 3]
-    from finercam.evaluation.plan import RunCost, chunk_size
+    from finercam.evaluation.plan import RunCost, choose_chunk_size
 
     example = torch.zeros(3, 16, 16)
     short = RunCost(images=10, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     long = RunCost(images=10_000, maps=1, forwards={"RD": 40}, seconds_per_forward=1e-3)
     # a short run is not worth a calibration: the rule, powers of two up to 8 MiB of input, <= 64
-    assert chunk_size(evalkit.model().eval(), example, None, short) == 64
-    assert chunk_size(evalkit.model().eval(), example, None, long) in (4, 8, 16, 32, 64, 128, 256)
-    assert chunk_size(evalkit.model().eval(), example, 5, long) == 5
+    assert choose_chunk_size(evalkit.model().eval(), example, None, short) == 64
+    assert choose_chunk_size(evalkit.model().eval(), example, None, long) in (4, 8, 16, 32, 64, 128, 256)
+    assert choose_chunk_size(evalkit.model().eval(), example, 5, long) == 5
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate(evalkit.model(), evalkit.LAYER, evalkit.BoxDataset(n=4), **{**FAST, "chunk_size": 0})
 
 
+@pytest.mark.subprocess
 def test_keep_freed_memory_stops_the_page_faults_of_large_blocks():
     """The oracle: the kernel's own count of minor page faults, in a fresh process, for a
     64 MiB tensor allocated, written and freed twice, before and after the call (the first

@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from finercam import _reference
-from finercam.apps.explain import main, read_image
+from finercam import _twins
+from finercam.apps.explain import main
+from finercam.images import read_image
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -183,7 +184,7 @@ def _expected_overlay(photo: Image.Image, net, gamma: float, T: int, size=224) -
     (g,) = torch.autograd.grad(y[c] - gamma * y[refs].mean(), a)
     alpha = g.mean(dim=(2, 3))[0]
     raw = torch.relu((alpha[:, None, None] * a[0]).sum(0)).detach().numpy()
-    m = _reference.postprocess(raw[None], (photo.height, photo.width))[0]
+    m = _twins.postprocess(raw[None], (photo.height, photo.width))[0]
     img = np.asarray(photo, np.float64) / 255.0
     return 0.5 * img + 0.5 * colormaps["jet"](m)[..., :3]
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from finercam import FinerCAM
-from finercam.apps.explain import main, read_image
+from finercam.apps.explain import main
+from finercam.images import read_image
 from finercam.world.models.imagenet import load_imagenet
 
 DATA = Path(__file__).parent / "data"

@@ -223,9 +223,9 @@ def test_python_side_checks_its_arguments():
 
 
 def test_browser_kernels_equal_the_numpy_twins(browser):
-    """The page's resize and min-max against finercam._reference (float64 NumPy): up and down,
+    """The page's resize and min-max against finercam._twins (float64 NumPy): up and down,
     odd sizes, a constant map (-> zeros), a map with NaN (-> all NaN)."""
-    from finercam import _reference
+    from finercam import _twins
 
     exp, _ = _explain(TinyResNet, "layer2", "gradcam")
     page, _, _ = _open(browser, exp.to_html())
@@ -245,11 +245,11 @@ def test_browser_kernels_equal_the_numpy_twins(browser):
                 if kind == "nan":
                     m[h // 2, w // 2] = np.nan
                 resized, normed = page.evaluate(js, [[None if np.isnan(v) else float(v) for v in m.ravel()], h, w, H, W])
-                want = _reference._resize64(m[None], (H, W), False)[0]
+                want = _twins._resize64(m[None], (H, W), False)[0]
                 got = np.array([np.nan if v is None else v for v in resized]).reshape(H, W)
                 np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
                 got_n = np.array([np.nan if v is None else v for v in normed], np.float64).reshape(H, W)
-                np.testing.assert_allclose(got_n, _reference._minmax64(want[None], 1e-8)[0], rtol=0, atol=1e-12)
+                np.testing.assert_allclose(got_n, _twins._minmax64(want[None], 1e-8)[0], rtol=0, atol=1e-12)
     finally:
         page.close()
 

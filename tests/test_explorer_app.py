@@ -17,7 +17,7 @@ import torch
 import finercam
 from explorer_browser import browser  # noqa: F401 (the fixture)
 from finercam.apps.app import ExplainService, builtin_models, make_server
-from finercam.apps.explain import read_image
+from finercam.images import read_image
 
 TOL = 1e-4
 

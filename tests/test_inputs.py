@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from finercam.apps import inputs
-from finercam.apps.inputs import UsageError
+from finercam.apps import classes, inputs
+from finercam.apps.common import UsageError
 from finercam.world.models.imagenet import center_crop_transform
 
 NAMES = ("tench", "goldfish", "great white shark", "tiger shark", "jay")
@@ -19,42 +19,42 @@ NAMES = ("tench", "goldfish", "great white shark", "tiger shark", "jay")
 @pytest.mark.parametrize("text, want", [("4", 4), ("jay", 4), ("JAY", 4), (" goldfish ", 1),
                                         ("great", 2), ("tiger", 3), ("tiger shark", 3)])
 def test_resolve_class(text, want):
-    assert inputs.resolve_class(text, NAMES, 5, "--target") == want
+    assert classes.resolve_class(text, NAMES, 5, "--target") == want
 
 
 @pytest.mark.parametrize("text, words", [("5", "out of range"), ("-1", "out of range"),
                                          ("shark", "several classes"), ("dog", "no class is named")])
 def test_resolve_class_errors(text, words):
     with pytest.raises(UsageError, match=words):
-        inputs.resolve_class(text, NAMES, 5, "--target")
+        classes.resolve_class(text, NAMES, 5, "--target")
 
 
 def test_resolve_classes_and_no_names():
-    assert inputs.resolve_classes("jay, 0,tiger shark", NAMES, 5, "--references") == [4, 0, 3]
+    assert classes.resolve_classes("jay, 0,tiger shark", NAMES, 5, "--references") == [4, 0, 3]
     with pytest.raises(UsageError, match="--labels"):
-        inputs.resolve_class("jay", None, 5, "--references")
+        classes.resolve_class("jay", None, 5, "--references")
     with pytest.raises(UsageError, match="twice"):
-        inputs.resolve_classes("jay,4", NAMES, 5, "--references")
+        classes.resolve_classes("jay,4", NAMES, 5, "--references")
 
 
 def test_read_labels(tmp_path):
     p = tmp_path / "l.txt"
     p.write_text("\ufeffa\r\nb b\n\n", encoding="utf-8")
-    assert inputs.read_labels(p) == ("a", "b b")
+    assert classes.read_labels(p) == ("a", "b b")
     p.write_text("a\n\nb\n")
     with pytest.raises(UsageError, match="empty line"):
-        inputs.read_labels(p)
+        classes.read_labels(p)
     with pytest.raises(UsageError, match="no such file"):
-        inputs.read_labels(tmp_path / "nope.txt")
+        classes.read_labels(tmp_path / "nope.txt")
 
 
 def test_class_names_and_count_without_a_model_call():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 6))
-    assert inputs.class_names_of(net) is None and inputs.num_classes_of(net) == 6
+    assert classes.class_names_of(net) is None and classes.num_classes_of(net) == 6
     net.config = SimpleNamespace(id2label={0: "a", 2: "c", 1: "b"}, num_labels=3)
-    assert inputs.class_names_of(net) == ("a", "b", "c") and inputs.num_classes_of(net) == 3
+    assert classes.class_names_of(net) == ("a", "b", "c") and classes.num_classes_of(net) == 3
     net.config = SimpleNamespace(id2label={0: "a", 5: "gap"})   # ids not 0..n-1: not names
-    assert inputs.class_names_of(net) is None
+    assert classes.class_names_of(net) is None
 
 
 def test_probability_warning_only_for_probabilities():

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finercam import _reference as ref
+from finercam import _twins as ref
 from finercam import kernels
 
 THREADS = (1, 2, 3, 8)

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from finercam import _reference as ref
+from finercam import _twins as ref
 from finercam import kernels
 
 

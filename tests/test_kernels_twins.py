@@ -1,4 +1,4 @@
-"""Property tests: every C kernel against its NumPy twin (``finercam._reference``).
+"""Property tests: every C kernel against its NumPy twin (``finercam._twins``).
 
 Inputs vary in shape (N = 0, 1x1, odd, non-square, up- and down-sampling), layout (non-contiguous,
 negatively strided, Fortran order), dtype (float32, byte-swapped float32, float64, float16: the
@@ -24,7 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from finercam import _reference as ref
+from finercam import _twins as ref
 from finercam import kernels
 
 # The oracles see inf, NaN and float16 overflow on purpose; NumPy's warnings about them are noise.

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from finercam import _reference as ref
+from finercam import _twins as ref
 from finercam import kernels
 
 

@@ -90,3 +90,66 @@ def test_the_public_doors_still_work():
     assert finercam.ZeroShotFinerCAM.__module__ == "finercam.zeroshot.head"
     assert hasattr(finercam.metrics, "relative_drop")
     assert hasattr(finercam.kernels, "combine")
+
+
+ROOT = PACKAGE.parent
+#: Scripts beside the package that use the library, never the applications.
+SCRIPT_DIRS = ("benchmarks", "tools", "notebooks/src")
+
+
+def _script_imports(path: Path) -> set[str]:
+    """The absolute modules a script outside the package imports (``from finercam import apps``
+    names ``finercam.apps``), lazy imports included. A notebook source's IPython magics
+    (``%matplotlib inline``) are not Python: they are read as comments."""
+    lines = ["#" + line if line.lstrip().startswith(("%", "!")) else line
+             for line in path.read_text().splitlines()]
+    found = set()
+    for node in ast.walk(ast.parse("\n".join(lines), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _apps_importers(root: Path = ROOT, package_dir: Path = PACKAGE) -> list[str]:
+    """``file imports module`` for every import of ``finercam.apps`` outside the applications
+    (``finercam/apps/``) and the command line's door (``finercam/__main__.py``)."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        if _layer(path, package_dir) in ("apps", "main"):
+            continue
+        found += [(path, m) for m in _imported_modules(path, package_dir)]
+    for folder in SCRIPT_DIRS:
+        found += [(path, m) for path in sorted((root / folder).glob("*.py")) for m in _script_imports(path)]
+    def named(module: str, prefix: str) -> bool:
+        return module == prefix or module.startswith(prefix + ".")
+
+    return [f"{name} imports {m}" for name, m in ((p.relative_to(root).as_posix(), m) for p, m in found)
+            if named(m, "finercam.apps")]
+
+
+def test_the_applications_are_imported_by_nothing_but_the_command_line():
+    assert len(list(PACKAGE.rglob("*.py"))) >= 40
+    assert all(len(list((ROOT / d).glob("*.py"))) >= 3 for d in SCRIPT_DIRS)
+    offences = _apps_importers()
+    assert not offences, "\n".join(offences)
+
+
+def test_the_apps_check_sees_an_injected_import(tmp_path):
+    # The oracle of the check above: a copy of the tree with one lazy import of the applications
+    # added to an engine module and one to a benchmark; the check names exactly those two.
+    fake = tmp_path / "repo"
+    (fake / "finercam" / "apps").mkdir(parents=True)
+    (fake / "finercam" / "apps" / "cli.py").write_text("from ..world import models\n")
+    (fake / "finercam" / "__main__.py").write_text("from .apps.cli import main\n")
+    (fake / "finercam" / "metrics.py").write_text("def f():\n    from .apps import cli\n")
+    (fake / "finercam" / "kernels.py").write_text("from . import layers\n")
+    for folder in SCRIPT_DIRS:
+        (fake / folder).mkdir(parents=True)
+    (fake / "benchmarks" / "bench_x.py").write_text("def main():\n    from finercam import apps\n")
+    (fake / "tools" / "tool.py").write_text("import finercam.viz\n")
+    assert sorted(_apps_importers(fake, fake / "finercam")) == [
+        "benchmarks/bench_x.py imports finercam.apps", "finercam/metrics.py imports finercam.apps",
+        "finercam/metrics.py imports finercam.apps.cli"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finercam import _reference as ref
+from finercam import _twins as ref
 from finercam import kernels
 
 FEW = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""finercam.apps.report: a self-contained folder whose images and tables read back exactly."""
+"""finercam.report: a self-contained folder whose images and tables read back exactly."""
 import os
 from html.parser import HTMLParser
 
@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from finercam.apps.report import Report
+from finercam.report import Report
 
 
 class _Collect(HTMLParser):

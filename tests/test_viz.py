@@ -1,4 +1,4 @@
-"""finercam.apps.viz: overlays, grids and curves checked against hand computations and NumPy twins."""
+"""finercam.viz: overlays, grids and curves checked against hand computations and NumPy twins."""
 import io
 import os
 import subprocess
@@ -13,8 +13,8 @@ from matplotlib import colormaps
 from matplotlib.collections import PolyCollection
 from PIL import Image
 
-from finercam import _reference
-from finercam.apps import viz
+from finercam import _twins
+from finercam import viz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +33,7 @@ def test_import_finercam_does_not_import_matplotlib():
 
 def test_viz_without_matplotlib_says_how_to_install():
     r = _run("import sys; sys.modules['matplotlib'] = None\n"
-             "try:\n    import finercam.apps.viz\nexcept ImportError as e:\n    print(e)")
+             "try:\n    import finercam.viz\nexcept ImportError as e:\n    print(e)")
     assert r.returncode == 0, r.stderr
     assert "pip install finercam[viz]" in r.stdout
 
@@ -66,7 +66,7 @@ def test_overlay_resizes_the_map_bilinearly():
     rng = np.random.default_rng(1)
     img = rng.random((16, 12, 3)).astype(np.float32)
     cam = rng.random((4, 4)).astype(np.float32)
-    big = _reference.resize(cam[None], (16, 12))[0]
+    big = _twins.resize(cam[None], (16, 12))[0]
     want = 0.5 * img + 0.5 * colormaps["viridis"](np.clip(big, 0, 1))[..., :3]
     np.testing.assert_allclose(viz.overlay(img, cam, cmap="viridis"), want, atol=1e-5)
 

@@ -1,12 +1,21 @@
-"""The applications built on the engine: the command line, the demo, the runners and the report.
+"""The applications built on the engine: the ``finercam`` command, one module per command.
 
-* :mod:`finercam.apps.cli`: ``finercam demo | evaluate | explain | train | zeroshot``.
-* :mod:`finercam.apps.demo`: the embedded benchmark and its HTML report.
-* :mod:`finercam.apps.explain`: ``finercam explain``, maps for image files.
-* :mod:`finercam.apps.inputs`: models by name, class names, labels and preprocessing options,
-  shared by explain and evaluate.
-* :mod:`finercam.apps.evaluate`: the data-set runner (the paper's Table 1): resume, shards.
-* :mod:`finercam.apps.report`, :mod:`finercam.apps.viz`: the HTML report and the figures.
+* :mod:`finercam.apps.cli`: ``finercam app | demo | evaluate | explain | train | zeroshot``, one
+  table of command modules; :mod:`finercam.apps.common`: ``UsageError`` (a user's error, printed
+  as one line) and the helpers every command shares.
+* :mod:`finercam.apps.explain` (and :mod:`finercam.apps.explain_panel`): ``finercam explain``,
+  maps for image files.
+* :mod:`finercam.apps.inputs`: models by name and preprocessing options;
+  :mod:`finercam.apps.classes`: class names and classes given by name; both shared by explain,
+  evaluate and the app.
+* :mod:`finercam.apps.evaluate`: ``finercam evaluate``, the command line of
+  :func:`finercam.evaluate` (the data-set runner, :mod:`finercam.evaluation`).
+* :mod:`finercam.apps.demo`: the embedded benchmark and its HTML report (its numbers through
+  :mod:`finercam.evaluation`).
+* :mod:`finercam.apps.app`: the local web app; :mod:`finercam.apps.train_command` and
+  :mod:`finercam.apps.zeroshot_command`: ``finercam train`` and ``finercam zeroshot``.
 
-Nothing in the engine (:mod:`finercam`) or the bird world (:mod:`finercam.world`) imports these.
+The figures (:mod:`finercam.viz`), the HTML report (:mod:`finercam.report`) and image reading
+(:mod:`finercam.images`) belong to the engine. Nothing outside this package imports it but
+``python -m finercam`` (``tests/test_layout.py`` checks it).
 """

@@ -31,15 +31,16 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .explain import one_line_errors, read_image
-from .inputs import UsageError, load_model
+from ..images import ImageReadError, read_image
+from .common import UsageError, one_line_errors, usage_errors
+from .inputs import load_model
 
-__all__ = ["AppModel", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
+__all__ = ["AppModel", "AppServer", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
            "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB"]
 
 APP_METHODS = ("gradcam", "layercam", "gradcam++", "xgradcam", "hirescam", "scorecam")
@@ -63,8 +64,8 @@ class AppModel:
 
     name: str
     description: str
-    model: object
-    layer: object
+    model: Any
+    layer: Any
     transform: Callable
     mean: Sequence[float]
     std: Sequence[float]
@@ -185,11 +186,9 @@ def _decode(data: bytes):
         f.flush()
         try:
             return read_image(f.name)
-        except UsageError as exc:
-            message = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"the upload is not an image Pillow can read ({message})") from None
-        except Exception as exc:  # Pillow's decompression-bomb guard and the like
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"the upload is not a usable image ({type(exc).__name__}: {exc})") from None
+        except ImageReadError as exc:  # also Pillow's decompression-bomb guard
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                               f"the upload is not an image Pillow can read ({exc.reason})") from None
 
 
 def app_page() -> str:
@@ -212,6 +211,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 60          # seconds a connection may stay idle or slow before it is closed
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    server: AppServer
 
     def do_GET(self):  # noqa: N802 (the http.server naming)
         path = urlsplit(self.path).path
@@ -271,8 +271,22 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class AppServer(ThreadingHTTPServer):
+    """The app's HTTP server: the :class:`ExplainService`, the page, the upload limit in bytes."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: ExplainService, page: str, max_bytes: int,
+                 verbose: bool = False):
+        super().__init__(address, Handler)
+        self.service = service
+        self.page = page
+        self.max_bytes = max_bytes
+        self.verbose = verbose
+
+
 def make_server(service: ExplainService, host: str = "127.0.0.1", port: int = 8000,
-                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, verbose: bool = False) -> ThreadingHTTPServer:
+                max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, verbose: bool = False) -> AppServer:
     """A started-on-demand app server (call ``serve_forever``); ``port=0`` picks a free port
     (``server.server_address[1]``).
 
@@ -283,13 +297,7 @@ def make_server(service: ExplainService, host: str = "127.0.0.1", port: int = 80
     """
     if not (isinstance(max_upload_mb, (int, float)) and 0 < max_upload_mb <= 1024):
         raise ValueError(f"max_upload_mb must be in (0, 1024], got {max_upload_mb!r}")
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.service = service
-    server.page = app_page()
-    server.max_bytes = int(max_upload_mb * 2**20)
-    server.verbose = verbose
-    return server
+    return AppServer((host, port), service, app_page(), int(max_upload_mb * 2**20), verbose)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -317,16 +325,19 @@ def run(args) -> int:
     >>> run(p.parse_args(["--model", "os:getcwd"]))
     Traceback (most recent call last):
     ...
-    finercam.apps.inputs.UsageError: --layer is required with --model (the dotted name of the target layer)
+    finercam.apps.common.UsageError: --layer is required with --model (the dotted name of the target layer)
     """
     from ..explanation import check_gamma
 
     models = builtin_models(args.model, args.layer)
     if args.references < 1:
         raise UsageError(f"--references must be >= 1, got {args.references}")
-    service = ExplainService(models, gamma=check_gamma(args.gamma), num_references=args.references)
+    with usage_errors():
+        gamma = check_gamma(args.gamma)
+    service = ExplainService(models, gamma=gamma, num_references=args.references)
     server = make_server(service, args.host, args.port, args.max_upload_mb, args.verbose)
     host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host  # an AF_UNIX address would be bytes
     print(f"finercam app: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

@@ -1,119 +1,72 @@
 """The ``finercam`` command: ``finercam <command> [options]``.
 
-Each command is a pair in ``COMMANDS``: a function that adds its options to a subparser and a
-function that runs it with the parsed arguments and returns the exit status. A new command adds
-one entry; nothing else changes.
+Each command is one module named in :data:`COMMANDS`, holding ``add_arguments(parser)`` (its
+options) and ``run(args) -> exit status``. A new command adds one entry; nothing else changes.
+
+Errors: a :class:`~finercam.apps.common.UsageError` (what the person running the command can fix)
+is printed as one line, ``finercam <command>: error: <message>``, with its exit status (2, as
+argparse's own usage errors); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import shlex
 import sys
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Sequence
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+from .common import UsageError, print_usage_error, usage_errors
 
-
-def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    from .evaluate import add_arguments
-
-    add_arguments(p)
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.plan import keep_freed_memory
-    from .evaluate import run
+@dataclass(frozen=True)
+class Command:
+    """One ``finercam`` command: the module with ``add_arguments(parser)`` and ``run(args)``.
 
-    keep_freed_memory()  # our own process: forwards reuse freed memory instead of page-faulting
-    return run(args)
+    ``reuse_freed_memory``: the command runs many same-sized forwards in our own process, which
+    then keeps freed memory for reuse instead of returning it to the system and page-faulting it
+    back on the next forward (:func:`finercam.evaluation.plan.keep_freed_memory`).
+    ``value_errors_are_usage``: the command still reports a bad argument as a plain ``ValueError``
+    (``TypeError``/``FileNotFoundError``) from anywhere in its run, so those print one line too;
+    set for ``evaluate`` and ``demo`` until their argument checks raise ``UsageError``.
+    """
 
+    module: str
+    help: str
+    reuse_freed_memory: bool = False
+    value_errors_are_usage: bool = False
 
-def _add_demo(p: argparse.ArgumentParser) -> None:
-    from .demo import add_arguments
-
-    add_arguments(p)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from ..evaluation.plan import keep_freed_memory
-    from .demo import run
-
-    keep_freed_memory()  # as for evaluate: the probe's 224-px forwards would page-fault otherwise
-    return run(args)
-
-
-def _add_explain(p: argparse.ArgumentParser) -> None:
-    from .explain import add_arguments
-
-    add_arguments(p)
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
-def _run_explain(args: argparse.Namespace) -> int:
-    from .explain import run
-
-    return run(args)
-
-
-def _add_train(p: argparse.ArgumentParser) -> None:
-    from ..world.models.train import add_arguments
-
-    add_arguments(p)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from ..world.models.train import run
-
-    return run(args)
-
-
-def _add_zeroshot(p: argparse.ArgumentParser) -> None:
-    from .zeroshot_command import add_options
-
-    add_options(p)
-
-
-def _run_zeroshot(args: argparse.Namespace) -> int:
-    from .zeroshot_command import run
-
-    return run(args)
-
-
-def _add_probe(p: argparse.ArgumentParser) -> None:
-    from .probe_command import add_options
-
-    add_options(p)
-
-
-def _run_probe(args: argparse.Namespace) -> int:
-    from .probe_command import run
-
-    return run(args)
-
-
-#: name -> (help, add options, run)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace], int]]] = {
-    "evaluate": ("the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, "
-                 "runs under torchrun", _add_evaluate, _run_evaluate),
-    "demo": ("the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
-             "figure of the paper and the Table-1-style table, as an HTML report", _add_demo, _run_demo),
-    "explain": ("baseline and Finer-CAM overlays for image files, with your model or the "
-                "embedded CNN", _add_explain, _run_explain),
-    "train": ("train one of the embedded classifiers (cnn, vit) on the bird world and write its "
-              "weights", _add_train, _run_train),
-    "zeroshot": ("the tiny dual encoder on the bird world: a part's prompt alone vs compared with "
-                 "'a bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
-                 "examination (Sec. 4.3, App. A.2)", _add_zeroshot, _run_zeroshot),
-    "probe": ("train the paper's linear probe on a frozen backbone for a data set (cub:ROOT, "
-              "cars:ROOT, ...); loads as --model probe:FILE", _add_probe, _run_probe),
-    "app": ("a local web app: upload an image, choose model and method, explore gamma, references "
-            "and aggregation in the browser", lambda p: _app().add_arguments(p), lambda a: _app().run(a)),
+#: name -> Command, in the order ``finercam --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "evaluate": Command("finercam.apps.evaluate",
+                        "the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, runs "
+                        "under torchrun", reuse_freed_memory=True, value_errors_are_usage=True),
+    "demo": Command("finercam.apps.demo",
+                    "the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
+                    "figure of the paper and the Table-1-style table, as an HTML report",
+                    reuse_freed_memory=True, value_errors_are_usage=True),
+    "explain": Command("finercam.apps.explain",
+                       "baseline and Finer-CAM overlays for image files, with your model or the embedded CNN"),
+    "train": Command("finercam.apps.train_command",
+                     "train one of the embedded classifiers (cnn, vit) on the bird world and write its weights"),
+    "zeroshot": Command("finercam.apps.zeroshot_command",
+                        "the tiny dual encoder on the bird world: a part's prompt alone vs compared with 'a "
+                        "bird' (energy in the part's mask); --faithfulness: the classifier-faithfulness "
+                        "examination (Sec. 4.3, App. A.2)"),
+    "probe": Command("finercam.apps.probe_command",
+                     "train the paper's linear probe on a frozen backbone for a data set (cub:ROOT, cars:ROOT, "
+                     "...); the file loads as --model probe:FILE"),
+    "app": Command("finercam.apps.app",
+                   "a local web app: upload an image, choose model and method, explore gamma, references "
+                   "and aggregation in the browser"),
 }
-
-
-def _app():
-    from . import app
-
-    return app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,23 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
-    for name, (help_text, add, _) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+    for name, command in COMMANDS.items():
+        command.load().add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``finercam <command> [options]``; returns the exit status.
+    """Run ``finercam <command> [options]`` (``argv``: the words after ``finercam``, default
+    ``sys.argv[1:]``); returns the exit status.
 
-    A bad value that the command finds (``TypeError``, ``ValueError``, ``FileNotFoundError``)
-    is reported as one line on stderr with exit status 2, argparse's own status for usage errors.
+    A :class:`~finercam.apps.common.UsageError` is reported as one line on stderr with its exit
+    status (2); every other exception propagates with its traceback. The command sees the words
+    it was started with as ``args.command_line`` (the reports show it).
 
     >>> main(["zeroshot", "--n", "0"])
     2
     """
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
+    args.command_line = "finercam " + shlex.join(words)
+    command = COMMANDS[args.command]
+    if command.reuse_freed_memory:
+        from ..evaluation.plan import keep_freed_memory
+
+        keep_freed_memory()
     try:
-        return COMMANDS[args.command][2](args)
-    except (TypeError, ValueError, FileNotFoundError) as e:
-        print(f"finercam {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        if command.value_errors_are_usage:
+            with usage_errors(TypeError, ValueError, FileNotFoundError):
+                return command.load().run(args)
+        return command.load().run(args)
+    except UsageError as exc:
+        return print_usage_error(f"finercam {args.command}", exc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation import evaluate
-from ..evaluation.data import reads_images
+from ..evaluation.data import READERS, reads_images, resolve_data
 from ..evaluation.model import MIN_LABEL_AGREEMENT
 from ..evaluation.plan import SCORECAM_COST_FACTOR
 from . import inputs
@@ -35,10 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ('cnn', 'birds', [0.2], None)
     """
     add_model_arguments(p, required=True)
+    registered = f" (registered: {', '.join(sorted(READERS))})" if READERS else ""
     p.add_argument("--data", required=True,
                    help="an ImageFolder-style directory (root/<class>/<image>, optional "
-                        "boxes.csv), a registered data set NAME:ROOT[:SPLIT] or an import "
-                        "string 'package.module:dataset_factory'")
+                        f"boxes.csv), a registered data set NAME:ROOT[:SPLIT]{registered} or an "
+                        "import string 'package.module:dataset_factory'")
     _set_help(p, "--labels",
               "the model's class names, one per line in output order: each class folder of "
               "--data is mapped to the class of its name. Without it a folder's label is its "
@@ -47,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
               f"{100 * MIN_LABEL_AGREEMENT:g} %% of the first batch the run stops (give "
               "--labels or --target predicted)")
     add_preprocessing_arguments(p)
+    _add_row_arguments(p)
+    _add_run_arguments(p)
+
+
+def _add_row_arguments(p: argparse.ArgumentParser) -> None:
+    """The methods, the Finer settings and the ablation rows."""
     p.add_argument("--methods", nargs="+", default=None,
                    help="CAM methods (default: gradcam layercam, plus scorecam when its one "
                         "forward per channel of the layer costs at most "
@@ -64,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compare with only the r-th most similar class (Table 2)")
     p.add_argument("--aggregations", nargs="*", default=[],
                    help="aggregation rows: mean, max, mean_after_relu (Table 3)")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The metrics' settings, the targets, the batches and the outputs."""
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--baseline", type=_float_or_word, default=0.0,
@@ -94,19 +105,20 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate with the parsed options of :func:`add_arguments`; returns 0.
 
     The model's own preprocessing reads a folder or a registered data set; ``--size``, ``--mean``,
-    ``--std`` or ``--transform`` with a ``Dataset`` import string is an error.
+    ``--std`` or ``--transform`` with a ``Dataset`` import string is an error naming ``--data``.
     """
     found = inputs.inputs_from_args(args)
+    labels = found.class_names if args.labels else None
     explicit = any(getattr(args, k) is not None for k in ("size", "mean", "std", "transform"))
     decoded = reads_images(args.data) or explicit
-    evaluate(found.model, found.layer, args.data, methods=args.methods, finer=args.finer,
+    data = resolve_data(args.data, transform=found.transform if decoded else None,
+                        crop=found.crop if decoded else None, class_names=labels, argument="--data")
+    evaluate(found.model, found.layer, data, methods=args.methods, finer=args.finer,
              gamma=args.gamma, num_references=args.num_references,
              reference_rule=args.reference_rule, aggregate=args.aggregate, gammas=args.gammas,
              reference_ranks=args.reference_ranks, aggregations=args.aggregations,
              fractions=args.fractions, steps=args.steps, baseline=args.baseline,
-             target=args.target, batch_size=args.batch_size, out_dir=args.out,
-             labels=found.class_names if args.labels else None,
-             transform=found.transform if decoded else None,
-             crop=found.crop if decoded else None, chunk_size=args.chunk_size,
-             limit=args.limit, device=args.device, progress=args.progress)
+             target=args.target, batch_size=args.batch_size, out_dir=args.out, labels=labels,
+             chunk_size=args.chunk_size, limit=args.limit, device=args.device,
+             progress=args.progress)
     return 0

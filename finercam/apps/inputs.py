@@ -1,5 +1,5 @@
-"""What a command needs before it can explain anything: the model, its input convention, its
-class names, and classes given by name.
+"""What a command needs before it can explain anything: the model, its input convention and its
+class names.
 
 One home for what ``finercam explain`` and ``finercam evaluate`` share:
 
@@ -12,52 +12,40 @@ One home for what ``finercam explain`` and ``finercam evaluate`` share:
   ``model.config.id2label``).
 * :func:`add_model_arguments`, :func:`add_preprocessing_arguments` add ``--model/--layer/--labels``
   and ``--size/--mean/--std/--transform`` to a parser; :func:`inputs_from_args` reads them back.
-* :func:`read_labels` reads ``--labels FILE`` (one name per line) and :func:`check_labels` refuses
-  a count that differs from the model's classes, before any model call.
-* :func:`resolve_class` / :func:`resolve_classes` read ``--target`` / ``--references`` given as
-  names or ids.
+* ``--labels FILE`` is read and checked against the model's number of classes by
+  :mod:`finercam.apps.classes`, which also reads ``--target`` / ``--references`` given as names.
 * :func:`warn_if_probabilities`: Finer-CAM's objective ``y_c - gamma * mean_t y_t`` is defined on
   logits; on softmax outputs the differences are squeezed into [-1, 1] and the maps change.
 
-Bad input raises :class:`UsageError` (a ``ValueError``) with one line naming the option.
+Bad input raises :class:`~finercam.apps.common.UsageError` with one line naming the option.
 
 >>> inputs = load_model("cnn")
 >>> inputs.layer, inputs.size, inputs.class_names[:2], len(inputs.class_names)
 ('block3', 96, ('rosy finch', 'black-winged finch'), 16)
->>> resolve_classes("blue jay,3", inputs.class_names, 16, "--references")
-[8, 3]
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
 from ..evaluation import data
 from ..evaluation.data import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, default_transform
 from ..evaluation.model import warn_if_probabilities
+from .classes import check_labels, class_names_of, num_classes_of, read_labels
+from .common import UsageError
 
 __all__ = [
-    "BUILTIN_MODELS", "DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInputs", "UsageError",
-    "add_model_arguments", "add_preprocessing_arguments", "center_crop_box", "check_labels",
-    "check_preprocessing_args", "class_names_of", "default_transform", "import_object",
-    "inputs_from_args", "load_model", "num_classes_of", "read_labels", "resolve_class",
-    "resolve_classes", "warn_if_probabilities", "with_preprocessing",
+    "BUILTIN_MODELS", "DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInputs",
+    "add_model_arguments", "add_preprocessing_arguments", "center_crop_box",
+    "check_preprocessing_args", "default_transform", "import_object",
+    "inputs_from_args", "load_model", "warn_if_probabilities", "with_preprocessing",
 ]
 
 #: Names ``--model`` accepts besides ``package.module:factory``.
 BUILTIN_MODELS = ("cnn", "vit", "imagenet")
-
-
-class UsageError(ValueError):
-    """A bad argument or input: reported as one line, exit status 2.
-
-    >>> isinstance(UsageError("--gamma must be a number in [0, 10]"), ValueError)
-    True
-    """
 
 
 @dataclass(frozen=True)
@@ -90,14 +78,15 @@ class ModelInputs:
 
 def import_object(spec: str, option: str):
     """``package.module:name`` (dots allowed after the colon) -> the object
-    (:func:`finercam.evaluation.data.import_object`, its error a :class:`UsageError`).
+    (:func:`finercam.evaluation.data.import_object`, its error a
+    :class:`~finercam.apps.common.UsageError`).
 
     >>> import_object("os.path:join", "--model").__name__
     'join'
     >>> import_object("os.path", "--model")
     Traceback (most recent call last):
     ...
-    finercam.apps.inputs.UsageError: --model must look like package.module:name, got 'os.path'
+    finercam.apps.common.UsageError: --model must look like package.module:name, got 'os.path'
     """
     try:
         return data.import_object(spec, option)
@@ -128,138 +117,6 @@ def center_crop_box(size: int) -> Callable[[int, int], Tuple[int, int, int, int]
     return crop
 
 
-def class_names_of(model) -> Optional[Tuple[str, ...]]:
-    """The class names a model carries: ``model.class_names``, or a Hugging Face-style
-    ``model.config.id2label`` (keys ids, as ints or strings); None if it carries none.
-
-    >>> from types import SimpleNamespace
-    >>> class_names_of(SimpleNamespace(config=SimpleNamespace(id2label={"1": "dog", "0": "cat"})))
-    ('cat', 'dog')
-    """
-    names = getattr(model, "class_names", None)
-    if names is not None:
-        return tuple(str(n) for n in names)
-    id2label = getattr(getattr(model, "config", None), "id2label", None)
-    if isinstance(id2label, dict) and id2label:
-        try:
-            by_id = {int(k): str(v) for k, v in id2label.items()}
-        except (TypeError, ValueError):
-            return None
-        if sorted(by_id) == list(range(len(by_id))):
-            return tuple(by_id[i] for i in range(len(by_id)))
-    return None
-
-
-def num_classes_of(model) -> Optional[int]:
-    """The number of outputs, known without calling the model: its class names, a Hugging Face
-    ``config.num_labels``, else the ``out_features`` of its last ``nn.Linear``; None if unknown.
-
-    >>> from torch import nn
-    >>> num_classes_of(nn.Sequential(nn.Flatten(), nn.Linear(12, 7)))
-    7
-    """
-    names = class_names_of(model)
-    if names is not None:
-        return len(names)
-    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    if isinstance(num_labels, int) and num_labels > 0:
-        return num_labels
-    from torch import nn
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(model, nn.Module) else []
-    return int(linears[-1].out_features) if linears else None
-
-
-def read_labels(path) -> Tuple[str, ...]:
-    """``--labels FILE``: one class name per line, in output order (UTF-8; surrounding blanks
-    stripped; a final empty line ignored; an empty line inside is an error).
-
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "labels.txt"
-    >>> _ = p.write_text("cat\\n dog \\n", encoding="utf-8")
-    >>> read_labels(p)
-    ('cat', 'dog')
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--labels: no such file {str(path)!r}")
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--labels: cannot read {str(path)!r}: {exc}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    names = tuple(line.strip() for line in lines)
-    if not names:
-        raise UsageError(f"--labels: {str(path)!r} holds no class names")
-    blank = [i + 1 for i, n in enumerate(names) if not n]
-    if blank:
-        raise UsageError(f"--labels: {str(path)!r} has an empty line (line {blank[0]})")
-    return names
-
-
-def check_labels(names: Sequence[str], num_classes: Optional[int], source: str = "--labels") -> None:
-    """A UsageError when ``len(names)`` differs from the model's number of classes.
-
-    >>> check_labels(("cat", "dog"), 3)
-    Traceback (most recent call last):
-    ...
-    finercam.apps.inputs.UsageError: --labels holds 2 names but the model has 3 classes
-    """
-    if num_classes is not None and len(names) != num_classes:
-        raise UsageError(f"{source} holds {len(names)} names but the model has {num_classes} classes")
-
-
-def resolve_class(value, class_names: Optional[Sequence[str]], num_classes: Optional[int],
-                  option: str) -> int:
-    """A class given as an id (``"17"``) or a name (``"jay"``; case-insensitive; a unique prefix
-    or substring also does) -> its id.
-
-    >>> names = ("tench", "goldfish", "great white shark", "tiger shark")
-    >>> resolve_class("GOLDFISH", names, 4, "--target"), resolve_class("3", names, 4, "--target")
-    (1, 3)
-    >>> resolve_class("shark", names, 4, "--target")
-    Traceback (most recent call last):
-    ...
-    finercam.apps.inputs.UsageError: --target: 'shark' matches several classes: great white shark (2), tiger shark (3)
-    """
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        k = int(text)
-        if k < 0 or (num_classes is not None and k >= num_classes):
-            raise UsageError(f"{option}: class id {k} is out of range [0, {num_classes})")
-        return k
-    if not class_names:
-        raise UsageError(f"{option}: {text!r} is not a class id, and the model has no class names "
-                         "(give --labels FILE)")
-    low = [n.lower() for n in class_names]
-    for match in (lambda n: n == text.lower(), lambda n: n.startswith(text.lower()),
-                  lambda n: text.lower() in n):
-        hits = [i for i, n in enumerate(low) if match(n)]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            shown = ", ".join(f"{class_names[i]} ({i})" for i in hits[:6])
-            more = f" and {len(hits) - 6} more" if len(hits) > 6 else ""
-            raise UsageError(f"{option}: {text!r} matches several classes: {shown}{more}")
-    raise UsageError(f"{option}: no class is named {text!r}")
-
-
-def resolve_classes(value: str, class_names, num_classes, option: str) -> list:
-    """A comma-separated list of names or ids (:func:`resolve_class` each) -> distinct ids.
-
-    >>> resolve_classes("goldfish, 0", ("tench", "goldfish"), 2, "--references")
-    [1, 0]
-    """
-    parts = [s for s in str(value).split(",") if s.strip()]
-    if not parts:
-        raise UsageError(f"{option}: give at least one class name or id")
-    ids = [resolve_class(s, class_names, num_classes, option) for s in parts]
-    if len(set(ids)) != len(ids):
-        raise UsageError(f"{option}: a class is named twice in {value!r}")
-    return ids
-
-
 # --- built-in and user models --------------------------------------------------------------------
 
 
@@ -270,7 +127,7 @@ def _world_model(name: str) -> ModelInputs:
     # The bird world's models take [0, 1] pixels at their training size and normalise inside.
     size = int(getattr(model, "config", {}).get("image_size", 96))
     zero, one = (0.0,) * 3, (1.0,) * 3
-    return ModelInputs(model, model.default_target_layer, default_transform(size, zero, one), _whole,
+    return ModelInputs(model, str(model.default_target_layer), default_transform(size, zero, one), _whole,
                        size, zero, one, tuple(datasets.CLASS_NAMES), name)
 
 
@@ -317,7 +174,7 @@ def load_model(spec) -> ModelInputs:
     >>> load_model("resnet")
     Traceback (most recent call last):
     ...
-    finercam.apps.inputs.UsageError: --model must be one of cnn, vit, imagenet or package.module:factory, got 'resnet'
+    finercam.apps.common.UsageError: --model must be one of cnn, vit, imagenet or package.module:factory, got 'resnet'
     """
     if isinstance(spec, str) and spec.startswith("probe:"):  # a file written by `finercam probe`
         from .probe_command import probe_inputs
@@ -372,7 +229,7 @@ def _check_triple(values, option: str, positive: bool) -> Tuple[float, float, fl
     if len(vals) != 3 or not all(np.isfinite(vals)) or (positive and min(vals) <= 0):
         need = "three positive numbers" if positive else "three finite numbers"
         raise UsageError(f"{option} must be {need} (or one for all channels), got {list(values)}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 # --- command-line options ------------------------------------------------------------------------
@@ -426,7 +283,7 @@ def check_preprocessing_args(args) -> None:
     >>> check_preprocessing_args(argparse.Namespace(size=4, mean=None, std=None, transform=None))
     Traceback (most recent call last):
     ...
-    finercam.apps.inputs.UsageError: --size must be an integer in [8, 4096], got 4
+    finercam.apps.common.UsageError: --size must be an integer in [8, 4096], got 4
     """
     if args.transform is not None:
         if args.size is not None or args.mean is not None or args.std is not None:

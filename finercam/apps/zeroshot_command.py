@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-__all__ = ["add_options", "run"]
+from .common import UsageError, usage_errors
+from .inputs import import_object
+
+__all__ = ["add_arguments", "run"]
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``finercam zeroshot`` options to ``p``.
 
     >>> p = argparse.ArgumentParser(prog="finercam zeroshot")
-    >>> add_options(p)
+    >>> add_arguments(p)
     >>> args = p.parse_args(["--n", "16", "--faithfulness"])
     >>> args.n, args.faithfulness, args.classifier, args.gamma
     (16, True, 'cnn', 0.6)
@@ -38,19 +41,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _classifier(spec: str):
+    """``--classifier``: (model, its default target layer or None)."""
     from ..world import models
 
     if ":" not in spec:
+        if spec not in models.MODELS:
+            raise UsageError(f"--classifier must be one of {', '.join(models.MODELS)} or "
+                             f"package.module:factory, got {spec!r}")
         model = models.load(spec)
         return model, model.default_target_layer
-    import importlib
-
-    mod, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--classifier {spec!r} cannot be imported: {e}") from None
-    return factory(), None
+    return import_object(spec, "--classifier")(), None
 
 
 def _without_examples(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -66,17 +66,25 @@ def run(args: argparse.Namespace) -> int:
     test images. A bad count fails before any work:
 
     >>> p = argparse.ArgumentParser(prog="finercam zeroshot")
-    >>> add_options(p)
+    >>> add_arguments(p)
     >>> run(p.parse_args(["--n", "0"]))
     Traceback (most recent call last):
     ...
-    ValueError: --n must be >= 1, got 0
+    finercam.apps.common.UsageError: --n must be >= 1, got 0
     """
+    from ..explanation import check_gamma
+    from ..methods import METHODS
     from ..world.zeroshot.dual_encoder import load_dual_encoder
     from ..world.zeroshot.study import faithfulness_study, prompt_localisation
 
     if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+        raise UsageError(f"--n must be >= 1, got {args.n}")
+    if args.method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
+    with usage_errors():
+        check_gamma(args.gamma)
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise UsageError(f"--weights: no such file {args.weights!r}")
     if getattr(args, "data", None):
         return _run_on_data(args)
     if args.faithfulness:  # a bad --classifier fails before any work
@@ -113,7 +121,7 @@ def _run_on_data(args: argparse.Namespace) -> int:
     from .faithfulness_data import cub_faithfulness
 
     if not args.faithfulness:
-        raise ValueError("--data goes with --faithfulness (the prompt study needs the bird world's part masks)")
+        raise UsageError("--data goes with --faithfulness (the prompt study needs the bird world's part masks)")
     f = cub_faithfulness(args.data, args.classifier, args.layer, n=args.n, method=args.method, gamma=args.gamma,
                          clip=args.clip, weights=args.weights)
     print(f"faithfulness on {args.data} ({f['images']} images, {f['zero_shot']}): the classifier's Finer map "

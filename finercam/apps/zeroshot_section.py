@@ -11,7 +11,7 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
                 target_layer: Optional[str] = None, classifier_label: str = "CNN",
                 gamma: float = 0.6) -> Dict[str, Any]:
     """Compute the zero-shot numbers on ``n`` test images and add them to ``report`` (a
-    :class:`finercam.apps.report.Report`): a table of energy shares per part, a panel figure, and the
+    :class:`finercam.report.Report`): a table of energy shares per part, a panel figure, and the
     faithfulness aggregate of ``classifier`` (default: the embedded CNN). Returns the numbers.
 
     The energy share of a map :math:`L` inside a mask :math:`M` is
@@ -26,7 +26,7 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
     returned numbers.
 
     >>> import tempfile
-    >>> from finercam.apps.report import Report
+    >>> from finercam.report import Report
     >>> report = Report(tempfile.mkdtemp(), "zero-shot")
     >>> numbers = add_section(report, n=4)
     >>> sorted(numbers), numbers["prompt_localisation"]["n"], numbers["faithfulness"]["images"]
@@ -36,7 +36,7 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
     True
     >>> path = report.write()               # index.html with the tables and the panel figure
     """
-    from . import viz
+    from .. import viz
     from ..world.zeroshot.dual_encoder import load_dual_encoder
     from ..world.zeroshot.study import faithfulness_study, prompt_localisation
 

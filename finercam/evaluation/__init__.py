@@ -47,6 +47,13 @@ Rows (:mod:`.scoring`): per method, ``"Grad-CAM"`` (gamma = 0, the base method) 
 ``"... gamma=0.2"`` (Fig. 6b), ``"... ref=2"`` (compared with the 2nd most similar class only,
 Table 2) and ``"... agg=max"`` (Table 3). Targets are the data set labels (``target="label"``)
 or the predictions.
+
+Extending. A new data set is one entry of :data:`finercam.evaluation.data.READERS` (``name`` ->
+the import string of its reader, which receives the root, the split, the model's transform and
+crop and the class names); its items may carry boxes or masks and parts. A new column is one
+entry of :data:`finercam.evaluation.tables.COLUMN_KINDS` plus its scorer in
+:mod:`finercam.evaluation.scoring` (a per-image array under the column's key); every table
+(``finercam evaluate``, the demo, the ablation) then has it.
 """
 from __future__ import annotations
 

@@ -301,6 +301,18 @@ def reads_images(value) -> bool:
         _registered(value) is not None
 
 
+def _imported_dataset(value: str, argument: str):
+    """The Dataset an import string names: a Dataset, or a class or factory called without
+    arguments."""
+    if ":" not in value:
+        known = f" ({', '.join(sorted(READERS))})" if READERS else ""
+        raise ValueError(f"{argument} must be a folder, a registered data set "
+                         f"name:ROOT[:split]{known} or package.module:name, got {value!r}")
+    obj = import_object(value, argument)
+    is_dataset = not isinstance(obj, type) and hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
+    return obj if is_dataset else obj()
+
+
 def resolve_data(value, *, transform: Callable | None = None, crop=None,
                  class_names: Sequence[str] | None = None, argument: str = "dataset"):
     """The ``Dataset`` a ``dataset`` / ``--data`` value names (see the module docstring).
@@ -327,13 +339,7 @@ def resolve_data(value, *, transform: Callable | None = None, crop=None,
         raise ValueError(f"{argument}: the preprocessing options apply to a folder of images or a "
                          "registered data set; a Dataset's items are used as they are")
     if isinstance(value, (str, os.PathLike)):
-        if ":" not in str(value):
-            known = f" ({', '.join(sorted(READERS))})" if READERS else ""
-            raise ValueError(f"{argument} must be a folder, a registered data set "
-                             f"name:ROOT[:split]{known} or package.module:name, got {str(value)!r}")
-        obj = import_object(str(value), argument)
-        is_dataset = not isinstance(obj, type) and hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
-        value = obj if is_dataset else obj()  # a class or a factory is called without arguments
+        value = _imported_dataset(str(value), argument)
     if not (hasattr(value, "__getitem__") and hasattr(value, "__len__")):
         raise TypeError(f"{argument} must be a Dataset (with __getitem__ and __len__) or a "
                         f"directory, got {type(value).__name__}")

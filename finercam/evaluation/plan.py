@@ -3,7 +3,7 @@ one forward.
 
 :class:`RunCost` says what a run does per image (maps, forwards by purpose) and estimates its
 time from one timed forward (:func:`finercam.progress.timed_forward`). :func:`default_methods`
-picks the methods when none are given; :func:`chunk_size` the images per forward of masked
+picks the methods when none are given; :func:`choose_chunk_size` the images per forward of masked
 inputs: the fastest size of a short calibration (:func:`best_chunk_size`) when that costs at most
 :data:`CALIBRATION_SHARE` of the run's forwards, else a rule (:func:`rule_chunk_size`).
 """
@@ -16,7 +16,7 @@ from .. import metrics
 from ..progress import format_seconds, timed_forward
 
 __all__ = ["CALIBRATION_SHARE", "SCORECAM_COST_FACTOR", "RunCost", "best_chunk_size",
-           "chunk_size", "default_methods", "keep_freed_memory", "masked_counts", "run_cost",
+           "choose_chunk_size", "default_methods", "keep_freed_memory", "masked_counts", "run_cost",
            "rule_chunk_size"]
 
 #: Score-CAM joins the default methods when its forwards per image (one per channel of the
@@ -196,7 +196,7 @@ def run_cost(cfg, channels: int, pixels: int, seconds_per_forward: float) -> Run
     return RunCost(cfg.n_images, len(cfg.methods), forwards, seconds_per_forward)
 
 
-def chunk_size(net, example, given: int | None, cost: RunCost) -> int:
+def choose_chunk_size(net, example, given: int | None, cost: RunCost) -> int:
     """Images per forward: ``given`` if not None; else a calibration when the run is long
     enough that it costs at most :data:`CALIBRATION_SHARE` of its forwards; else
     :func:`rule_chunk_size` (8 MiB of input on CPU, 256 MiB on CUDA)."""

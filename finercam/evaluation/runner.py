@@ -23,7 +23,7 @@ from .data import Unreadable, resolve_data, split_item
 from .distributed import Group, joined_group, placed
 from .journal import Journal
 from .model import FirstLook, first_look
-from .plan import SCORECAM_COST_FACTOR, RunCost, chunk_size, default_methods, run_cost
+from .plan import SCORECAM_COST_FACTOR, RunCost, choose_chunk_size, default_methods, run_cost
 from .scoring import Setting, score_batch
 from .tables import EvalResult, columns, mean_rows, write_table
 
@@ -96,7 +96,7 @@ def evaluate(model, target_layer=None, dataset=None, *,
         cfg = cfg if cfg.methods else replace(
             cfg, methods=default_methods(cfg, look.channels, look.pixels))
         cost = run_cost(cfg, look.channels, look.pixels, look.seconds_per_image)
-        chunk = _chunk(net, look, given_chunk, cost)
+        chunk = choose_chunk_size(net, look.example, given_chunk, cost)
         if verbose and group.rank == 0:
             _announce(cfg, look, chunk, methods is not None)
         job = _Job(net, model_device, _cams(net, layer, cfg, look, chunk), cfg.settings(),
@@ -127,10 +127,6 @@ def _class_names(labels) -> tuple[str, ...]:
 def _image_count(data, limit) -> int:
     n = len(data)
     return n if limit is None else min(n, check_int(limit, "limit"))
-
-
-def _chunk(net, look: FirstLook, given: int | None, cost: RunCost) -> int:
-    return chunk_size(net, look.example, given, cost)
 
 
 def _announce(cfg: RunConfig, look: FirstLook, chunk: int, methods_given: bool) -> None:

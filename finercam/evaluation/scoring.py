@@ -22,9 +22,6 @@ from ..methods import METHOD_LABELS
 from .data import Item, region_mask
 from .parts import is_parts, part_scores
 
-#: The columns of the part scores (:mod:`.parts`), kept only for images with a visible part.
-PART_KEYS = ("part_energy", "part_pointing")
-
 __all__ = ["Setting", "region_scores", "score_batch", "score_maps", "setting_maps", "settings"]
 
 
@@ -158,13 +155,16 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
         maps = setting_maps(explained[row.method], row)
         res = score_maps(net, images, maps, targets, compare, fractions=cfg.fractions,
                          steps=cfg.steps, baseline=cfg.baseline, chunk=chunk)
-        if masks is not None:
-            res.update(region_scores(maps, masks, has_region))
-        if any(has_parts):  # part points or trait masks: the part scores (NaN without a visible part)
-            res.update(part_scores(maps, [it.parts for it in items]))
+        regional = region_scores(maps, masks, has_region) if masks is not None else {}
+        # part points or trait masks (the readers'): the part scores, for images with a visible part
+        parts = part_scores(maps, [it.parts for it in items]) if any(has_parts) else {}
         for j in range(n):
-            records[j]["metrics"][row.name] = {
-                key: bool(v[j]) if key == "pointing" else float(v[j]) for key, v in res.items()
-                if (has_region[j] or key not in ("energy", "pointing"))
-                and not (key in PART_KEYS and np.isnan(v[j]))}
+            records[j]["metrics"][row.name] = _image_values(res, j) | (
+                _image_values(regional, j) if has_region[j] else {}) | (
+                _image_values(parts, j) if parts and not np.isnan(parts["part_pointing"][j]) else {})
     return records
+
+
+def _image_values(scores: dict[str, np.ndarray], j: int) -> dict[str, float | bool]:
+    """Image ``j``'s value of each score, as JSON records it (a hit as a bool)."""
+    return {key: bool(v[j]) if v.dtype == np.bool_ else float(v[j]) for key, v in scores.items()}

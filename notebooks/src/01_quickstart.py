@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import finercam
-from finercam.apps import viz
+from finercam import viz
 from finercam.world.datasets import SpotTheDifference, differing_parts, discriminative_mask
 from finercam.world.models import load
 

@@ -68,10 +68,10 @@ print("targets", exp.targets, "\nreferences (T = 3 nearest logits)\n", exp.refer
 
 # %% [markdown]
 # The baseline (gamma = 0, the target logit alone) comes from the same call, without running the
-# model again; `finercam.apps.viz` draws both (matplotlib figures, no global pyplot state):
+# model again; `finercam.viz` draws both (matplotlib figures, no global pyplot state):
 
 # %%
-from finercam.apps import viz
+from finercam import viz
 
 viz.compare(images[0], {"Grad-CAM": exp.baseline().maps[0], "Finer-CAM": exp.maps[0]})
 

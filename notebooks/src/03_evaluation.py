@@ -4,7 +4,7 @@
 # `finercam.metrics` implements the paper's evaluation exactly as written on the
 # [Metrics](../docs/metrics.md) page: the relative confidence drop RD@p (Eq. 10), the target's
 # confidence drop (Fig. 6b), deletion AUC and the energy-based pointing game ("Loc."), plus the
-# classic pointing game. `finercam.apps.evaluate` runs them over a data set for several CAM methods,
+# classic pointing game. `finercam.evaluate` runs them over a data set for several CAM methods,
 # with and without Finer, and averages them into the paper's Table 1.
 #
 # Everything runs on the embedded CNN and a few images of the spot-the-difference benchmark.
@@ -18,7 +18,7 @@ import torch
 
 import finercam
 from finercam import metrics
-from finercam.apps import viz
+from finercam import viz
 from finercam.world.datasets import SpotTheDifference, discriminative_mask
 from finercam.world.models import load
 
@@ -102,7 +102,7 @@ scores = metrics.evaluate_maps(model, images, exp.maps, labels, masks=box_masks)
 # %% [markdown]
 # ## The Table-1 runner
 #
-# `finercam.apps.evaluate` explains every image with each method, with and without Finer, scores the
+# `finercam.evaluate` explains every image with each method, with and without Finer, scores the
 # maps and averages them; `out_dir=` makes the run resumable (per-image JSON lines, appended batch
 # by batch) and writes `table.md`, `table.csv` and `table.json`. It takes any torch `Dataset`
 # yielding `(image, label)` or `(image, label, box_or_mask)`; the benchmark yields an `info` dict
@@ -123,10 +123,10 @@ class WithBoxes(torch.utils.data.Dataset):
 
 import tempfile
 
-from finercam.apps.evaluate import evaluate
+import finercam
 
 out = tempfile.mkdtemp()
-result = evaluate(model, None, WithBoxes(data), methods=("gradcam",), gammas=(0.2,),
+result = finercam.evaluate(model, None, WithBoxes(data), methods=("gradcam",), gammas=(0.2,),
                   steps=10, limit=8, batch_size=8, out_dir=out, progress=False,
                   verbose=False)
 print(result.markdown())
@@ -142,7 +142,7 @@ print(result.markdown())
 # A killed run started again with the same arguments skips every batch already recorded:
 
 # %%
-again = evaluate(model, None, WithBoxes(data), methods=("gradcam",), gammas=(0.2,),
+again = finercam.evaluate(model, None, WithBoxes(data), methods=("gradcam",), gammas=(0.2,),
                  steps=10, limit=8, batch_size=8, out_dir=out, progress=False,
                  verbose=False)
 assert again.rows == result.rows

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import finercam
-from finercam.apps import viz
+from finercam import viz
 from finercam.world.datasets import SpotTheDifference, birds
 from finercam.world.zeroshot import load_dual_encoder
 from finercam.world.zeroshot.captions import attribute_prompt, discriminative_attributes

@@ -14,10 +14,25 @@ Example
 ('wing',)
 >>> region = discriminative_mask(info["parts"], label, [0, 2, 3])   # against three references
 """
+from .birds import (
+                    ATTRIBUTE_NAMES,
+                    ATTRIBUTES,
+                    CAPTION_ORDER,
+                    CLASS_FAMILY,
+                    CLASS_NAMES,
+                    CLASS_PARTS,
+                    COLOUR_NAMES,
+                    COLOURS,
+                    FAMILIES,
+                    NUM_CLASSES,
+                    PARTS,
+                    SHAPES,
+                    caption,
+                    describe,
+                    differing_parts,
+                    siblings,
+)
 from .spot import CHUNK, SPLITS, Batch, SpotTheDifference, discriminative_mask, generate
-from .birds import (ATTRIBUTE_NAMES, ATTRIBUTES, CAPTION_ORDER, CLASS_FAMILY, CLASS_NAMES,
-                    CLASS_PARTS, COLOUR_NAMES, COLOURS, FAMILIES, NUM_CLASSES, PARTS, SHAPES,
-                    caption, describe, differing_parts, siblings)
 
 __all__ = [
     "ATTRIBUTE_NAMES", "ATTRIBUTES", "Batch", "CAPTION_ORDER", "CHUNK", "CLASS_FAMILY", "CLASS_NAMES",

@@ -299,7 +299,7 @@ def render(p: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         1.0 + _col(p["light_gradient"]) * (gx * _col(np.cos(ang)) + gy * _col(np.sin(ang))) / (size / 2))
     images = np.clip(albedo * shade[:, None] * p["tint"][:, :, None, None] + p["noise"], 0.0, 1.0)
 
-    rows, cols = cover.any(axis=2), cover.any(axis=1)
+    rows, cols = np.asarray(cover.any(axis=2)), np.asarray(cover.any(axis=1))
     boxes = np.stack([cols.argmax(1), rows.argmax(1),
                       size - cols[:, ::-1].argmax(1), size - rows[:, ::-1].argmax(1)], 1).astype(np.int64)
     return {"images": images.astype(np.float32), "masks": masks, "boxes": boxes,

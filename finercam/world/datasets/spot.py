@@ -45,11 +45,12 @@ def _check_args(split: object, seed: object, size: object) -> Tuple[int, int, in
     for name, value in (("seed", seed), ("size", size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(seed) < 0:  # type: ignore[arg-type]
+    seed_int, size_int = int(seed), int(size)  # type: ignore[call-overload]  # ints, checked above
+    if seed_int < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    if int(size) < 32:  # type: ignore[arg-type]
+    if size_int < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
-    return SPLITS.index(split), int(seed), int(size)  # type: ignore[arg-type]
+    return SPLITS.index(split), seed_int, size_int
 
 
 def _chunk(split_code: int, seed: int, k: int, size: int) -> Dict[str, np.ndarray]:

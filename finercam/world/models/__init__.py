@@ -28,9 +28,6 @@ MODELS = ("cnn", "vit")  # trained by `python -m finercam.world.models.train`
 #: Every embedded model :func:`load` knows: the two above and the linear probe.
 EMBEDDED = MODELS + ("probe",)
 _CLASSES = {"cnn": SmallCNN, "vit": SmallViT}
-#: Architecture options that later versions added, with the values that checkpoints written
-#: before them were trained with (a checkpoint's config lacks the key, not the layer).
-_LEGACY_CONFIG = {"cnn": {}, "vit": {"stem": [16, 32], "patch_kernel": 2}}
 
 
 def _check_name(name: object) -> str:
@@ -81,14 +78,14 @@ def load(name: str, path: Optional[Union[str, Path]] = None) -> nn.Module:
 
         return load_probe(None if path is None else Path(path))
     ckpt = checkpoint(name, path)
-    model = build(name, **{**_LEGACY_CONFIG[name], **ckpt["config"]})
+    model = build(name, **ckpt["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     return model.eval()
 
 
 def default_target_layer(name: str) -> str:
     """Dotted name of the layer to explain for model ``name`` at its default architecture."""
-    return build(_check_name(name)).default_target_layer
+    return str(build(_check_name(name)).default_target_layer)
 
 
 __all__ = ["EMBEDDED", "MODELS", "SmallCNN", "SmallViT", "WEIGHTS_DIR", "build", "checkpoint", "default_target_layer", "load"]

@@ -116,8 +116,9 @@ def center_crop_transform(size: int = SIZE, mean=MEAN, std=STD) -> Callable[[Any
 
     def transform(image: Any) -> torch.Tensor:
         image = image.convert("RGB")
-        new_w, new_h, left, top = center_crop_geometry(*image.size, size)
-        image = image.resize((new_w, new_h), Image.BILINEAR)
+        width, height = image.size
+        new_w, new_h, left, top = center_crop_geometry(width, height, size)
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         image = image.crop((left, top, left + size, top + size))
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
         return (pixels - mean_t) / std_t

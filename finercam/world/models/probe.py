@@ -71,6 +71,14 @@ class LinearProbe(nn.Module):
 
     default_target_layer = DEFAULT_TARGET_LAYER
     target_layer = DEFAULT_TARGET_LAYER
+    # The backbone's modules, shared (set in __init__ by name).
+    _conv_stem: nn.Module
+    _bn0: nn.Module
+    _blocks: nn.ModuleList
+    _conv_head: nn.Module
+    _bn1: nn.Module
+    _swish: nn.Module
+    class_names: Sequence[str]
 
     def __init__(self, backbone: nn.Module, num_classes: int = 16,
                  feature_layers: Sequence[str] = FEATURE_LAYERS, input_size: int = INPUT_SIZE) -> None:
@@ -208,7 +216,7 @@ def train_probe(out: Path, n_train: int, n_test: int, feature_layers: Sequence[s
     xtr, ytr = pooled_features(probe, n_train, "train", seed, cache=cache)
     xte, yte = pooled_features(probe, n_test, "test", seed, cache=cache)
     w, b = fit_head(xtr, ytr, l2=l2)
-    record = {"n_train": n_train, "n_test": n_test, "l2": l2, "seed": seed,
+    record: Dict[str, object] = {"n_train": n_train, "n_test": n_test, "l2": l2, "seed": seed,
               "train_accuracy": _accuracy(w, b, xtr, ytr), "test_accuracy": _accuracy(w, b, xte, yte),
               "seconds": round(time.time() - t0, 1)}
     state = {"weight": torch.from_numpy(w), "bias": torch.from_numpy(b)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .. import datasets
 from . import MODELS, WEIGHTS_DIR, SmallCNN, SmallViT, build, load
 
-__all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'run', 'main']
+__all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'check_arguments', 'run', 'main']
 
 #: Per-model defaults, timed with the data on 2 idle cores (docs/dataset.md). CNN: from scratch,
 #: 8.6 minutes, 96.1 % (the shipped weights: the same settings before channels-last, 96.5 %).
@@ -35,7 +35,7 @@ __all__ = ['DEFAULTS', 'accuracy', 'train', 'transfer_stem', 'add_arguments', 'r
 #: 7.6 minutes, 95.6 %; from scratch it needed about 19 minutes for 91 %.
 #: No label smoothing: it would flatten the non-target logits, whose order gives Finer-CAM its
 #: references.
-DEFAULTS: Dict[str, Dict[str, float]] = {
+DEFAULTS: Dict[str, Dict[str, Any]] = {
     "cnn": {"n_train": 25600, "epochs": 12, "lr": 3e-3, "batch": 64, "weight_decay": 5e-4, "label_smoothing": 0.0,
             "stem_from": None, "freeze_stem": False},
     "vit": {"n_train": 25600, "epochs": 8, "lr": 2e-3, "batch": 64, "weight_decay": 0.05, "label_smoothing": 0.0,
@@ -189,8 +189,8 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
         raise ValueError(f"stem: the ViT has {len(targets) // 2} stem convs, the CNN transfer needs 3")
     copied = 0
     with torch.no_grad():
-        for i, (src, dst) in enumerate(zip(sources, targets)):
-            for (name, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        for i, (src, dst) in enumerate(zip(sources, targets, strict=True)):
+            for (name, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items(), strict=True):
                 if a.shape != b.shape:
                     raise ValueError(f"stem: layer {i} {name} has shape {tuple(b.shape)} in the ViT, "
                                      f"{tuple(a.shape)} in the CNN")
@@ -202,7 +202,7 @@ def transfer_stem(cnn: torch.nn.Module, vit: torch.nn.Module) -> int:
 def _train_mode(model: torch.nn.Module, frozen_stem: bool) -> None:
     model.train()
     if frozen_stem:
-        model.stem.eval()
+        model.get_submodule("stem").eval()
 
 
 def _cached(folder: Optional[Path], split: str, n: int, seed: int) -> datasets.Batch:
@@ -244,7 +244,7 @@ def _train(model_name, cfg, seed, n_test, threads, out, log, checkpoint_each_epo
         copied = transfer_stem(stem_source, model)
         log(f"stem initialised from {cfg['stem_from']} ({copied} tensors)")
     # channels-last convolutions are about 7 % faster on this CPU; the weights are saved contiguous
-    model = model.to(memory_format=torch.channels_last).train()
+    model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]  # torch's stub lacks it
     frozen = bool(cfg.get("freeze_stem"))
     if frozen:  # a fixed feature extractor: no gradients, batch norm on its stored statistics
         model.stem.requires_grad_(False)
@@ -337,11 +337,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder to save the generated images to, or load them from on a rerun")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """A ``ValueError`` naming the first non-positive count among the parsed options.
+
+    >>> p = argparse.ArgumentParser(prog="finercam train")
+    >>> add_arguments(p)
+    >>> check_arguments(p.parse_args(["--model", "cnn", "--epochs", "0"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: --epochs must be positive, got 0
+    """
+    for name in ("n_train", "epochs", "batch", "n_test", "threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
 def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None) -> int:
     """Train with parsed options; a non-positive count is a usage error (exit status 2).
 
-    Without ``parser`` the usage error is a ``ValueError`` (with it, ``parser.error`` exits 2);
-    either way it comes before any training:
+    Without ``parser`` the usage error is the ``ValueError`` of :func:`check_arguments` (with it,
+    ``parser.error`` exits 2); either way it comes before any training:
 
     >>> p = argparse.ArgumentParser(prog="finercam train")
     >>> add_arguments(p)
@@ -350,13 +366,12 @@ def run(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = No
     ...
     ValueError: --epochs must be positive, got 0
     """
-    for name in ("n_train", "epochs", "batch", "n_test", "threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            message = f"--{name.replace('_', '-')} must be positive, got {value}"
-            if parser is not None:
-                parser.error(message)
-            raise ValueError(message)
+    try:
+        check_arguments(args)
+    except ValueError as exc:
+        if parser is None:
+            raise
+        parser.error(str(exc))
     train(args.model, args.n_train, args.epochs, args.lr, args.batch, seed=args.seed,
           n_test=args.n_test, threads=args.threads, out=args.out,
           checkpoint_each_epoch=args.checkpoint_each_epoch, data_cache=args.data_cache,

@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 __all__ = ['Attention', 'Block', 'SmallViT', 'DEFAULT_TARGET_LAYER']
 
 class Attention(nn.Module):

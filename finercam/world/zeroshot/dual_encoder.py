@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .tokenizer import WordTokenizer
 

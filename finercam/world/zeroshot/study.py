@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ...zeroshot import ZeroShotFinerCAM
 from ..datasets import birds, generate
 from .captions import BIRD, attribute_prompt, discriminative_attributes
 from .dual_encoder import DualEncoder, load_dual_encoder
-from ...zeroshot import ZeroShotFinerCAM
 
 __all__ = ["energy_share", "top_overlap", "correlation", "world_prompts", "zero_shot_cam",
            "prompt_localisation", "Faithfulness", "examine_faithfulness", "faithfulness_study"]
@@ -164,7 +164,7 @@ def prompt_localisation(model: Optional[DualEncoder] = None, n: int = 128, seed:
             per_part[p]["alone"] += s_alone.tolist()
             per_part[p]["vs_bird"] += s_vs.tolist()
             per_part[p]["area"] += masks[idx].mean(axis=(1, 2)).tolist()
-            whole = b.parts[idx].any(axis=1)
+            whole = np.asarray(b.parts[idx].any(axis=1))
             per_part[p]["bird_alone"] += energy_share(alone, whole).tolist()
             per_part[p]["bird_vs_bird"] += energy_share(versus, whole).tolist()
             if len(shown) < examples and p in ("wing", "head", "breast", "tail"):
@@ -300,6 +300,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
     (4, ['attributes', 'control_body', 'example'])
     """
     import finercam
+
     from ..datasets import discriminative_mask
 
     if classifier is None:
@@ -319,7 +320,7 @@ def faithfulness_study(classifier: Optional[torch.nn.Module] = None, target_laye
         labels = b.labels.tolist()
         exp = cam(x, targets=labels)
         similar = exp.references[:, 0].tolist()
-        prompts = [[attribute_prompt(*f) for f in discriminative_attributes(c, d)] for c, d in zip(labels, similar)]
+        prompts = [[attribute_prompt(*f) for f in discriminative_attributes(c, d)] for c, d in zip(labels, similar, strict=True)]
         keep = [i for i, p in enumerate(prompts) if p]
         if not keep:
             continue

@@ -8,7 +8,7 @@ matplotlib is the optional extra ``viz`` (``pip install finercam[viz]``); ``impo
 never imports it.
 
 >>> import numpy as np
->>> from finercam.apps import viz
+>>> from finercam import viz
 >>> image = np.zeros((64, 64, 3), np.uint8)          # HWC uint8, or CHW float, or a tensor
 >>> cam = np.linspace(0, 1, 16 * 16).reshape(16, 16)  # any grid: resized bilinearly to the image
 >>> viz.overlay(image, cam, alpha=0.4).shape
@@ -28,10 +28,10 @@ try:
     from matplotlib.figure import Figure
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        "finercam.apps.viz needs matplotlib, an optional extra: pip install finercam[viz]"
+        "finercam.viz needs matplotlib, an optional extra: pip install finercam[viz]"
     ) from exc
 
-from .. import kernels
+from . import kernels
 
 __all__ = [
     "to_image", "colorize", "overlay", "compare", "draw_image", "panel_grid", "gamma_sweep",
@@ -220,7 +220,7 @@ def panel_grid(cells: Sequence[Sequence], *, titles: Sequence[Sequence[str | Non
     if ncols == 0:
         raise ValueError("cells: every row is empty")
     if titles is not None and (len(titles) != nrows or
-                               any(len(t) != len(r) for t, r in zip(titles, cells))):
+                               any(len(t) != len(r) for t, r in zip(titles, cells, strict=True))):
         raise ValueError("titles must have the same nesting as cells")
     if row_labels is not None and len(row_labels) != nrows:
         raise ValueError(f"row_labels must have {nrows} entries, got {len(row_labels)}")

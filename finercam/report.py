@@ -5,7 +5,7 @@ zipped, mailed or opened from disk as it is. Figures are written when added, so 
 holds all of them in memory.
 
 >>> import tempfile, numpy as np
->>> from finercam.apps.report import Report
+>>> from finercam.report import Report
 >>> r = Report(tempfile.mkdtemp(), "Finer-CAM on my data")
 >>> r.heading("Numbers")
 >>> r.table([["Grad-CAM", 0.1234], ["+ Finer", 0.2]], header=["method", "RD@5%"])
