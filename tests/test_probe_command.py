@@ -120,7 +120,7 @@ def test_probe_errors_are_one_line(cub, tmp_path, capsys):
     assert err.count("\n") == 0 and "images.txt: missing" in err
     assert cli.main(["probe", "--data", f"cub:{root}", "--backbone", "cnn", "--epochs", "0"]) == 2
     (tmp_path / "bad.pt").write_bytes(b"not a probe")
-    with pytest.raises(ValueError, match="is not a probe file"):
+    with pytest.raises(ValueError, match="is not a probe file"):  # a UsageError (a ValueError)
         inputs.load_model(f"probe:{tmp_path / 'bad.pt'}")
 
 

@@ -39,9 +39,12 @@ def cub_faithfulness(data: str, classifier: str, layer: Optional[str] = None, *,
     from ..finer import FinerCAM
     from ..world.zeroshot.study import examine_faithfulness, zero_shot_cam
     from . import inputs
-    from .inputs import UsageError
+    from .common import UsageError
 
-    name, root, split = parse_spec(data)
+    try:
+        name, root, split = parse_spec(data)
+    except ValueError as e:
+        raise UsageError(f"--data: {e}") from None
     if name != "cub":
         raise UsageError(f"--faithfulness --data needs CUB's class attributes (cub:ROOT), got {name}")
     found = inputs.load_model(classifier)

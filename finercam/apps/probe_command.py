@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from torch import nn
 
-__all__ = ["add_options", "run", "resolve_backbone", "probe_inputs", "Backbone"]
+__all__ = ["add_arguments", "run", "resolve_backbone", "probe_inputs", "Backbone"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Backbone:
 
 def resolve_backbone(spec: str) -> Backbone:
     """``--backbone`` -> the module (eval mode) and its preprocessing (see the module doc)."""
-    from .inputs import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, UsageError, import_object
+    from .common import UsageError
+    from .inputs import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, import_object
 
     if spec == "imagenet":
         from ..world.models import imagenet
@@ -87,9 +88,13 @@ def probe_inputs(path: str):
     """``--model probe:FILE`` -> a :class:`~finercam.apps.inputs.ModelInputs`: the probe as one
     module (backbone + head), its target layer, preprocessing and class names."""
     from ..probe import ProbeModel, load_checkpoint
+    from .common import UsageError
     from .inputs import ModelInputs
 
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(f"--model probe:{path}: {e}") from None
     backbone = resolve_backbone(ckpt["backbone"])
     model = ProbeModel.from_checkpoint(ckpt, backbone.module)
     pre = ckpt["preprocessing"]
@@ -99,10 +104,10 @@ def probe_inputs(path: str):
                        tuple(pre["mean"]), tuple(pre["std"]), names, f"probe:{path}")
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``finercam probe`` options.
 
-    >>> p = argparse.ArgumentParser(); add_options(p)
+    >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> a = p.parse_args(["--data", "cub:/d", "--backbone", "cnn"])
     >>> a.epochs, a.lr, a.pooling, a.train_split, a.eval_split
     (100, 0.0003, 'auto', 'train', 'test')
@@ -134,14 +139,17 @@ def run(args: argparse.Namespace) -> int:
     """Train, print the accuracy, write the probe and its record; returns 0."""
     from ..evaluation.datasets import DataFormatError, open_dataset, parse_spec
     from ..probe import ProbeModel, save_probe, train_probe
-    from .inputs import UsageError
+    from .common import UsageError
 
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
-    name, root, _ = parse_spec(args.data)  # the splits come from --train-split / --eval-split
+    try:
+        name, root, _ = parse_spec(args.data)  # the splits come from --train-split / --eval-split
+    except ValueError as e:
+        raise UsageError(f"--data: {e}") from None
     backbone = resolve_backbone(args.backbone)
     layer = args.layer or backbone.layer
     if layer is None:
