@@ -60,13 +60,14 @@ def resolve_backbone(spec: str) -> Backbone:
         size = int(getattr(model, "config", {}).get("image_size", 96))
         return Backbone(model, model.default_target_layer, size, (0.0,) * 3, (1.0,) * 3, "resize")  # type: ignore[arg-type]
     if spec.startswith("hf:"):
-        from . import inputs
+        import importlib
 
-        loader = getattr(inputs, "load_hf_model", None)
-        if loader is None:
+        try:  # the loader of `--model hf:DIR` (finercam/apps/hf.py, from the arch branch)
+            loader = importlib.import_module("finercam.apps.hf").load_hf_model
+        except (ImportError, AttributeError):
             raise UsageError("--backbone hf:DIR needs the Hugging Face loader of --model hf:DIR, "
-                             "which this installation lacks")
-        found = loader(spec[3:])
+                             "which this installation lacks") from None
+        found = loader(spec)
         return Backbone(found.model, found.layer, found.size, tuple(found.mean), tuple(found.std), "resize")
     obj = import_object(spec, "--backbone")
     made = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else None
