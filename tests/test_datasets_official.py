@@ -234,3 +234,21 @@ def test_cars_all_in_one_mat(trees, tmp_path):
         _, label, info = ds[i]
         assert label == w.label
         np.testing.assert_allclose(info["box"].numpy(), _expected_box(w.box, (0, 0, SIZE + W.PAD, SIZE)), atol=1e-9)
+
+
+def test_fishvista_part_scores_by_hand(trees):
+    from finercam.evaluation.parts import part_scores
+
+    root, truth = trees["fishvista"]
+    ds = D.open_dataset(f"fishvista:{root}:seg_test", view=D.resize_view(OUT))
+    items = [ds[i] for i in range(3)]
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, OUT, OUT)).astype(np.float32)
+    got = part_scores(maps, [it[2]["parts"] for it in items])
+    for i, w in enumerate(truth["test"][:3]):
+        from PIL import Image
+        labels = np.asarray(Image.fromarray(w.labels_image).resize((OUT, OUT), Image.NEAREST))
+        region = labels > 0  # every trait's pixels
+        m = maps[i].astype(np.float64)
+        assert got["part_energy"][i] == pytest.approx(m[region].sum() / m.sum(), rel=1e-5)
+        assert got["part_pointing"][i] == float(region.flat[np.argmax(m)])
