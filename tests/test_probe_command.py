@@ -172,7 +172,6 @@ def test_evaluate_loc_and_part_columns_by_hand(cub, tmp_path):
 
 
 @pytest.mark.subprocess
-@pytest.mark.slow
 def test_cli_evaluate_with_a_probe_file(cub, trained, tmp_path):
     root, _ = cub
     out = subprocess.run([sys.executable, "-m", "finercam", "evaluate", "--model", f"probe:{trained / 'p.pt'}",
