@@ -66,6 +66,9 @@ COMMANDS: dict[str, Command] = {
     "sanity": Command("finercam.apps.sanity",
                       "the randomisation sanity test (Adebayo et al.): a CAM method and its Finer version "
                       "against re-initialised weights; table and figure"),
+    "probe": Command("finercam.apps.probe_command",
+                     "train the paper's linear probe on a frozen backbone for a data set (cub:ROOT, cars:ROOT, "
+                     "...); the file loads as --model probe:FILE"),
     "app": Command("finercam.apps.app",
                    "a local web app: upload an image, choose model and method, explore gamma, references "
                    "and aggregation in the browser"),
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['app', 'demo', 'evaluate', 'explain', 'layers', 'sanity', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'layers', 'probe', 'sanity', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")

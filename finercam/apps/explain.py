@@ -116,10 +116,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--num-references must be >= 1, got {args.num_references}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.model and ":" in args.model and not args.model.startswith("hf:") and \
-            (args.model.count(":") != 1 or not all(args.model.split(":"))):
+    # hf:DIR and probe:FILE (`finercam probe`'s file) name a folder or a file, and bring their layer
+    named_file = bool(args.model) and args.model.startswith(("hf:", "probe:"))
+    if args.model and ":" in args.model and not named_file and (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
-    if args.model and ":" in args.model and not args.layer and not args.model.startswith("hf:"):
+    if args.model and ":" in args.model and not named_file and not args.layer:
         raise UsageError("--layer is required with --model package.module:factory "
                          "(the dotted name of the target layer)")
     check_preprocessing_args(args)

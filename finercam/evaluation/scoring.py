@@ -20,6 +20,7 @@ import torch
 from .. import metrics
 from ..methods import METHOD_LABELS
 from .data import Item, region_mask
+from .parts import is_parts, part_scores
 
 __all__ = ["Setting", "region_scores", "road_insertion_scores", "score_batch", "score_maps", "setting_maps",
            "settings"]
@@ -163,6 +164,7 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
     logits = np.asarray(explained[cfg.methods[0]].logits, dtype=np.float64)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([it.region is not None for it in items])
+    has_parts = [is_parts(it.parts) for it in items]  # the readers' part points or trait masks
     masks = (np.stack([region_mask(it.region, h, w) for it in items if it.region is not None])
              if has_region.any() else None)
     records: list[dict[str, Any]] = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
@@ -176,9 +178,12 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
                                          road_fractions=getattr(cfg, "road_fractions", ()),
                                          insertion_steps=getattr(cfg, "insertion_steps", 0)))
         regional = region_scores(maps, masks, has_region) if masks is not None else {}
+        # part points or trait masks (the readers'): the part scores, for images with a visible part
+        parts = part_scores(maps, [it.parts for it in items]) if any(has_parts) else {}
         for j in range(n):
             records[j]["metrics"][row.name] = _image_values(res, j) | (
-                _image_values(regional, j) if has_region[j] else {})
+                _image_values(regional, j) if has_region[j] else {}) | (
+                _image_values(parts, j) if parts and not np.isnan(parts["part_pointing"][j]) else {})
     return records
 
 

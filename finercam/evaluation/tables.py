@@ -55,6 +55,8 @@ COLUMN_KINDS: tuple[tuple[str, str, bool, bool], ...] = (
     ("road_morf", "ROAD-MoRF", True, True),         # ROAD, most relevant first (change of p_c)
     ("road_lerf", "ROAD-LeRF", False, True),        # ROAD, least relevant first
     ("road", "ROAD", False, True),                  # (LeRF - MoRF) / 2
+    ("part_energy", "Part Loc.", False, True),      # energy share in the annotated parts (evaluation.parts)
+    ("part_pointing", "Part Point.", False, True),  # pointing game on the annotated parts
     ("deletion_ref", "Del. (compared class)", False, False),
 )
 
