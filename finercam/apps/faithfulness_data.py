@@ -48,7 +48,8 @@ def cub_faithfulness(data: str, classifier: str, layer: Optional[str] = None, *,
     if name != "cub":
         raise UsageError(f"--faithfulness --data needs CUB's class attributes (cub:ROOT), got {name}")
     found = inputs.load_model(classifier)
-    layer = layer or found.layer
+    # one target layer here: the classifier's first when it names several
+    layer = layer or (found.layer[0] if isinstance(found.layer, list) else found.layer)
     if layer is None:
         raise UsageError(f"--layer is required with --classifier {classifier}")
     try:
