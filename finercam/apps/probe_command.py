@@ -121,7 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the frozen backbone (default imagenet)")
     p.add_argument("--layer", default=None, help="the feature layer (default: the backbone's target layer)")
     p.add_argument("--pooling", default="auto", choices=POOLINGS,
-                   help="auto: the mean of a map, token 0 of a sequence")
+                   help="auto: the mean of a map, token 0 of a sequence; avgmax: mean and max concatenated; "
+                        "grid2: the means of a 2 x 2 grid of a map")
     p.add_argument("--train-split", default="train")
     p.add_argument("--eval-split", default="test")
     p.add_argument("--epochs", type=int, default=PAPER_OPTIMISER["epochs"])
