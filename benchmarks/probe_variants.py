@@ -45,6 +45,7 @@ def fill(dataset: Any, model: torch.nn.Module, variants: Sequence[Tuple[str, str
     t0 = time.time()
     layers = sorted({layer for layer, _ in variants})
     bar = tqdm(total=n, unit="img", desc=label, dynamic_ncols=True)
+    taken: Dict[str, Any] = {}  # each hooked layer's output, per batch
     for k in range(math.ceil(n / CACHE_CHUNK)):
         paths = [f / f"chunk_{k:05d}.npz" for f in folders]
         if all(p.is_file() for p in paths):
@@ -54,7 +55,7 @@ def fill(dataset: Any, model: torch.nn.Module, variants: Sequence[Tuple[str, str
         labels = []
         for lo in range(k * CACHE_CHUNK, min(n, (k + 1) * CACHE_CHUNK), batch):
             items = [dataset[i] for i in range(lo, min(n, (k + 1) * CACHE_CHUNK, lo + batch))]
-            taken: Dict[str, Any] = {}
+            taken.clear()
             handles = [model.get_submodule(name).register_forward_hook(
                 lambda m, a, out, name=name: taken.__setitem__(name, out)) for name in layers]
             try:

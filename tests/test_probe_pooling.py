@@ -102,8 +102,8 @@ def test_probe_logits_and_layer_gradient_by_hand(pooling, width):
 
 
 def _channels(cnn: nn.Module) -> int:
-    taken = {}
-    h = cnn.block3.register_forward_hook(lambda m, a, o: taken.setdefault("f", o))
+    taken: dict = {}
+    h = cnn.get_submodule("block3").register_forward_hook(lambda m, a, o: taken.setdefault("f", o))
     with torch.no_grad():
         cnn(torch.zeros(1, 3, 96, 96))
     h.remove()
@@ -124,9 +124,9 @@ def test_saved_probe_loads_through_probe_file_with_the_same_logits(pooling, tmp_
     assert found.layer == "backbone.block3" and found.class_names == tuple(f"c{i}" for i in range(16))
     x = torch.rand(3, 3, 96, 96)
     with torch.no_grad():
-        taken = {}
+        taken: dict = {}
         fresh = models.load("cnn")
-        h = fresh.block3.register_forward_hook(lambda m, a, o: taken.setdefault("f", o))
+        h = fresh.get_submodule("block3").register_forward_hook(lambda m, a, o: taken.setdefault("f", o))
         fresh(x)
         h.remove()
         f = taken["f"].double().numpy()
