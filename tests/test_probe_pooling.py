@@ -144,3 +144,39 @@ def test_cli_accepts_the_new_poolings():
     add_arguments(p)
     for pooling in ("avgmax", "grid2"):
         assert p.parse_args(["--data", "cub:/d", "--pooling", pooling]).pooling == pooling
+    assert p.parse_args(["--data", "cub:/d", "--resize"]).resize
+    with pytest.raises(SystemExit):  # a crop and no crop at once
+        p.parse_args(["--data", "cub:/d", "--resize", "--center-crop"])
+
+
+@pytest.mark.parametrize("layer,pooling", [("_bn1", "grid2"), ("_blocks.15", "avgmax"), ("_bn1", "auto")])
+def test_world_probe_reads_a_probe_file_with_the_same_logits(layer, pooling, tmp_path):
+    """A `finercam probe --backbone imagenet` file as the bird world's probe: the world's explicit
+    forward (its own normalisation, blocks and pooling) gives the logits of `finercam probe`'s own
+    module (the backbone's forward, the layer taken by a hook), and its conversion keeps the head."""
+    from finercam.world.models import probe as P
+    from finercam.world.models.imagenet import load_imagenet
+
+    net = load_imagenet().model.eval()
+    width = {"_bn1": 1280, "_blocks.15": 320}[layer] * {"grid2": 4, "avgmax": 2}.get(pooling, 1)
+    torch.manual_seed(3)
+    cli = ProbeModel(net, layer, pooling, nn.Linear(width, 16), class_names=[f"c{i}" for i in range(16)]).eval()
+    pre = {"mode": "resize", "size": 96, "mean": [0.5] * 3, "std": [0.5] * 3}
+    path = save_probe(tmp_path / "p.pt", cli, backbone="imagenet", preprocessing=pre, record={"accuracy": 0.75})
+    world = P.load_probe(path)
+    assert world.pooling == ("avg" if pooling == "auto" else pooling) and world.feature_layers == (layer,)
+    assert not world.activation and world.input_size == 96
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        np.testing.assert_allclose(world(x).numpy(), cli((x - 0.5) / 0.5).numpy(), rtol=1e-4, atol=1e-4)
+    converted = P.from_probe_file(path)
+    torch.testing.assert_close(converted["state_dict"]["weight"], cli.head.weight.detach())
+    assert converted["accuracy"] == 0.75 and converted["config"]["activation"] is False
+    # written as the world's checkpoint, it loads the same
+    torch.save(converted, tmp_path / "w.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(P.load_probe(tmp_path / "w.pt")(x), world(x))
+    save_probe(tmp_path / "c.pt", ProbeModel(models.load("cnn"), "block3", "avg", nn.Linear(96, 16)),
+               backbone="cnn", preprocessing={**pre, "mean": [0.0] * 3}, record={})
+    with pytest.raises(ValueError, match="backbone imagenet"):
+        P.from_probe_file(tmp_path / "c.pt")
