@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -223,7 +223,7 @@ def load_probe(path: Optional[Path] = None) -> LinearProbe:
     return probe.eval()
 
 
-def from_probe_file(path: Path) -> Dict[str, object]:
+def from_probe_file(path: Path) -> Dict[str, Any]:
     """The world's checkpoint (``state_dict``, ``config``, ``accuracy``, ``record``) for a head that
     ``finercam probe --backbone imagenet --layer L --pooling P`` wrote: the same frozen backbone and
     normalisation ((x - 0.5) / 0.5 at the file's input size), the same layer taken as a hook on it
@@ -285,7 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ckpt = from_probe_file(args.from_probe_file)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, args.out)
-        print({"out": str(args.out), **ckpt["config"], "accuracy": ckpt["accuracy"]})  # type: ignore[dict-item]
+        print({"out": str(args.out), **ckpt["config"], "accuracy": ckpt["accuracy"]})
         return 0
     torch.set_num_threads(1)
     record = train_probe(args.out, args.n_train, args.n_test, args.layers.split(","), args.input_size,
