@@ -148,8 +148,8 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
     res = json.loads((out / "results.json").read_text())
     batch = _test_images(res["meta"], "probe")
     net = models.load("probe")
-    feats = {}
-    h = net._bn1.register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
+    feats: dict = {}
+    h = net.get_submodule("_bn1").register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
     try:
         with torch.no_grad():
             net(torch.from_numpy(batch.images))
@@ -157,7 +157,9 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
         h.remove()
     a = feats["a"].double()                                            # (N, 1280, 7, 7)
     assert a.shape[-2:] == (7, 7)
-    w = net._fc.weight.detach().double()[torch.from_numpy(batch.labels)]  # (N, width)
+    fc = net.get_submodule("_fc")
+    assert isinstance(fc, torch.nn.Linear)
+    w = fc.weight.detach().double()[torch.from_numpy(batch.labels)]  # (N, width)
     k = a.shape[1]
     pooling, activation = getattr(net, "pooling", "avg"), getattr(net, "activation", True)
     if pooling == "grid2":
