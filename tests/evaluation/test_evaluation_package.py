@@ -281,7 +281,13 @@ def test_import_finercam_stays_cheap_and_finercam_evaluate_is_the_runner():
 def test_the_package_is_engine_level():
     """finercam.evaluation imports neither the applications nor the bird world (the engine's
     rule of tests/engine/test_layout.py, which counts these files as engine)."""
-    from test_layout import PACKAGE, _imported_modules, _layer
+    import importlib.util
+
+    # tests/engine is on sys.path only when pytest collected it: load the module by its path
+    spec = importlib.util.spec_from_file_location("layout_rules", TESTS / "engine" / "test_layout.py")
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    PACKAGE, _imported_modules, _layer = layout.PACKAGE, layout._imported_modules, layout._layer
 
     sources = sorted((PACKAGE / "evaluation").rglob("*.py"))
     assert len(sources) >= 9 and all(_layer(p) == "engine" for p in sources)
