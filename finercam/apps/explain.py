@@ -47,7 +47,7 @@ from ..images import ImageReadError, read_image
 from ..methods import METHODS
 from . import explain_panel as panel
 from .classes import name_of, num_classes_of, resolve_class, resolve_classes
-from .common import UsageError, one_line_errors, print_usage_error, usage_errors
+from .common import UsageError, check_output_folder, one_line_errors, print_usage_error, usage_errors
 from .inputs import (
     ModelInputs,
     add_model_arguments,
@@ -123,9 +123,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--layer is required with --model package.module:factory "
                          "(the dotted name of the target layer)")
     check_preprocessing_args(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out exists and is not a folder: {args.out}")
+    check_output_folder(args.out)
 
 
 def _classes(args, inputs: ModelInputs) -> tuple[int | None, list[int] | None]:
