@@ -1,7 +1,9 @@
 """``finercam evaluate``: the command line of :func:`finercam.evaluate` (the paper's Table 1).
 
-The options name the model (``--model``: a built-in name or ``package.module:factory``, read by
-:mod:`finercam.apps.inputs` with its preprocessing and class names), the data (``--data``) and
+The options name the model (``--model``: a built-in name, ``package.module:factory`` or
+``hf:DIR``, read by :mod:`finercam.apps.inputs` with its preprocessing and class names; its
+layer: ``--layer NAME``, else the model's own, else the first layer
+:func:`finercam.suggest_layers` proposes at the input size), the data (``--data``) and
 the run's settings; :func:`run` resolves and checks them and calls
 :func:`finercam.evaluation.evaluate`, whose module docstring describes the run, its outputs and
 its resume. A bad option gives one line and exit status 2 before anything is written.
@@ -13,7 +15,7 @@ import argparse
 from .._checks import check_int
 from ..evaluation import EvaluationInputError, evaluate
 from ..evaluation.config import RunConfig
-from ..evaluation.data import READERS, reads_images, resolve_data
+from ..evaluation.data import READERS, Unreadable, reads_images, resolve_data, split_item
 from ..evaluation.model import MIN_LABEL_AGREEMENT
 from ..evaluation.plan import SCORECAM_COST_FACTOR
 from ..layers import resolve_layers
@@ -130,25 +132,40 @@ def _check_device(device: str | None) -> None:
         raise UsageError(f"--device {device}: no CUDA device is available")
 
 
-def _checked_data(args: argparse.Namespace, found: inputs.ModelInputs, labels):
-    """``--data`` read with the model's preprocessing, and every option checked against it
-    (a :class:`~finercam.apps.common.UsageError` naming the first bad one) before the model is
-    called. The model's own preprocessing reads a folder or a registered data set; ``--size``,
-    ``--mean``, ``--std`` or ``--transform`` with a ``Dataset`` import string is an error naming
-    ``--data``."""
+def _image_shape(data) -> tuple[int, ...] | None:
+    """(C, H, W) of a data set's first image (None when it cannot be read)."""
+    item = split_item(data[0], 0) if len(data) else None
+    return None if item is None or isinstance(item, Unreadable) else tuple(item.image.shape[-3:])
+
+
+def _checked_inputs(args: argparse.Namespace):
+    """``(model inputs, data)``: the model with its preprocessing and layer, ``--data`` read with
+    that preprocessing, and every option checked (a :class:`~finercam.apps.common.UsageError`
+    naming the first bad one) before the model is called on an image.
+
+    The model's own preprocessing reads a folder or a registered data set; ``--size``, ``--mean``,
+    ``--std`` or ``--transform`` with a ``Dataset`` import string is an error naming ``--data``.
+    Without ``--layer`` a model without a layer of its own gets the first suggested layer at the
+    size of the images it will be given (:func:`finercam.apps.inputs.with_layer`): the
+    preprocessing's, or a ``Dataset``'s first image's.
+    """
+    found = inputs.preprocessed_inputs(args)
+    labels = found.class_names if args.labels else None
     explicit = any(getattr(args, k) is not None for k in ("size", "mean", "std", "transform"))
     decoded = reads_images(args.data) or explicit
     with usage_errors():  # the library's own checks of what the options name
         data = resolve_data(args.data, transform=found.transform if decoded else None,
                             crop=found.crop if decoded else None, class_names=labels,
                             argument="--data")
+    found = inputs.with_layer(found, args.layer, None if decoded else _image_shape(data))
+    with usage_errors():
         resolve_layers(found.model, found.layer)
         RunConfig(**_row_options(args), n_images=len(data))
         for value, option in ((args.chunk_size, "--chunk-size"), (args.limit, "--limit")):
             if value is not None:
                 check_int(value, option)
     _check_device(args.device)
-    return data
+    return found, data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,9 +176,8 @@ def run(args: argparse.Namespace) -> int:
     :class:`~finercam.apps.common.UsageError` (one line, exit status 2, nothing written); any
     other error keeps its traceback.
     """
-    found = inputs.inputs_from_args(args)
+    found, data = _checked_inputs(args)
     labels = found.class_names if args.labels else None
-    data = _checked_data(args, found, labels)
     try:
         evaluate(found.model, found.layer, data, **_row_options(args), out_dir=args.out,
                  labels=labels, chunk_size=args.chunk_size, limit=args.limit, device=args.device,

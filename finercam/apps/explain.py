@@ -4,8 +4,11 @@
     finercam explain --model mypkg.models:build --layer layer4 --labels classes.txt photo.jpg
 
 ``--model`` is a built-in name (``cnn``, ``vit``: the bird world; ``imagenet``: EfficientNet-Lite0,
-extra ``finercam[imagenet]``) or ``package.module:factory``; see :mod:`finercam.apps.inputs` for
-``--labels``, ``--size/--mean/--std/--transform`` and classes given by name.
+extra ``finercam[imagenet]``), ``package.module:factory`` or ``hf:DIR``; see
+:mod:`finercam.apps.inputs` for ``--labels``, ``--size/--mean/--std/--transform`` and classes
+given by name. Without ``--layer`` (or with ``--layer auto``) a model without a layer of its own
+is explained at the first layer :func:`finercam.suggest_layers` proposes at the input size, named
+on stderr.
 
 Per image, ONE model call (:class:`finercam.FinerCAM`) and then only recombinations
 (:meth:`finercam.Explanation.recombine`) give, in ``<stem>_panel.png``:
@@ -119,9 +122,6 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.model and ":" in args.model and not args.model.startswith("hf:") and \
             (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
-    if args.model and ":" in args.model and not args.layer and not args.model.startswith("hf:"):
-        raise UsageError("--layer is required with --model package.module:factory "
-                         "(the dotted name of the target layer)")
     check_preprocessing_args(args)
     check_output_folder(args.out)
 
