@@ -15,7 +15,7 @@ from PIL import Image
 
 import finercam
 from finercam.apps import cli
-from finercam.apps.inputs import with_layer, load_model
+from finercam.apps.inputs import load_model, with_layer
 
 sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
