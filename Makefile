@@ -33,7 +33,7 @@ build: $(STAMP)
 	FINERCAM_WERROR=1 $(VPY) setup.py -q build_ext --inplace
 
 # The C kernels called directly from C, under AddressSanitizer and UBSan: one program per concern.
-C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads
+C_TESTS := csrc/tests/test_kernels csrc/tests/test_metrics csrc/tests/test_threads csrc/tests/test_road
 
 csrc/tests/%: csrc/tests/%.c $(KERNEL_SRCS) $(wildcard csrc/*.h csrc/tests/*.h)
 	$(CC) $(SAN_FLAGS) -std=c99 -Wall -Wextra -Werror -Icsrc $< $(KERNEL_SRCS) -lm -o $@
@@ -62,7 +62,7 @@ cstyle:
 		{ echo "cstyle: clang-format is missing: apt-get install clang-format" >&2; exit 1; }
 	clang-format --dry-run --Werror $(C_STYLE_FILES)
 
-# The browser tests (tests/test_explorer*.py) need a chromium: installed here when missing and
+# The browser tests (tests/engine/test_explorer*.py, tests/apps/test_explorer*.py) need a chromium: installed here when missing and
 # this is root with apt-get; otherwise they say what to install (and fail on CI).
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

@@ -22,11 +22,13 @@
 #include <stdio.h>
 
 #include "combine.h"
+#include "impute.h"
 #include "measure.h"
 #include "normalize.h"
 #include "parallel.h"
 #include "rank.h"
 #include "resize.h"
+#include "ssim.h"
 #include "status.h"
 
 /* ---------------------------------------------------------------- shapes in messages */
@@ -873,6 +875,117 @@ exit:
     return release_pair(out, &a, &b);
 }
 
+/* ---------------------------------------------------------------- impute.c, ssim.c */
+
+/* The settings of road_impute: finite noise >= 0, finite tol > 0, max_iter >= 1. */
+static int check_impute_opts(const fc_impute_opts *o)
+{
+    if (!(o->noise >= 0.0) || !isfinite(o->noise)) {
+        PyErr_SetString(PyExc_ValueError, "noise must be finite and >= 0");
+        return -1;
+    }
+    if (!(o->tol > 0.0) || !isfinite(o->tol)) {
+        PyErr_SetString(PyExc_ValueError, "tol must be finite and > 0");
+        return -1;
+    }
+    if (o->max_iter < 1) {
+        PyErr_Format(PyExc_ValueError, "max_iter must be >= 1, got %d", o->max_iter);
+        return -1;
+    }
+    return 0;
+}
+
+/* removed (N, S, H, W) fits images (N, C, H, W); at most 64 channels (the solver's stack). */
+static int check_impute_args(const array_arg *images, const array_arg *removed)
+{
+    const npy_intp *id = PyArray_DIMS(images->arr), *rd = PyArray_DIMS(removed->arr);
+    if (rd[0] != id[0] || rd[2] != id[2] || rd[3] != id[3]) {
+        raise_mismatch(removed, images);
+        return -1;
+    }
+    if (id[1] > 64) {
+        PyErr_Format(PyExc_ValueError, "images must have at most 64 channels, got %zd",
+                     (Py_ssize_t)id[1]);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_road_impute(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    array_arg images = array_of("images", NPY_FLOAT32, 4, "(N, C, H, W)", 1);
+    array_arg removed = array_of("removed", NPY_BOOL, 4, "(N, S, H, W)", 0);
+    fc_impute_opts opts = {0.0, 0, 0, 1e-6, 1000, 1};
+    unsigned long long seed = 0, first = 0;
+    int status = FC_OK;
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&dKKdi:road_impute", array_converter, &images, array_converter,
+                          &removed, &opts.noise, &seed, &first, &opts.tol, &opts.max_iter) ||
+        check_impute_opts(&opts) < 0 || check_impute_args(&images, &removed) < 0) {
+        goto exit;
+    }
+    const npy_intp *id = PyArray_DIMS(images.arr), S = PyArray_DIM(removed.arr, 1);
+    ptrdiff_t rows = id[0];
+    if (!fc_mul_ok(&rows, S) || check_output(rows, id[1], id[2], id[3], "removed") < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "removed is too large: the output would not fit");
+        }
+        goto exit;
+    }
+    const npy_intp dims[4] = {rows, id[1], id[2], id[3]};
+    if ((out = new_array(4, dims, NPY_FLOAT32)) == NULL) {
+        goto exit;
+    }
+    opts.seed = (uint64_t)seed;
+    opts.first = (uint64_t)first;
+    opts.n_threads = thread_setting();
+    const float *im = PyArray_DATA(images.arr);
+    const uint8_t *rm = PyArray_DATA(removed.arr);
+    float *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        status = fc_road_impute(im, rm, id[0], S, id[1], id[2], id[3], &opts, o);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    return release_pair(out, &images, &removed);
+}
+
+static PyObject *py_ssim(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    array_arg a = array_of("a", NPY_FLOAT32, 3, "(N, H, W)", 1);
+    array_arg b = array_of("b", NPY_FLOAT32, 3, "(N, H, W)", 1);
+    int win = 7, status = FC_OK;
+    double data_range = 1.0;
+    PyArrayObject *out = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&id:ssim", array_converter, &a, array_converter, &b, &win,
+                          &data_range) ||
+        check_same_shape(&b, &a) < 0) {
+        goto exit;
+    }
+    const npy_intp *ad = PyArray_DIMS(a.arr);
+    if (win < 3 || win % 2 == 0 || win > ad[1] || win > ad[2]) {
+        PyErr_Format(PyExc_ValueError,
+                     "win must be odd, >= 3 and at most the maps' sides (%zd, %zd), got %d",
+                     (Py_ssize_t)ad[1], (Py_ssize_t)ad[2], win);
+        goto exit;
+    }
+    if (!(data_range > 0.0) || !isfinite(data_range)) {
+        PyErr_SetString(PyExc_ValueError, "data_range must be finite and > 0");
+        goto exit;
+    }
+    if ((out = new_array(1, ad, NPY_FLOAT64)) == NULL) {
+        goto exit;
+    }
+    const float *av = PyArray_DATA(a.arr), *bv = PyArray_DATA(b.arr);
+    double *o = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+        status = fc_ssim(av, bv, ad[0], ad[1], ad[2], win, data_range, o);
+    Py_END_ALLOW_THREADS
+    out = finish(out, status);
+exit:
+    return release_pair(out, &a, &b);
+}
+
 /* ---------------------------------------------------------------- docstrings, method table */
 
 /* The functions of the table that are flavours of one wrapper. */
@@ -949,6 +1062,18 @@ PyDoc_STRVAR(cosine_matrix_doc,
 "cosine_matrix(a, b)\n--\n\n"
 "<a_i, b_j> / (|a_i| |b_j|) for rows a (M, D), b (K, D) -> (M, K) float32; 0 for a zero row.");
 
+PyDoc_STRVAR(road_impute_doc,
+"road_impute(images, removed, noise, seed, first, tol, max_iter)\n--\n\n"
+"ROAD's noisy linear imputation: row n*S + s of the (N*S, C, H, W) float32 result is images[n]\n"
+"(N, C, H, W) with the pixels of removed[n, s] (N, S, H, W) bool imputed from their eight\n"
+"neighbours (conjugate gradients to relative residual tol, at most max_iter per level), plus\n"
+"noise times a standard normal keyed by (seed, first + row, pixel, channel).");
+
+PyDoc_STRVAR(ssim_doc,
+"ssim(a, b, win, data_range)\n--\n\n"
+"Mean SSIM of each pair of (N, H, W) maps (scikit-image's defaults: uniform win x win window,\n"
+"sample covariance, K1 = 0.01, K2 = 0.03, border cropped) -> (N,) float64.");
+
 PyDoc_STRVAR(set_num_threads_doc,
 "set_num_threads(n)\n--\n\n"
 "Threads the ranking and masking kernels may use: an int in [1, 1024]; 1 = single-threaded.");
@@ -972,6 +1097,8 @@ static PyMethodDef core_methods[] = {
     {"pointing_hit", py_pointing_hit, METH_VARARGS, pointing_hit_doc},
     {"trapezoid", py_trapezoid, METH_VARARGS, trapezoid_doc},
     {"cosine_matrix", py_cosine_matrix, METH_VARARGS, cosine_matrix_doc},
+    {"road_impute", py_road_impute, METH_VARARGS, road_impute_doc},
+    {"ssim", py_ssim, METH_VARARGS, ssim_doc},
     {"set_num_threads", py_set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, get_num_threads_doc},
     {NULL, NULL, 0, NULL},

@@ -183,3 +183,81 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(denom == 0.0, 0.0, dots / np.where(denom == 0.0, 1.0, denom))
     return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# ROAD's imputation and SSIM (csrc/impute.c, csrc/ssim.c).
+# ---------------------------------------------------------------------------------------------
+
+#: The eight neighbours of the published imputer and their weights: (row offset, column offset).
+ROAD_NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+                   ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
+
+
+def road_impute(images: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The noise-free imputation, solved exactly (SciPy's sparse LU): (N*S, C, H, W) float32.
+
+    Each removed pixel p satisfies ``s_p x_p - sum_{q removed} w_pq x_q = sum_{q kept} w_pq v_q``
+    over its in-image neighbours q; removed pixels with no path of removed neighbours to a kept
+    pixel are 0. Built with plain index arithmetic, not the C core's padded grid.
+    """
+    from scipy import ndimage, sparse  # type: ignore[import-untyped]  # the test extra; no stubs
+    from scipy.sparse.linalg import spsolve  # type: ignore[import-untyped]
+
+    img = np.asarray(images, dtype=np.float64)
+    rm = np.asarray(removed).astype(bool)
+    n, c, h, w = img.shape
+    out = []
+    for i in range(n):
+        for s in range(rm.shape[1]):
+            unknown = rm[i, s].copy()
+            x = img[i].reshape(c, -1).copy()
+            labels, count = ndimage.label(unknown, structure=np.ones((3, 3)))
+            kept_near = ndimage.binary_dilation(~rm[i, s], structure=np.ones((3, 3)))
+            for lab in range(1, count + 1):
+                if not (kept_near & (labels == lab)).any():
+                    unknown[labels == lab] = False
+                    x[:, (labels == lab).reshape(-1)] = 0.0
+            flat = np.flatnonzero(unknown)
+            var = np.full(h * w, -1)
+            var[flat] = np.arange(flat.size)
+            rows, cols, vals = [], [], []
+            b = np.zeros((flat.size, c))
+            diag = np.zeros(flat.size)
+            r0, c0 = np.divmod(flat, w)
+            for (dr, dc), wt in ROAD_NEIGHBOURS:
+                r1, c1 = r0 + dr, c0 + dc
+                ok = (r1 >= 0) & (r1 < h) & (c1 >= 0) & (c1 < w)
+                diag[ok] += wt
+                q = (r1 * w + c1)[ok]
+                eq = np.flatnonzero(ok)
+                is_var = var[q] >= 0
+                rows += list(eq[is_var]); cols += list(var[q[is_var]]); vals += [-wt] * int(is_var.sum())
+                b[eq[~is_var]] += wt * x[:, q[~is_var]].T
+            if flat.size:
+                a = sparse.csc_matrix((np.concatenate([vals, diag]),
+                                       (np.concatenate([rows, np.arange(flat.size)]),
+                                        np.concatenate([cols, np.arange(flat.size)]))),
+                                      shape=(flat.size, flat.size))
+                sol = spsolve(a, b)
+                x[:, flat] = np.asarray(sol).reshape(flat.size, c).T
+            out.append(x.reshape(c, h, w))
+    return np.asarray(out, dtype=np.float32)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, win: int = 7, data_range: float = 1.0) -> np.ndarray:
+    """Mean SSIM per pair of (N, H, W) maps: explicit windows, no summed-area tables."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = win * win
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = np.empty(a.shape[0])
+    for m in range(a.shape[0]):
+        wx = np.lib.stride_tricks.sliding_window_view(a[m], (win, win)).reshape(-1, n)
+        wy = np.lib.stride_tricks.sliding_window_view(b[m], (win, win)).reshape(-1, n)
+        mx, my = wx.mean(1), wy.mean(1)
+        vx, vy = wx.var(1, ddof=1), wy.var(1, ddof=1)
+        vxy = ((wx - mx[:, None]) * (wy - my[:, None])).sum(1) / (n - 1)
+        s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        out[m] = s.mean()
+    return out

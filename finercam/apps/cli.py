@@ -59,6 +59,12 @@ COMMANDS: dict[str, Command] = {
     "layers": Command("finercam.apps.layers_command",
                       "the target layers suggested for a model (NAME, PKG.MOD:FACTORY or hf:DIR), best first, "
                       "with grid, channels and why"),
+    "sanity": Command("finercam.apps.sanity",
+                      "the randomisation sanity test (Adebayo et al.): a CAM method and its Finer version "
+                      "against re-initialised weights; table and figure"),
+    "probe": Command("finercam.apps.probe_command",
+                     "train the paper's linear probe on a frozen backbone for a data set (cub:ROOT, cars:ROOT, "
+                     "...); the file loads as --model probe:FILE"),
     "app": Command("finercam.apps.app",
                    "a local web app: upload an image, choose model and method, explore gamma, references "
                    "and aggregation in the browser"),
@@ -72,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n
     ('zeroshot', 4)
     >>> sorted(COMMANDS)
-    ['app', 'demo', 'evaluate', 'explain', 'layers', 'train', 'zeroshot']
+    ['app', 'demo', 'evaluate', 'explain', 'layers', 'probe', 'sanity', 'train', 'zeroshot']
     """
     parser = argparse.ArgumentParser(prog="finercam", description="Finer-CAM (CVPR 2025).")
     sub = parser.add_subparsers(dest="command", metavar="command")

@@ -84,6 +84,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The metrics' settings, the targets, the batches and the outputs."""
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--road", type=float, nargs="*", default=None, metavar="FRACTION",
+                   help="add the ROAD columns (MoRF, LeRF, their combination) removing these "
+                        "fractions (no value: 0.1 0.2 ... 0.9); two imputations and forwards per "
+                        "fraction, image and row")
+    p.add_argument("--insertion-steps", type=int, default=0,
+                   help="add the insertion AUC column (from the blurred image) with these steps")
     p.add_argument("--baseline", type=_float_or_word, default=0.0,
                    help='masked pixels become this number, "mean" or "blur"')
     p.add_argument("--target", choices=["label", "predicted"], default="label",
@@ -115,7 +121,8 @@ def _row_options(args: argparse.Namespace) -> dict:
                 num_references=args.num_references, reference_rule=args.reference_rule,
                 aggregate=args.aggregate, gammas=args.gammas, reference_ranks=args.reference_ranks,
                 aggregations=args.aggregations, fractions=args.fractions, steps=args.steps,
-                baseline=args.baseline, target=args.target, batch_size=args.batch_size)
+                baseline=args.baseline, target=args.target, batch_size=args.batch_size,
+                road_fractions=_road_fractions(args.road), insertion_steps=args.insertion_steps)
 
 
 def _check_device(device: str | None) -> None:
@@ -185,3 +192,10 @@ def run(args: argparse.Namespace) -> int:
     except EvaluationInputError as exc:
         raise UsageError(str(exc)) from exc
     return 0
+
+
+def _road_fractions(values):
+    """``--road``: absent -> no ROAD columns; given without values -> the default fractions."""
+    from ..metrics import ROAD_FRACTIONS
+
+    return () if values is None else (tuple(values) or ROAD_FRACTIONS)

@@ -119,8 +119,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--num-references must be >= 1, got {args.num_references}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.model and ":" in args.model and not args.model.startswith("hf:") and \
-            (args.model.count(":") != 1 or not all(args.model.split(":"))):
+    # hf:DIR and probe:FILE (`finercam probe`'s file) name a folder or a file
+    named_file = bool(args.model) and args.model.startswith(("hf:", "probe:"))
+    if args.model and ":" in args.model and not named_file and (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
     check_preprocessing_args(args)
     check_output_folder(args.out)

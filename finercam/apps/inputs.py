@@ -191,6 +191,10 @@ def load_model(spec) -> ModelInputs:
         from .hf import load_hf_model
 
         return load_hf_model(spec)
+    if isinstance(spec, str) and spec.startswith("probe:"):  # a file written by `finercam probe`
+        from .probe_command import probe_inputs
+
+        return probe_inputs(spec[len("probe:"):])
     if isinstance(spec, str) and ":" not in spec:
         if spec in ("cnn", "vit"):
             return _world_model(spec)

@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="for --faithfulness: one of our models (cnn, vit) or 'package.module:factory'")
     p.add_argument("--layer", default=None, help="the classifier's target layer (default: its own)")
     p.add_argument("--weights", default=None, help="dual-encoder weights (default: the shipped ones)")
+    p.add_argument("--data", default=None, metavar="cub:ROOT[:SPLIT]",
+                   help="with --faithfulness: examine on CUB (its class attributes; --classifier probe:FILE) "
+                        "instead of the bird world")
+    p.add_argument("--clip", default=None, metavar="PKG:FACTORY",
+                   help="with --data: a factory f(prompts) -> ZeroShotFinerCAM (default: the embedded dual encoder)")
     p.add_argument("--out", default=None, help="write the numbers as JSON to this file")
 
 
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         check_gamma(args.gamma)
     if args.weights is not None and not Path(args.weights).is_file():
         raise UsageError(f"--weights: no such file {args.weights!r}")
+    if getattr(args, "data", None):
+        return _run_on_data(args)
     if args.faithfulness:  # a bad --classifier fails before any work
         clf, layer = _classifier(args.classifier)
         layer = args.layer or layer
@@ -105,5 +112,25 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _run_on_data(args: argparse.Namespace) -> int:
+    """``--faithfulness --data cub:ROOT``: the examination on CUB (:mod:`.faithfulness_data`)."""
+    from .faithfulness_data import cub_faithfulness
+
+    if not args.faithfulness:
+        raise UsageError("--data goes with --faithfulness (the prompt study needs the bird world's part masks)")
+    f = cub_faithfulness(args.data, args.classifier, args.layer, n=args.n, method=args.method, gamma=args.gamma,
+                         clip=args.clip, weights=args.weights)
+    print(f"faithfulness on {args.data} ({f['images']} images, {f['zero_shot']}): the classifier's Finer map "
+          "vs the zero-shot maps of the top-3 attributes against its most similar class")
+    for name, val in f["attributes"].items():
+        print(f"  {name:22} {val:.3f}")
+    print(f"  e.g. {f['example']['pair'][0]} vs {f['example']['pair'][1]}: {'; '.join(f['example']['prompts'])}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"faithfulness": f}, indent=2))
         print(f"wrote {args.out}")
     return 0

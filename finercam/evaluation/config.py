@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ class RunConfig:
     target: str
     batch_size: int
     n_images: int
+    road_fractions: list = field(default_factory=list)  # ROAD columns at these fractions (none: off)
+    insertion_steps: int = 0    # the insertion AUC column with these steps (0: off)
 
     def __post_init__(self) -> None:
         if self.methods is not None:
@@ -67,6 +69,9 @@ class RunConfig:
         self.gamma = check_gamma(self.gamma)
         self.gammas = [check_gamma(g) for g in self.gammas]
         self.num_references = check_int(self.num_references, "num_references")
+        self.road_fractions = [check_fraction(f, "road_fractions") for f in self.road_fractions]
+        if self.insertion_steps:
+            self.insertion_steps = check_int(self.insertion_steps, "insertion_steps")
 
     def record(self) -> dict:
         """The configuration as JSON stores it (an array baseline is recorded as "custom")."""

@@ -41,7 +41,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 #: Registered data sets: ``name`` -> the import string of its reader, a callable
 #: ``reader(root, split, *, transform, crop, class_names) -> Dataset`` (``split`` None when the
 #: spec names none). Imported only when a spec names it, so ``import finercam`` stays cheap.
-READERS: dict[str, str] = {}
+READERS: dict[str, str] = {name: f"finercam.evaluation.datasets:RUNNER_READERS.{name}"
+                           for name in ("cub", "cars", "aircraft", "birds525", "fishvista")}
 
 
 def default_transform(size: int = DEFAULT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Callable:
@@ -323,7 +324,7 @@ def resolve_data(value, *, transform: Callable | None = None, crop=None,
     >>> resolve_data("no/such/folder", argument="--data")
     Traceback (most recent call last):
     ...
-    ValueError: --data must be a folder, a registered data set name:ROOT[:split] or package.module:name, got 'no/such/folder'
+    ValueError: --data must be a folder, a registered data set name:ROOT[:split] (aircraft, birds525, cars, cub, fishvista) or package.module:name, got 'no/such/folder'
     """
     if value is None:
         raise ValueError(f"{argument} is required")

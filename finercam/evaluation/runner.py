@@ -54,7 +54,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
              labels: Sequence[str] | None = None, transform: Callable | None = None, crop=None,
              chunk_size: int | None = None, limit: int | None = None, device=None,
              progress: bool = True, verbose: bool = True,
-             after_batch: Callable[[int], None] | None = None) -> EvalResult:
+             after_batch: Callable[[int], None] | None = None,
+             road_fractions: Sequence[float] = (), insertion_steps: int = 0) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see :mod:`finercam.evaluation`.
 
     model: an ``nn.Module`` returning logits; target_layer: a module or dotted name (default:
@@ -63,6 +64,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     ``labels``: the model's class names in output order, matched to a folder's class names;
     ``transform`` (PIL RGB -> tensor) and ``crop`` read a folder's images. ``gammas``,
     ``reference_ranks`` (1 = the most similar class) and ``aggregations`` add the ablation rows.
+    ``road_fractions`` adds the ROAD columns (MoRF, LeRF, combined; e.g.
+    ``metrics.ROAD_FRACTIONS``), ``insertion_steps`` the insertion AUC.
     ``out_dir`` makes the run resumable and receives the outputs; nothing is written before
     every argument is checked and the model has answered the first batch. ``after_batch(n)`` is
     called after each batch is recorded with the images this process has recorded so far. The
@@ -89,7 +92,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
     data = resolve_data(dataset, transform=transform, crop=crop, class_names=names)
     cfg = RunConfig(methods, finer, gamma, num_references, reference_rule, aggregate,
                     list(gammas), list(reference_ranks), list(aggregations), list(fractions),
-                    steps, baseline, target, batch_size, _image_count(data, limit))
+                    steps, baseline, target, batch_size, _image_count(data, limit),
+                    road_fractions=list(road_fractions), insertion_steps=insertion_steps)
     given_chunk = None if chunk_size is None else check_int(chunk_size, "chunk_size")
     with joined_group(device) as group, placed(net, device, group) as model_device:
         look = first_look(net, model_device, layer, data, cfg, names)

@@ -20,8 +20,10 @@ import torch
 from .. import metrics
 from ..methods import METHOD_LABELS
 from .data import Item, region_mask
+from .parts import is_parts, part_scores
 
-__all__ = ["Setting", "region_scores", "score_batch", "score_maps", "setting_maps", "settings"]
+__all__ = ["Setting", "region_scores", "road_insertion_scores", "score_batch", "score_maps", "setting_maps",
+           "settings"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,23 @@ def score_maps(model, images: torch.Tensor, maps: np.ndarray, targets, compare_t
     return out
 
 
+def road_insertion_scores(model, images: torch.Tensor, maps: np.ndarray, targets, *,
+                          road_fractions: Sequence[float] = (), insertion_steps: int = 0,
+                          chunk: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """The ROAD and insertion columns per image, when asked for: ``road_morf``, ``road_lerf``
+    and ``road`` (:func:`finercam.metrics.road` at ``road_fractions``, noise seeded by ``seed``)
+    and ``insertion`` (:func:`finercam.metrics.insertion_auc` with ``insertion_steps``, from the
+    blurred image). (N,) float64 arrays; empty when neither is asked for."""
+    out: dict[str, np.ndarray] = {}
+    if road_fractions:
+        r = metrics.road(model, images, maps, targets, road_fractions, batch_size=chunk, seed=seed)
+        out.update(road_morf=r.morf, road_lerf=r.lerf, road=r.combined)
+    if insertion_steps:
+        out["insertion"] = metrics.insertion_auc(model, images, maps, targets, steps=insertion_steps,
+                                                 batch_size=chunk).auc
+    return out
+
+
 def _padded(values: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, np.nan)
     out[:len(values)] = values
@@ -145,6 +164,7 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
     logits = np.asarray(explained[cfg.methods[0]].logits, dtype=np.float64)
     compare = metrics.nearest_logit_class(logits, targets)
     has_region = np.array([it.region is not None for it in items])
+    has_parts = [is_parts(it.parts) for it in items]  # the readers' part points or trait masks
     masks = (np.stack([region_mask(it.region, h, w) for it in items if it.region is not None])
              if has_region.any() else None)
     records: list[dict[str, Any]] = [{"index": int(i), "label": int(labels[j]), "target": int(targets[j]),
@@ -153,10 +173,17 @@ def score_batch(net, cams: dict, items: Sequence[Item], indices: Sequence[int],
         maps = setting_maps(explained[row.method], row)
         res = score_maps(net, images, maps, targets, compare, fractions=cfg.fractions,
                          steps=cfg.steps, baseline=cfg.baseline, chunk=chunk)
+        # the noise of ROAD seeded by the batch's first index: the same on every resume and split
+        res.update(road_insertion_scores(net, images, maps, targets, chunk=chunk, seed=int(indices[0]),
+                                         road_fractions=getattr(cfg, "road_fractions", ()),
+                                         insertion_steps=getattr(cfg, "insertion_steps", 0)))
         regional = region_scores(maps, masks, has_region) if masks is not None else {}
+        # part points or trait masks (the readers'): the part scores, for images with a visible part
+        parts = part_scores(maps, [it.parts for it in items]) if any(has_parts) else {}
         for j in range(n):
             records[j]["metrics"][row.name] = _image_values(res, j) | (
-                _image_values(regional, j) if has_region[j] else {})
+                _image_values(regional, j) if has_region[j] else {}) | (
+                _image_values(parts, j) if parts and not np.isnan(parts["part_pointing"][j]) else {})
     return records
 
 

@@ -51,6 +51,12 @@ COLUMN_KINDS: tuple[tuple[str, str, bool, bool], ...] = (
     ("pointing", "Point.", False, True),            # pointing game on the object's box or mask
     ("disc_energy", "Disc. energy", False, True),   # energy share in the discriminative parts
     ("disc_pointing", "Part PG", False, True),      # pointing game on the discriminative parts
+    ("insertion", "Ins.", False, True),             # insertion AUC from the blurred image
+    ("road_morf", "ROAD-MoRF", True, True),         # ROAD, most relevant first (change of p_c)
+    ("road_lerf", "ROAD-LeRF", False, True),        # ROAD, least relevant first
+    ("road", "ROAD", False, True),                  # (LeRF - MoRF) / 2
+    ("part_energy", "Part Loc.", False, True),      # energy share in the annotated parts (evaluation.parts)
+    ("part_pointing", "Part Point.", False, True),  # pointing game on the annotated parts
     ("deletion_ref", "Del. (compared class)", False, False),
 )
 

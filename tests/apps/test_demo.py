@@ -6,6 +6,7 @@ import subprocess
 import sys
 from html import unescape
 from pathlib import Path
+
 from locations import DATA, ROOT  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -20,7 +21,7 @@ from finercam.world import datasets, models
 
 MODEL_KEYS = ("cnn", "vit", "probe")
 FIGURES = ([f"{m}-fig{k}" for m in MODEL_KEYS for k in (4, 5, 7, 8)] + ["fig1-similarity"]
-           + ["zeroshot-prompts"])
+           + ["zeroshot-prompts", "sanity"])
 
 
 def _methods(key):

@@ -4,21 +4,19 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from locations import ROOT, TESTS  # noqa: E402
 
 from finercam import metrics
 from finercam.evaluation import data, plan, scoring, tables
 from finercam.evaluation.config import RunConfig
 from finercam.evaluation.journal import Journal, read_records
-from locations import ROOT, TESTS  # noqa: E402
 
 sys.path.insert(0, str(TESTS))
 import evalkit  # noqa: E402
-
 
 
 def _config(**kw):
@@ -70,12 +68,14 @@ def test_journal_refuses_a_run_of_another_configuration(tmp_path):
 def test_one_column_list_and_its_headers():
     keys = [c.key for c in tables.columns((0.05, 0.1))]
     assert keys == ["deletion", "rd@0.05", "rd@0.1", "drop@0.05", "drop@0.1", "energy", "pointing",
-                    "disc_energy", "disc_pointing", "deletion_ref"]
+                    "disc_energy", "disc_pointing", "insertion", "road_morf", "road_lerf", "road",
+                    "part_energy", "part_pointing", "deletion_ref"]
     by_key = {c.key: c for c in tables.columns((0.25,))}
     assert by_key["rd@0.25"].header == "RD@0.25 \u2191" and by_key["deletion"].header == "Del. \u2193"
     assert by_key["deletion"].lower_is_better and not by_key["rd@0.25"].lower_is_better
     assert not by_key["deletion_ref"].shown
-    assert len(tables.COLUMN_KINDS) == 8
+    assert by_key["road_morf"].lower_is_better and not by_key["road"].lower_is_better
+    assert len(tables.COLUMN_KINDS) == 14
 
 
 def test_means_skip_undefined_values_and_count_them():
@@ -185,7 +185,7 @@ def test_a_registered_reader_is_one_entry(monkeypatch):
     assert len(data.resolve_data("toy:/data/toys:test", transform=t, class_names=["a"])) == 1
     assert len(data.resolve_data("toy:/data/toys")) == 1
     assert calls == [("/data/toys", "test", t, None, ["a"]), ("/data/toys", None, None, None, None)]
-    with pytest.raises(ValueError, match=r"\(toy\)"):   # the message lists the registered names
+    with pytest.raises(ValueError, match=r"\(aircraft, birds525, cars, cub, fishvista, toy\)"):   # the message lists the registered names
         data.resolve_data("nowhere", argument="--data")
 
 

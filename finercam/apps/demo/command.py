@@ -14,6 +14,7 @@ from ... import __version__
 from ...progress import progress_bar
 from ...report import Report
 from ...world.datasets import CLASS_FAMILY
+from ..sanity import demo_section
 from ..zeroshot_section import add_section
 from .compute import Run, explain_all, score_all
 from .figures import explorer_view, model_figures, pick, similarity_section
@@ -97,6 +98,10 @@ def _write_report(args, plan: Plan, models, runs, scores, data: dict, meta: dict
         for model in models:
             _model_section(report, model, runs, scores, data, meta, bar)
     similarity_section(report, models, meta)
+    # the randomisation sanity check on the first model (the CNN), a few test images
+    x0, _ = model_inputs(models[0], data)
+    meta["sanity"] = demo_section(report, models[0].net, models[0].layer, x0[:4 if args.quick else 8],
+                                  models[0].label)
     # the tiny dual encoder's section: prompts compared on the same bird world
     meta["zeroshot"] = add_section(report, n=16 if args.quick else 128, seed=args.seed,
                                    classifier=models[0].net, target_layer=models[0].layer,

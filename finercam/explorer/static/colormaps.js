@@ -2,7 +2,7 @@
  * entry i = floor(255 cmap(i) + 0.5), the colour matplotlib gives a value v with floor(256 v) = i):
  * jet (the paper's figures, the default), viridis and cividis (perceptually uniform; cividis is
  * built for colour-vision deficiencies).
- * tests/test_explorer_colormaps.py holds these tables to matplotlib's. */
+ * tests/engine/test_explorer_views.py holds these tables to matplotlib's. */
 (function (ns) {
   "use strict";
   function table(hex) {
