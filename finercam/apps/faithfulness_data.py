@@ -38,11 +38,10 @@ def cub_faithfulness(data: str, classifier: str, layer: Optional[str] = None, *,
     from . import inputs
     from .common import UsageError
 
-    found = inputs.load_model(classifier)
-    # one target layer here: the classifier's first when it names several
-    layer = layer or (found.layer[0] if isinstance(found.layer, list) else found.layer)
-    if layer is None:
-        raise UsageError(f"--layer is required with --classifier {classifier}")
+    # --layer, else the classifier's own, else the first suggested (inputs.with_layer); one
+    # target layer here: the first when the classifier names several
+    found = inputs.with_layer(inputs.load_model(classifier), layer)
+    layer = found.layer[0] if isinstance(found.layer, list) else found.layer
     root, split, names, matrix, ds = _open_cub(data, found)
     prompts_all = list(dict.fromkeys([attribute_prompt(a) for a in names] + [BIRD_PROMPT]))
     zs, zs_size, zs_mean, zs_std = _zero_shot_model(clip, prompts_all, method, gamma, weights)
