@@ -73,7 +73,7 @@ class FirstLook:
         return int(self.example.shape[-1] * self.example.shape[-2])
 
 
-def _first_batch(data, n_images: int, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+def first_batch(data, n_images: int, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
     """The readable items among the first ``batch_size`` indices (or the first readable one)."""
     items = []
     for i in range(n_images):
@@ -138,7 +138,7 @@ def first_look(net, device, layer, data, cfg, class_names=None) -> FirstLook:
     """Forward the first batch (timed), with the target layer's shape captured; check it."""
     from ..layers import resolve_layers
 
-    images, labels = _first_batch(data, cfg.n_images, cfg.batch_size)
+    images, labels = first_batch(data, cfg.n_images, cfg.batch_size)
     images = images.to(device)
     channels: dict = {}
 

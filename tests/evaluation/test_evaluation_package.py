@@ -304,3 +304,18 @@ def test_the_command_line_names_data_in_its_errors(tmp_path, capsys):
     assert "--data must be a folder, a registered data set" in capsys.readouterr().err
     assert main([*base, "--data", "evalkit:dataset", "--size", "16"]) == 2
     assert "--data: the preprocessing options apply to a folder" in capsys.readouterr().err
+
+
+def test_auto_target_layer_is_the_first_suggestion_at_the_images_size():
+    """evaluate(model, "auto", ...) scores the layer finercam.suggest_layers names first for the
+    data's image size: the same rows as naming that layer."""
+    import evalkit
+
+    import finercam
+
+    suggested = finercam.suggest_layers(evalkit.model(), (evalkit.SIZE, evalkit.SIZE))[0].name
+    kw = dict(methods=["gradcam"], steps=4, verbose=False, progress=False)
+    auto = finercam.evaluate(evalkit.model(), "auto", evalkit.BoxDataset(4), **kw)
+    named = finercam.evaluate(evalkit.model(), suggested, evalkit.BoxDataset(4), **kw)
+    # the last conv block's ReLU, not the head's 2 x 2 adaptive pooling
+    assert suggested == "3" and auto.rows == named.rows and len(auto.rows) == 2
