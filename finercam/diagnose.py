@@ -38,6 +38,15 @@ import numpy as np
 __all__ = ["Diagnosis", "diagnose", "energy_moved", "map_correlation"]
 
 
+def _flat_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Two stacks of maps of one shape (N, H, W) as float64 rows (N, H * W)."""
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(f"a and b must be stacks of maps of one shape, got {x.shape} and {y.shape}")
+    return x.reshape(len(x), -1), y.reshape(len(y), -1)
+
+
 def map_correlation(a, b) -> np.ndarray:
     """Per-image Pearson correlation (N,) of two stacks of maps (N, H, W); NaN where either map
     is constant (an all-zero map has no shape to compare).
@@ -46,12 +55,7 @@ def map_correlation(a, b) -> np.ndarray:
     >>> map_correlation(a, 2 * a + 1).tolist(), map_correlation(a, -a).tolist()
     ([1.0, 1.0], [-1.0, -1.0])
     """
-    x = np.asarray(a, np.float64)
-    y = np.asarray(b, np.float64)
-    if x.shape != y.shape or x.ndim < 2:
-        raise ValueError(f"a and b must be stacks of maps of one shape, got {x.shape} and {y.shape}")
-    x = x.reshape(len(x), -1)
-    y = y.reshape(len(y), -1)
+    x, y = _flat_pair(a, b)
     x = x - x.mean(1, keepdims=True)
     y = y - y.mean(1, keepdims=True)
     den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
@@ -71,12 +75,7 @@ def energy_moved(a, b) -> np.ndarray:
     >>> energy_moved(a, b).tolist(), energy_moved(a, 3 * a).tolist(), energy_moved(a, 0 * a).tolist()
     ([0.5], [0.0], [nan])
     """
-    x = np.asarray(a, np.float64)
-    y = np.asarray(b, np.float64)
-    if x.shape != y.shape or x.ndim < 2:
-        raise ValueError(f"a and b must be stacks of maps of one shape, got {x.shape} and {y.shape}")
-    x = x.reshape(len(x), -1)
-    y = y.reshape(len(y), -1)
+    x, y = _flat_pair(a, b)
     sx, sy = x.sum(1, keepdims=True), y.sum(1, keepdims=True)
     ok = (sx[:, 0] > 0) & (sy[:, 0] > 0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -149,8 +149,14 @@ def _suggest_transformer(blocks: list[tuple[_Seen, _Seen]]) -> list[LayerSuggest
     return out
 
 
+_ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
 def _suggest_cnn(seen: list[_Seen]) -> list[LayerSuggestion]:
-    maps = [s for s in seen if s.grid is not None and s.output.ndim == 4 and s.calls == 1]
+    # An adaptive pooling layer is the head's summary of the last map, not a feature map of its
+    # own (AdaptiveAvgPool2d(2) gives a 2 x 2 "map" of the same features).
+    maps = [s for s in seen if s.grid is not None and s.output.ndim == 4 and s.calls == 1
+            and not isinstance(s.module, _ADAPTIVE_POOLS)]
     if not maps:
         return []
     # The last feature map is the one completed last: a stage's hook runs after its blocks'.

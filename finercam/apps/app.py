@@ -2,11 +2,12 @@
 
     finercam app                                   # http://127.0.0.1:8000/, the embedded models
     finercam app --model mypkg.nets:build --layer layer4 --port 8080
+    finercam app --model mypkg.nets:build          # the layers finercam.suggest_layers proposes
 
 The page asks for an image (file picker or drag and drop), a model (the embedded ``cnn`` and
 ``vit`` of the bird world, the ImageNet network of :func:`finercam.world.models.imagenet.load_imagenet`,
-or the ``--model PKG.MOD:FACTORY --layer NAME`` given on the command line) and a base method. One
-model call per image (:class:`finercam.FinerCAM` over the model's suggested target layers,
+or the ``--model PKG.MOD:FACTORY`` or ``hf:DIR`` given on the command line, with ``--layer NAME``
+or the layers suggested for it) and a base method. One model call per image (:class:`finercam.FinerCAM` over the model's suggested target layers,
 :func:`finercam.suggest_layers`, or the ``--layer`` names given: a forward pass and one backward
 per stored class) answers with the top-5 predictions, with class names, and the interactive view
 of :mod:`finercam.explorer`: the target (any top-5 entry or stored class), the references, gamma,
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..images import ImageReadError, read_image
 from .common import UsageError, one_line_errors, usage_errors
-from .inputs import load_model
+from .inputs import input_shape, load_model, with_layer
 
 __all__ = ["AppModel", "AppServer", "ExplainService", "make_server", "builtin_models", "add_arguments", "run",
            "APP_METHODS", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_PIXELS", "SUGGESTED_LAYERS"]
@@ -88,20 +89,29 @@ class AppModel:
 
 
 def _layers(inputs, given: Sequence[str] | None) -> list:
-    """The layers the app explains: those given (``--layer``, once or more), else the first
-    :data:`SUGGESTED_LAYERS` of :func:`finercam.suggest_layers` at the model's input size, else
-    the model's own default layer."""
+    """The layers the app explains: those given (``--layer``, once or more; ``auto``: the first
+    suggested, :func:`finercam.apps.inputs.with_layer`), else the first :data:`SUGGESTED_LAYERS`
+    of :func:`finercam.suggest_layers` at the model's input size (the model's own layer first
+    where it has one); a model without a layer of its own and no suggestion is a
+    :class:`~finercam.apps.common.UsageError`. Suggested layers are said on stderr."""
     if given:
-        return list(given)
+        chosen = with_layer(inputs, list(given)).layer
+        return [chosen] if isinstance(chosen, str) else list(chosen or [])
     from ..suggest import suggest_layers
 
-    size = inputs.size if isinstance(inputs.size, (tuple, list)) else (inputs.size, inputs.size)
+    shape = input_shape(inputs)
     try:
-        names = [s.name for s in suggest_layers(inputs.model, tuple(size))[:SUGGESTED_LAYERS]]
-    except ValueError:
+        names = [s.name for s in suggest_layers(inputs.model, shape)[:SUGGESTED_LAYERS]]
+    except ValueError as exc:
+        if not inputs.layer:
+            raise UsageError(f"--layer auto: {exc} (name a layer with --layer NAME)") from None
         names = []
     if inputs.layer and inputs.layer not in names:
         names = [inputs.layer] + names[:SUGGESTED_LAYERS - 1]
+    if not inputs.layer:
+        print(f"finercam app: {inputs.source}: layers {', '.join(names)}, suggested at "
+              f"{shape[-2]} x {shape[-1]} (`finercam layers --model {inputs.source}` lists them)",
+              file=sys.stderr)
     return names
 
 
@@ -129,8 +139,6 @@ def builtin_models(custom: str | None = None, layer: str | Sequence[str] | None 
            "imagenet": ("EfficientNet-Lite0, ImageNet-1k",
                         lambda: _app_model("imagenet", "EfficientNet-Lite0, ImageNet-1k (1,000 classes, 224 px)"))}
     if custom is not None:
-        if not layer and not custom.startswith("hf:"):       # hf:DIR brings its suggested layer
-            raise UsageError("--layer is required with --model (the dotted name of the target layer)")
         layers = [] if not layer else [layer] if isinstance(layer, str) else list(layer)
         shown = " + ".join(layers) or "suggested"
         description = (f"{custom} (layer {shown}, its processor's size and normalisation)" if custom.startswith("hf:")
@@ -375,10 +383,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     one_line_errors(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one)")
-    p.add_argument("--model", metavar="PKG.MOD:FACTORY", help="add your classifier to the page's models")
-    p.add_argument("--layer", metavar="NAME", action="append",
-                   help="its target layer (required with --model; give it twice for two layers, "
-                        "offered one by one and fused)")
+    p.add_argument("--model", metavar="PKG.MOD:FACTORY|hf:DIR", help="add your classifier to the page's models")
+    p.add_argument("--layer", metavar="NAME|auto", action="append",
+                   help="its target layer (give it twice for two layers, offered one by one and "
+                        "fused; auto: the first suggested; default: the first two layers "
+                        "`finercam layers` suggests)")
     p.add_argument("--gamma", type=float, default=0.6, help="the view's initial gamma (default 0.6)")
     p.add_argument("--references", type=int, default=3, metavar="T", help="initial number of references (default 3)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest accepted upload (default 10)")
@@ -393,13 +402,15 @@ def run(args) -> int:
     """Serve until interrupted (Ctrl-C); returns 0.
 
     >>> p = argparse.ArgumentParser(prog="finercam app"); add_arguments(p)
-    >>> run(p.parse_args(["--model", "os:getcwd"]))
+    >>> run(p.parse_args(["--layer", "block2"]))
     Traceback (most recent call last):
     ...
-    finercam.apps.common.UsageError: --layer is required with --model (the dotted name of the target layer)
+    finercam.apps.common.UsageError: --layer names a layer of --model: give --model too
     """
     from ..explanation import check_gamma
 
+    if args.layer and not args.model:
+        raise UsageError("--layer names a layer of --model: give --model too")
     models = builtin_models(args.model, args.layer)
     if args.references < 1:
         raise UsageError(f"--references must be >= 1, got {args.references}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Sequence
 
-from .common import UsageError, print_usage_error, usage_errors
+from .common import UsageError, print_usage_error
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -29,15 +29,11 @@ class Command:
     ``reuse_freed_memory``: the command runs many same-sized forwards in our own process, which
     then keeps freed memory for reuse instead of returning it to the system and page-faulting it
     back on the next forward (:func:`finercam.evaluation.plan.keep_freed_memory`).
-    ``value_errors_are_usage``: the command still reports a bad argument as a plain ``ValueError``
-    (``TypeError``/``FileNotFoundError``) from anywhere in its run, so those print one line too;
-    set for ``evaluate`` and ``demo`` until their argument checks raise ``UsageError``.
     """
 
     module: str
     help: str
     reuse_freed_memory: bool = False
-    value_errors_are_usage: bool = False
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -47,11 +43,11 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "evaluate": Command("finercam.apps.evaluate",
                         "the paper's Table 1 (Del., RD@p, Loc.) on a model and data set; resumable, runs "
-                        "under torchrun", reuse_freed_memory=True, value_errors_are_usage=True),
+                        "under torchrun", reuse_freed_memory=True),
     "demo": Command("finercam.apps.demo",
                     "the spot-the-difference benchmark with the embedded CNN, ViT and linear probe: every "
                     "figure of the paper and the Table-1-style table, as an HTML report",
-                    reuse_freed_memory=True, value_errors_are_usage=True),
+                    reuse_freed_memory=True),
     "explain": Command("finercam.apps.explain",
                        "baseline and Finer-CAM overlays for image files, with your model or the embedded CNN"),
     "train": Command("finercam.apps.train_command",
@@ -112,9 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         keep_freed_memory()
     try:
-        if command.value_errors_are_usage:
-            with usage_errors(TypeError, ValueError, FileNotFoundError):
-                return command.load().run(args)
         return command.load().run(args)
     except UsageError as exc:
         return print_usage_error(f"finercam {args.command}", exc)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, NoReturn, TextIO
 
-__all__ = ["UsageError", "one_line_errors", "print_usage_error", "usage_errors"]
+__all__ = ["UsageError", "check_output_folder", "one_line_errors", "print_usage_error", "usage_errors"]
 
 
 class UsageError(ValueError):
@@ -56,6 +57,18 @@ def usage_errors(*types: type[Exception]) -> Iterator[None]:
         raise
     except caught as exc:
         raise UsageError(str(exc)) from exc
+
+
+def check_output_folder(path, option: str = "--out") -> None:
+    """An output folder may exist (its files are replaced) but not as a file.
+
+    >>> check_output_folder(__file__)
+    Traceback (most recent call last):
+    ...
+    finercam.apps.common.UsageError: --out exists and is not a folder: ...
+    """
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f"{option} exists and is not a folder: {path}")
 
 
 def print_usage_error(prog: str, exc: UsageError, stream: TextIO | None = None) -> int:

@@ -1,19 +1,26 @@
 """``finercam evaluate``: the command line of :func:`finercam.evaluate` (the paper's Table 1).
 
-The options name the model (``--model``: a built-in name or ``package.module:factory``, read by
-:mod:`finercam.apps.inputs` with its preprocessing and class names), the data (``--data``) and
-the run's settings; :func:`run` resolves them and calls :func:`finercam.evaluation.evaluate`,
-whose module docstring describes the run, its outputs and its resume.
+The options name the model (``--model``: a built-in name, ``package.module:factory`` or
+``hf:DIR``, read by :mod:`finercam.apps.inputs` with its preprocessing and class names; its
+layer: ``--layer NAME``, else the model's own, else the first layer
+:func:`finercam.suggest_layers` proposes at the input size), the data (``--data``) and
+the run's settings; :func:`run` resolves and checks them and calls
+:func:`finercam.evaluation.evaluate`, whose module docstring describes the run, its outputs and
+its resume. A bad option gives one line and exit status 2 before anything is written.
 """
 from __future__ import annotations
 
 import argparse
 
-from ..evaluation import evaluate
-from ..evaluation.data import READERS, reads_images, resolve_data
+from .._checks import check_int
+from ..evaluation import EvaluationInputError, evaluate
+from ..evaluation.config import RunConfig
+from ..evaluation.data import READERS, Unreadable, reads_images, resolve_data, split_item
 from ..evaluation.model import MIN_LABEL_AGREEMENT
 from ..evaluation.plan import SCORECAM_COST_FACTOR
+from ..layers import resolve_layers
 from . import inputs
+from .common import UsageError, usage_errors
 from .inputs import add_model_arguments, add_preprocessing_arguments
 
 __all__ = ["add_arguments", "run"]
@@ -107,31 +114,88 @@ def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
             action.help = text
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate with the parsed options of :func:`add_arguments`; returns 0.
+def _row_options(args: argparse.Namespace) -> dict:
+    """The options that say what the run computes, by the names :func:`finercam.evaluate` and
+    :class:`~finercam.evaluation.config.RunConfig` give them."""
+    return dict(methods=args.methods, finer=args.finer, gamma=args.gamma,
+                num_references=args.num_references, reference_rule=args.reference_rule,
+                aggregate=args.aggregate, gammas=args.gammas, reference_ranks=args.reference_ranks,
+                aggregations=args.aggregations, fractions=args.fractions, steps=args.steps,
+                baseline=args.baseline, target=args.target, batch_size=args.batch_size,
+                road_fractions=_road_fractions(args.road), insertion_steps=args.insertion_steps)
+
+
+def _check_device(device: str | None) -> None:
+    """``--device``: a device torch knows, and CUDA only where there is one."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available")
+
+
+def _image_shape(data) -> tuple[int, ...] | None:
+    """(C, H, W) of a data set's first image (None when it cannot be read)."""
+    item = split_item(data[0], 0) if len(data) else None
+    return None if item is None or isinstance(item, Unreadable) else tuple(item.image.shape[-3:])
+
+
+def _checked_inputs(args: argparse.Namespace):
+    """``(model inputs, data)``: the model with its preprocessing and layer, ``--data`` read with
+    that preprocessing, and every option checked (a :class:`~finercam.apps.common.UsageError`
+    naming the first bad one) before the model is called on an image.
 
     The model's own preprocessing reads a folder or a registered data set; ``--size``, ``--mean``,
     ``--std`` or ``--transform`` with a ``Dataset`` import string is an error naming ``--data``.
+    Without ``--layer`` a model without a layer of its own gets the first suggested layer at the
+    size of the images it will be given (:func:`finercam.apps.inputs.with_layer`): the
+    preprocessing's, or a ``Dataset``'s first image's.
     """
-    found = inputs.inputs_from_args(args)
+    found = inputs.preprocessed_inputs(args)
     labels = found.class_names if args.labels else None
     explicit = any(getattr(args, k) is not None for k in ("size", "mean", "std", "transform"))
     decoded = reads_images(args.data) or explicit
-    data = resolve_data(args.data, transform=found.transform if decoded else None,
-                        crop=found.crop if decoded else None, class_names=labels, argument="--data")
-    evaluate(found.model, found.layer, data, methods=args.methods, finer=args.finer,
-             gamma=args.gamma, num_references=args.num_references,
-             reference_rule=args.reference_rule, aggregate=args.aggregate, gammas=args.gammas,
-             reference_ranks=args.reference_ranks, aggregations=args.aggregations,
-             fractions=args.fractions, steps=args.steps, baseline=args.baseline,
-             target=args.target, batch_size=args.batch_size, out_dir=args.out, labels=labels,
-             chunk_size=args.chunk_size, limit=args.limit, device=args.device,
-             progress=args.progress, road_fractions=_road_fractions(args.road),
-             insertion_steps=args.insertion_steps)
+    with usage_errors():  # the library's own checks of what the options name
+        data = resolve_data(args.data, transform=found.transform if decoded else None,
+                            crop=found.crop if decoded else None, class_names=labels,
+                            argument="--data")
+    found = inputs.with_layer(found, args.layer, None if decoded else _image_shape(data))
+    with usage_errors():
+        resolve_layers(found.model, found.layer)
+        RunConfig(**_row_options(args), n_images=len(data))
+        for value, option in ((args.chunk_size, "--chunk-size"), (args.limit, "--limit")):
+            if value is not None:
+                check_int(value, option)
+    _check_device(args.device)
+    return found, data
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate with the parsed options of :func:`add_arguments`; returns 0.
+
+    A bad option, or a model and data that do not fit together (found at the first batch,
+    :class:`~finercam.evaluation.EvaluationInputError`), is a
+    :class:`~finercam.apps.common.UsageError` (one line, exit status 2, nothing written); any
+    other error keeps its traceback.
+    """
+    found, data = _checked_inputs(args)
+    labels = found.class_names if args.labels else None
+    try:
+        evaluate(found.model, found.layer, data, **_row_options(args), out_dir=args.out,
+                 labels=labels, chunk_size=args.chunk_size, limit=args.limit, device=args.device,
+                 progress=args.progress)
+    except EvaluationInputError as exc:
+        raise UsageError(str(exc)) from exc
     return 0
 
 
 def _road_fractions(values):
     """``--road``: absent -> no ROAD columns; given without values -> the default fractions."""
     from ..metrics import ROAD_FRACTIONS
+
     return () if values is None else (tuple(values) or ROAD_FRACTIONS)

@@ -4,8 +4,11 @@
     finercam explain --model mypkg.models:build --layer layer4 --labels classes.txt photo.jpg
 
 ``--model`` is a built-in name (``cnn``, ``vit``: the bird world; ``imagenet``: EfficientNet-Lite0,
-extra ``finercam[imagenet]``) or ``package.module:factory``; see :mod:`finercam.apps.inputs` for
-``--labels``, ``--size/--mean/--std/--transform`` and classes given by name.
+extra ``finercam[imagenet]``), ``package.module:factory`` or ``hf:DIR``; see
+:mod:`finercam.apps.inputs` for ``--labels``, ``--size/--mean/--std/--transform`` and classes
+given by name. Without ``--layer`` (or with ``--layer auto``) a model without a layer of its own
+is explained at the first layer :func:`finercam.suggest_layers` proposes at the input size, named
+on stderr.
 
 Per image, ONE model call (:class:`finercam.FinerCAM`) and then only recombinations
 (:meth:`finercam.Explanation.recombine`) give, in ``<stem>_panel.png``:
@@ -47,7 +50,7 @@ from ..images import ImageReadError, read_image
 from ..methods import METHODS
 from . import explain_panel as panel
 from .classes import name_of, num_classes_of, resolve_class, resolve_classes
-from .common import UsageError, one_line_errors, print_usage_error, usage_errors
+from .common import UsageError, check_output_folder, one_line_errors, print_usage_error, usage_errors
 from .inputs import (
     ModelInputs,
     add_model_arguments,
@@ -116,17 +119,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--num-references must be >= 1, got {args.num_references}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
-    # hf:DIR and probe:FILE (`finercam probe`'s file) name a folder or a file, and bring their layer
+    # hf:DIR and probe:FILE (`finercam probe`'s file) name a folder or a file
     named_file = bool(args.model) and args.model.startswith(("hf:", "probe:"))
     if args.model and ":" in args.model and not named_file and (args.model.count(":") != 1 or not all(args.model.split(":"))):
         raise UsageError(f"--model must look like package.module:name, got {args.model!r}")
-    if args.model and ":" in args.model and not named_file and not args.layer:
-        raise UsageError("--layer is required with --model package.module:factory "
-                         "(the dotted name of the target layer)")
     check_preprocessing_args(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out exists and is not a folder: {args.out}")
+    check_output_folder(args.out)
 
 
 def _classes(args, inputs: ModelInputs) -> tuple[int | None, list[int] | None]:

@@ -7,8 +7,9 @@ What comes with it:
 * the model (``AutoModelForImageClassification``) in eval mode, in float32 whatever dtype it
   was saved in (the commands feed float32 images; for half precision load it yourself and pass
   it to :class:`finercam.FinerCAM`);
-* the target layer: the first of :func:`finercam.suggest_layers` at the input size (``--layer``
-  overrides it);
+* no target layer of its own: without ``--layer`` (or with ``--layer auto``) the commands take
+  the first of :func:`finercam.suggest_layers` at their input size
+  (:func:`finercam.apps.inputs.with_layer`);
 * the preprocessing of the folder's ``preprocessor_config.json`` (read as JSON, so no image
   processor class and no torchvision are needed): the size (its crop size when it crops, else
   its resize size; the photo is resized whole to that square, the processor's centre crop is not
@@ -104,8 +105,5 @@ def load_hf_model(spec: str) -> ModelInputs:
         raise UsageError(f"--model {spec}: not an image classifier transformers can load: {first}") from None
     model.eval()
     size, mean, std = processor_preprocessing(folder, model.config)
-    from ..suggest import suggest_layers
-
-    layer = suggest_layers(model, (3, size, size))[0].name
-    return ModelInputs(model, layer, default_transform(size, mean, std), _whole, size, mean, std,
+    return ModelInputs(model, None, default_transform(size, mean, std), _whole, size, mean, std,
                        class_names_of(model), spec)

@@ -7,9 +7,12 @@ One home for what ``finercam explain`` and ``finercam evaluate`` share:
   (:data:`BUILTIN_MODELS`: ``cnn`` and ``vit``, the bird world's models, and ``imagenet``,
   EfficientNet-Lite0 with its ImageNet-1k weights, extra ``finercam[imagenet]``) or an import
   string ``package.module:factory`` (a factory called with no arguments, or an ``nn.Module``);
-  with it come the default target layer, the preprocessing (size, mean, std, transform) and the
-  class names (built-in; else ``model.class_names``; else a Hugging Face-style
-  ``model.config.id2label``).
+  with it come the model's own target layer (built-in, or ``model.default_target_layer``), the
+  preprocessing (size, mean, std, transform) and the class names (built-in; else
+  ``model.class_names``; else a Hugging Face-style ``model.config.id2label``).
+* :func:`with_layer`: ``--layer NAME`` (given once or more), else ``--layer auto`` or, for a model
+  without a layer of its own, the first of :func:`finercam.suggest_layers` at the size of the
+  inputs the preprocessing gives (:func:`input_shape`), printed on stderr.
 * :func:`add_model_arguments`, :func:`add_preprocessing_arguments` add ``--model/--layer/--labels``
   and ``--size/--mean/--std/--transform`` to a parser; :func:`inputs_from_args` reads them back.
 * ``--labels FILE`` is read and checked against the model's number of classes by
@@ -26,8 +29,9 @@ Bad input raises :class:`~finercam.apps.common.UsageError` with one line naming 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
@@ -38,14 +42,18 @@ from .classes import check_labels, class_names_of, num_classes_of, read_labels
 from .common import UsageError
 
 __all__ = [
-    "BUILTIN_MODELS", "DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInputs",
+    "AUTO_LAYER", "BUILTIN_MODELS", "DEFAULT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInputs",
     "add_model_arguments", "add_preprocessing_arguments", "center_crop_box",
-    "check_preprocessing_args", "default_transform", "import_object",
-    "inputs_from_args", "load_model", "warn_if_probabilities", "with_preprocessing",
+    "check_preprocessing_args", "default_transform", "import_object", "input_shape",
+    "inputs_from_args", "load_model", "preprocessed_inputs", "warn_if_probabilities", "with_layer",
+    "with_preprocessing",
 ]
 
 #: Names ``--model`` accepts besides ``package.module:factory``.
 BUILTIN_MODELS = ("cnn", "vit", "imagenet")
+#: The ``--layer`` that asks for the first of :func:`finercam.suggest_layers` (as
+#: ``target_layer="auto"`` does), unless the model has a submodule of that name.
+AUTO_LAYER = "auto"
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,9 @@ class ModelInputs:
     right, bottom)``: the part of a photo of that size the transform's input shows (the whole
     photo for a plain resize; the centre for ImageNet's centre crop; the whole photo is assumed
     for a user's ``--transform``), so a map can be laid back on the photo at its own size.
-    ``class_names`` is None when neither the model nor ``--labels`` names its classes.
+    ``class_names`` is None when neither the model nor ``--labels`` names its classes. ``layer``
+    is None for a model without a layer of its own (an import string's without
+    ``default_target_layer``, a Hugging Face folder's) until :func:`with_layer` chooses one.
 
     >>> from PIL import Image
     >>> net = load_model("cnn")
@@ -252,8 +262,9 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = False, many
                    help=f"a built-in model ({', '.join(BUILTIN_MODELS)}), a factory returning "
                         "a classifier (an nn.Module returning logits) or hf:DIR, a Hugging Face "
                         "save_pretrained folder (extra finercam[hf])")
-    p.add_argument("--layer", metavar="NAME", default=None, action="append" if many_layers else "store",
-                   help="dotted name of the target layer (default: the built-in model's own)"
+    p.add_argument("--layer", metavar="NAME|auto", default=None, action="append" if many_layers else "store",
+                   help="dotted name of the target layer, or auto: the first layer `finercam layers` "
+                        "suggests at the input size (default: the built-in model's own layer, else auto)"
                         + ("; give it twice for two layers" if many_layers else ""))
     p.add_argument("--labels", metavar="FILE", default=None,
                    help="class names, one per line in output order (default: the model's own)")
@@ -307,28 +318,84 @@ def check_preprocessing_args(args) -> None:
         _check_triple(args.std, "--std", positive=True)
 
 
+def preprocessed_inputs(args, default_model: str = "cnn") -> ModelInputs:
+    """The :class:`ModelInputs` of parsed ``--model/--labels`` and
+    ``--size/--mean/--std/--transform``, its layer still the model's own (None where it has
+    none); ``--labels`` is checked against the model's number of classes here, before any model
+    call. :func:`inputs_from_args` adds ``--layer``.
+    """
+    check_preprocessing_args(args)
+    labels = read_labels(args.labels) if getattr(args, "labels", None) else None
+    inputs = load_model(args.model or default_model)
+    if labels is not None:
+        known = len(inputs.class_names) if inputs.class_names else num_classes_of(inputs.model)
+        check_labels(labels, known)
+        inputs = replace(inputs, class_names=labels)
+    return with_preprocessing(inputs, args.size, args.mean, args.std, args.transform)
+
+
 def inputs_from_args(args, default_model: str = "cnn") -> ModelInputs:
     """The :class:`ModelInputs` of parsed ``--model/--layer/--labels`` and
-    ``--size/--mean/--std/--transform``; ``--labels`` is checked against the model's number of
-    classes here, before any model call.
+    ``--size/--mean/--std/--transform``: :func:`preprocessed_inputs`, then :func:`with_layer`.
 
     >>> args = argparse.Namespace(model=None, layer=None, labels=None, size=None, mean=None,
     ...                           std=None, transform=None)
     >>> inputs_from_args(args).source
     'cnn'
     """
-    check_preprocessing_args(args)
-    labels = read_labels(args.labels) if getattr(args, "labels", None) else None
-    inputs = load_model(args.model or default_model)
-    if args.layer:   # one name, or a list of them (--layer given more than once)
-        one = isinstance(args.layer, str) or len(args.layer) == 1
-        inputs = replace(inputs, layer=(args.layer if isinstance(args.layer, str) else args.layer[0]) if one
-                         else list(args.layer))
-    if not inputs.layer:
-        raise UsageError(f"--layer is required with --model {inputs.source} "
-                         "(the dotted name of the target layer)")
-    if labels is not None:
-        known = len(inputs.class_names) if inputs.class_names else num_classes_of(inputs.model)
-        check_labels(labels, known)
-        inputs = replace(inputs, class_names=labels)
-    return with_preprocessing(inputs, args.size, args.mean, args.std, args.transform)
+    return with_layer(preprocessed_inputs(args, default_model), args.layer)
+
+
+def input_shape(inputs: ModelInputs) -> Tuple[int, ...]:
+    """``(C, H, W)`` of the model's inputs: the preprocessing's output for a blank photo of the
+    model's size (a ``--transform`` may crop or resize to anything), else ``(H, W)`` = its size.
+
+    >>> input_shape(with_preprocessing(load_model("cnn"), size=64))
+    (3, 64, 64)
+    """
+    from PIL import Image
+
+    x = inputs.transform(Image.new("RGB", (inputs.size, inputs.size)))
+    shape = tuple(int(v) for v in getattr(x, "shape", ()))
+    return shape[-3:] if len(shape) in (3, 4) else (inputs.size, inputs.size)
+
+
+def with_layer(inputs: ModelInputs, given: str | Sequence[str] | None = None,
+               shape: Sequence[int] | None = None, stream: TextIO | None = None) -> ModelInputs:
+    """``inputs`` with the target layer of ``--layer`` (``given``: a name, or the names of a
+    repeated ``--layer``). :data:`AUTO_LAYER` (``auto``), and no ``--layer`` for a model without
+    a layer of its own, is the first of :func:`finercam.suggest_layers` at ``shape`` ((C, H, W)
+    or (H, W) of the inputs the command feeds; default: :func:`input_shape`), said on ``stream``
+    (stderr) so that the person running the command sees it. A model none of whose layers gives
+    a feature map or patch tokens at that size is a :class:`~finercam.apps.common.UsageError`.
+
+    >>> import io
+    >>> said = io.StringIO()
+    >>> with_layer(load_model("cnn"), "auto", stream=said).layer
+    'block3'
+    >>> print(said.getvalue().strip())
+    --layer auto: block3, the first layer suggested for cnn at 96 x 96 (grid 12 x 12, 96 channels; `finercam layers --model cnn` lists the others)
+    """
+    names = [] if not given else [given] if isinstance(given, str) else list(given)
+    if not names and inputs.layer:
+        return inputs
+    names = names or [AUTO_LAYER]
+    if AUTO_LAYER in names and AUTO_LAYER not in dict(inputs.model.named_modules()):
+        suggested = _suggested_layer(inputs, input_shape(inputs) if shape is None else tuple(shape),
+                                     sys.stderr if stream is None else stream)
+        names = [suggested if n == AUTO_LAYER else n for n in names]
+    return replace(inputs, layer=names[0] if len(names) == 1 else names)
+
+
+def _suggested_layer(inputs: ModelInputs, shape: Tuple[int, ...], stream: TextIO) -> str:
+    from ..suggest import suggest_layers
+
+    try:
+        first = suggest_layers(inputs.model, shape)[0]
+    except ValueError as exc:
+        raise UsageError(f"--layer auto: {exc} (name a layer with --layer NAME)") from None
+    h, w = shape[-2:]
+    print(f"--layer auto: {first.name}, the first layer suggested for {inputs.source} at {h} x {w} "
+          f"(grid {first.grid[0]} x {first.grid[1]}, {first.channels} channels; "
+          f"`finercam layers --model {inputs.source}` lists the others)", file=stream)
+    return first.name

@@ -1,6 +1,7 @@
 """``finercam layers --model NAME|PKG.MOD:FACTORY|hf:DIR [--size PIXELS|H,W]``: the target layers
 :func:`finercam.suggest_layers` proposes for a model, best first, with their grid, channels and
-why. The first is what ``target_layer="auto"`` (and ``--model hf:DIR`` without ``--layer``) uses.
+why. The first is what ``target_layer="auto"`` and ``--layer auto`` use, as does every command
+given a model without a layer of its own (``PKG.MOD:FACTORY``, ``hf:DIR``) and no ``--layer``.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
@@ -15,7 +16,8 @@ from __future__ import annotations
 import argparse
 
 from ..suggest import suggest_layers
-from .inputs import UsageError, load_model
+from .common import usage_errors
+from .inputs import UsageError, input_shape, load_model
 
 __all__ = ["add_arguments", "run", "parse_size"]
 
@@ -46,8 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size else None
     found = load_model(args.model)
-    h, w = size or (found.size, found.size)
-    rows = suggest_layers(found.model, (h, w))
+    shape = size or input_shape(found)     # default: what the model's preprocessing gives
+    h, w = shape[-2:]
+    with usage_errors():   # no layer with a layout, or a size the model does not run at
+        rows = suggest_layers(found.model, shape)
     print(f'layers of {found.source} at {h} x {w} (best first; the first is target_layer="auto"):')
     name_w = max(len(r.name) for r in rows)
     grid_w = max(len(f"{r.grid[0]} x {r.grid[1]}") for r in rows)

@@ -67,8 +67,10 @@ def resolve_backbone(spec: str) -> Backbone:
         except (ImportError, AttributeError):
             raise UsageError("--backbone hf:DIR needs the Hugging Face loader of --model hf:DIR, "
                              "which this installation lacks") from None
-        found = loader(spec)
-        return Backbone(found.model, found.layer, found.size, tuple(found.mean), tuple(found.std), "resize")
+        from .inputs import with_layer
+
+        found = with_layer(loader(spec))  # a folder has no layer of its own: the first suggested
+        return Backbone(found.model, found.layer, found.size, tuple(found.mean), tuple(found.std), "resize")  # type: ignore[arg-type]
     obj = import_object(spec, "--backbone")
     made = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else None
     if not isinstance(made, nn.Module):

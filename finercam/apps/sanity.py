@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gamma must be finite and >= 0, got {args.gamma}")
     inputs = inputs_from_args(args)
     images = _images(args, inputs)
-    model, layer = inputs.model, str(inputs.layer)  # inputs_from_args requires a layer
+    model, layer = inputs.model, str(inputs.layer)  # --layer, the model's own or the suggested one
     result = sanity_result(model, layer, images, args.method, args.gamma, args.num_references,
                            modes=args.modes, seed=args.seed, progress=args.progress)
     out = Path(args.out)

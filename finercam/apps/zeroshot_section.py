@@ -36,12 +36,27 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
     True
     >>> path = report.write()               # index.html with the tables and the panel figure
     """
-    from .. import viz
     from ..world.zeroshot.dual_encoder import load_dual_encoder
     from ..world.zeroshot.study import faithfulness_study, prompt_localisation
 
     model = load_dual_encoder()
     loc = prompt_localisation(model, n=n, seed=seed, gamma=gamma, examples=4)
+    _prompt_table(report, loc, n, gamma)
+    if loc["examples"]:
+        _prompt_figure(report, loc["examples"])
+    out: Dict[str, Any] = {"prompt_localisation": {k: v for k, v in loc.items() if k != "examples"}}
+    try:
+        f = faithfulness_study(classifier, target_layer, model, n=n, seed=seed, gamma=gamma)
+    except (FileNotFoundError, ImportError) as e:  # no classifier weights: the section says so
+        report.text(f"Faithfulness examination skipped: {e}")
+        return out
+    _faithfulness_table(report, f, classifier_label)
+    out["faithfulness"] = {k: v for k, v in f.items() if k != "example"}
+    return out
+
+
+def _prompt_table(report: Any, loc: Dict[str, Any], n: int, gamma: float) -> None:
+    """The energy shares per part, the prompt alone against the prompt compared with "a bird"."""
     report.heading("Zero-shot: a part's prompt alone and compared with \u201ca bird\u201d")
     report.text(
         f"The tiny dual encoder shipped with the package (finercam.zeroshot), {n} test images. For "
@@ -52,32 +67,33 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
     rows = []
     for part, s in list(loc["parts"].items()) + [("all parts", loc["all"])]:
         rows.append([part, s["alone"], s["vs_bird"], s["area"], s["bird_alone"], s["bird_vs_bird"], s["count"]])
-    best = []
-    for i, r in enumerate(rows):
-        if abs(r[2] - r[1]) > 5e-4:
-            best.append((i, 2 if r[2] > r[1] else 1))
+    # bold the better of the two maps where they differ beyond the table's rounding
+    best = [(i, 2 if r[2] > r[1] else 1) for i, r in enumerate(rows) if abs(r[2] - r[1]) > 5e-4]
     report.table(rows, ["part", "prompt alone", "vs \u201ca bird\u201d", "mask area", "bird: alone",
                         "bird: vs \u201ca bird\u201d", "images"], best=best,
                  caption="Mean energy share inside the part's mask (and inside the whole bird). "
                          "Bold: the better of the two maps.")
-    if loc["examples"]:
-        cells, titles = [], []
-        for ex in loc["examples"]:
-            img = ex["image"]
-            cells.append([img, ex["mask"].astype("float32"), viz.overlay(img, ex["alone"]),
-                          viz.overlay(img, ex["vs_bird"])])
-            titles.append(["image", f"{ex['part']} mask", f"\u201c{ex['prompt']}\u201d {ex['alone_share']:.2f}",
-                           f"vs \u201ca bird\u201d {ex['vs_bird_share']:.2f}"])
-        report.figure(viz.panel_grid(cells, titles=titles, cell_size=1.6,
-                                     suptitle="prompt alone vs prompt compared with \u201ca bird\u201d"),
-                      "zeroshot-prompts", "Each row: image, the part's mask, the prompt alone, the "
-                      "prompt against \u201ca bird\u201d (titles: energy share inside the mask).")
-    out: Dict[str, Any] = {"prompt_localisation": {k: v for k, v in loc.items() if k != "examples"}}
-    try:
-        f = faithfulness_study(classifier, target_layer, model, n=n, seed=seed, gamma=gamma)
-    except (FileNotFoundError, ImportError) as e:  # no classifier weights: the section says so
-        report.text(f"Faithfulness examination skipped: {e}")
-        return out
+
+
+def _prompt_figure(report: Any, examples: list) -> None:
+    """One row per example: the image, the part's mask, the prompt alone, the prompt vs "a bird"."""
+    from .. import viz
+
+    cells, titles = [], []
+    for ex in examples:
+        img = ex["image"]
+        cells.append([img, ex["mask"].astype("float32"), viz.overlay(img, ex["alone"]),
+                      viz.overlay(img, ex["vs_bird"])])
+        titles.append(["image", f"{ex['part']} mask", f"\u201c{ex['prompt']}\u201d {ex['alone_share']:.2f}",
+                       f"vs \u201ca bird\u201d {ex['vs_bird_share']:.2f}"])
+    report.figure(viz.panel_grid(cells, titles=titles, cell_size=1.6,
+                                 suptitle="prompt alone vs prompt compared with \u201ca bird\u201d"),
+                  "zeroshot-prompts", "Each row: image, the part's mask, the prompt alone, the "
+                  "prompt against \u201ca bird\u201d (titles: energy share inside the mask).")
+
+
+def _faithfulness_table(report: Any, f: Dict[str, Any], classifier_label: str) -> None:
+    """The classifier's Finer maps against the zero-shot maps of the discriminative attributes."""
     report.heading("Faithfulness examination (Sec. 4.3, App. A.2)")
     report.text(
         f"For each image of class c ({f['images']} images): d = the {classifier_label}'s nearest-logit "
@@ -94,5 +110,3 @@ def add_section(report: Any, n: int = 128, seed: int = 0, classifier: Optional[A
                  caption=f"Agreement with the {classifier_label}'s Finer maps. Energy share inside the "
                          f"ground-truth discriminative region: {classifier_label} {g['classifier']:.3f}, "
                          f"zero-shot attributes {g['zero_shot']:.3f}.")
-    out["faithfulness"] = {k: v for k, v in f.items() if k != "example"}
-    return out

@@ -26,9 +26,11 @@ a run whose labels are among the model's top-5 classes for less than 5 % of the 
 naming the likely causes (class order, preprocessing) and the options (``labels``,
 ``target="predicted"``). Outputs that look like probabilities give a ``UserWarning``.
 
-Before anything is written, every argument is checked and the first batch is forwarded (timed,
-with the target layer's shape captured; :mod:`.model`): a model with one output, a layer without
-a feature map or a label outside the model's classes stops the run with nothing written.
+Before anything is written, every argument is checked (a ``TypeError``/``ValueError`` naming it)
+and the first batch is forwarded (timed, with the target layer's shape captured; :mod:`.model`):
+a model with one output, a layer without a feature map, a label outside the model's classes or
+an ``out_dir`` holding another run stops the run with nothing written, with an
+:class:`EvaluationInputError` (a ``ValueError``: what ``finercam evaluate`` prints as one line).
 
 Cost (:mod:`.plan`). ``methods`` defaults to Grad-CAM and Layer-CAM, plus Score-CAM when its one
 forward per channel of the target layer is at most 4x the forwards the metrics make for its rows
@@ -58,8 +60,9 @@ entry of :data:`finercam.evaluation.tables.COLUMN_KINDS` plus its scorer in
 from __future__ import annotations
 
 from .data import ImageFolder, Item, Unreadable, resolve_data
+from .model import EvaluationInputError
 from .runner import evaluate
 from .tables import COLUMN_KINDS, EvalResult, columns
 
-__all__ = ["COLUMN_KINDS", "EvalResult", "ImageFolder", "Item", "Unreadable", "columns",
+__all__ = ["COLUMN_KINDS", "EvalResult", "EvaluationInputError", "ImageFolder", "Item", "Unreadable", "columns",
            "evaluate", "resolve_data"]

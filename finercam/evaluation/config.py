@@ -10,6 +10,8 @@ import numpy as np
 from .. import metrics
 from .._checks import check_fraction, check_int
 from ..explanation import check_aggregate, check_gamma
+from ..methods import METHODS
+from ..references import RULES
 from .scoring import Setting, settings
 
 __all__ = ["RunConfig"]
@@ -17,8 +19,8 @@ __all__ = ["RunConfig"]
 
 @dataclass
 class RunConfig:
-    """What a run computes. Checked when built (a bad value raises naming its argument) and
-    recorded as the header of every per-image file: a resumed run must match it.
+    """What a run computes. Checked when built, before the model is called (a bad value raises
+    naming its argument: the method names and the reference rule included) and recorded as the header of every per-image file: a resumed run must match it.
 
     >>> cfg = RunConfig(["gradcam"], True, 0.6, 3, "nearest_logit", "mean", [], [2], [],
     ...                 [0.05], 4, 0.0, "label", 4, 10)
@@ -49,6 +51,11 @@ class RunConfig:
             self.methods = list(self.methods)
             if not self.methods:
                 raise ValueError("methods must name at least one CAM method")
+            unknown = [m for m in self.methods if m not in METHODS]
+            if unknown:
+                raise ValueError(f"methods must be among {', '.join(METHODS)}, got {unknown[0]!r}")
+        if self.reference_rule not in RULES:
+            raise ValueError(f"reference_rule must be one of {', '.join(RULES)}, got {self.reference_rule!r}")
         if self.target not in ("label", "predicted"):
             raise ValueError(f'target must be "label" or "predicted", got {self.target!r}')
         self.finer = bool(self.finer)

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .model import EvaluationInputError
+
 __all__ = ["Group", "joined_group", "placed"]
 
 
@@ -96,6 +98,6 @@ def _home_device(net, moving: bool):
     a model spread over several devices is not moved."""
     devices = {t.device for t in itertools.chain(net.parameters(), net.buffers())}
     if moving and len(devices) > 1:
-        raise ValueError(f"device: the model is spread over {sorted(map(str, devices))}; place it "
+        raise EvaluationInputError(f"device: the model is spread over {sorted(map(str, devices))}; place it "
                          "yourself and leave device=None")
     return next(iter(devices)) if len(devices) == 1 else None

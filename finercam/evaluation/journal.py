@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from .model import EvaluationInputError
+
 __all__ = ["Journal", "read_records"]
 
 
@@ -69,7 +71,7 @@ class Journal:
         for path in _rank_files(self.out):
             header, recs, good = read_records(path)
             if header is not None and header["config"] != self.config:
-                raise ValueError(f"out_dir {str(self.out)!r} holds a run with another "
+                raise EvaluationInputError(f"out_dir {str(self.out)!r} holds a run with another "
                                  f"configuration ({path.name}); use a new out_dir or remove it")
             records += recs
             if path == self.own:

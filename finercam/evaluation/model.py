@@ -3,8 +3,9 @@ forwarded (timed, with the target layer's shape captured) and its logits checked
 
 A model with one output, a layer without a feature map, a label outside the model's classes or
 labels that agree with the model's top-5 classes for less than :data:`MIN_LABEL_AGREEMENT` of
-the first batch (a class order or preprocessing mismatch) stop the run with a ``ValueError``;
-outputs that look like probabilities give a ``UserWarning`` (:func:`warn_if_probabilities`).
+the first batch (a class order or preprocessing mismatch) stop the run with an
+:class:`EvaluationInputError` (a ``ValueError``); outputs that look like probabilities give a
+``UserWarning`` (:func:`warn_if_probabilities`).
 """
 from __future__ import annotations
 
@@ -19,10 +20,20 @@ from ..capture import extract_logits
 from ..progress import timed_forward
 from .data import Unreadable, split_item
 
-__all__ = ["MIN_LABEL_AGREEMENT", "FirstLook", "check_logits", "first_look", "warn_if_probabilities"]
+__all__ = ["MIN_LABEL_AGREEMENT", "EvaluationInputError", "FirstLook", "check_logits", "first_look",
+           "warn_if_probabilities"]
 
 #: The least share of the first batch whose label is among the model's top-5 classes.
 MIN_LABEL_AGREEMENT = 0.05
+
+
+class EvaluationInputError(ValueError):
+    """The model, the data and the output folder of a run do not fit together, as found once
+    they meet (the first batch, the resume journal): labels outside the model's classes or far
+    from its predictions, a layer without a feature map, a model without logits, no readable
+    image, an ``out_dir`` of another run. Raised before anything is written; the command line
+    prints it as one line, while any other ``ValueError`` of a run keeps its traceback.
+    """
 
 
 def warn_if_probabilities(logits, source: str = "the model") -> bool:
@@ -62,7 +73,7 @@ class FirstLook:
         return int(self.example.shape[-1] * self.example.shape[-2])
 
 
-def _first_batch(data, n_images: int, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
+def first_batch(data, n_images: int, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
     """The readable items among the first ``batch_size`` indices (or the first readable one)."""
     items = []
     for i in range(n_images):
@@ -72,7 +83,7 @@ def _first_batch(data, n_images: int, batch_size: int) -> tuple[torch.Tensor, np
         if items and (len(items) == batch_size or i + 1 >= batch_size):
             break
     if not items:
-        raise ValueError(f"dataset: none of its {n_images} images can be read")
+        raise EvaluationInputError(f"dataset: none of its {n_images} images can be read")
     return torch.stack([it.image for it in items]), np.array([it.label for it in items], np.int64)
 
 
@@ -80,7 +91,7 @@ def _layer_channels(out, name) -> int:
     out = out[0] if isinstance(out, (tuple, list)) else out
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) not in (3, 4):
-        raise ValueError(f"target_layer {name!r} gives outputs of shape {shape}: a CAM needs a "
+        raise EvaluationInputError(f"target_layer {name!r} gives outputs of shape {shape}: a CAM needs a "
                          "feature map (N, K, h, w) or tokens (N, T, D)")
     return int(shape[1] if len(shape) == 4 else shape[-1])
 
@@ -91,18 +102,18 @@ def check_logits(logits: np.ndarray, labels: np.ndarray, target: str,
     that cover the labels and, for ``target="label"``, agree with the labels often enough to be
     in the same class order."""
     if logits.ndim != 2:
-        raise ValueError(f"model: must return (N, classes) logits, got shape {logits.shape}")
+        raise EvaluationInputError(f"model: must return (N, classes) logits, got shape {logits.shape}")
     n, classes = logits.shape
     if classes < 2:
-        raise ValueError(f"model: returns {classes} output per image; Finer-CAM compares the "
+        raise EvaluationInputError(f"model: returns {classes} output per image; Finer-CAM compares the "
                          "target with other classes and needs logits for at least 2")
     if class_names is not None and len(class_names) != classes:
-        raise ValueError(f"labels holds {len(class_names)} names but the model has {classes} classes")
+        raise EvaluationInputError(f"labels holds {len(class_names)} names but the model has {classes} classes")
     warn_if_probabilities(logits, "the model")
     if target != "label":
         return
     if labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(f"labels: the data set has label {int(labels.max())} but the model has "
+        raise EvaluationInputError(f"labels: the data set has label {int(labels.max())} but the model has "
                          f"{classes} classes (give labels naming the model's classes, or "
                          "target='predicted')")
     _check_agreement(logits, labels)
@@ -113,7 +124,7 @@ def _check_agreement(logits: np.ndarray, labels: np.ndarray) -> None:
     top = np.argsort(-logits, axis=1)[:, :5]
     hits = int((top == labels[:, None]).any(axis=1).sum())
     if hits < MIN_LABEL_AGREEMENT * n:
-        raise ValueError(
+        raise EvaluationInputError(
             f"labels: the data set's labels are among the model's top-5 classes for {hits} of "
             f"the first {n} images (less than {MIN_LABEL_AGREEMENT:.0%}). Likely causes: the "
             "label ids do not follow the model's class order (a folder's label is its index "
@@ -127,7 +138,7 @@ def first_look(net, device, layer, data, cfg, class_names=None) -> FirstLook:
     """Forward the first batch (timed), with the target layer's shape captured; check it."""
     from ..layers import resolve_layers
 
-    images, labels = _first_batch(data, cfg.n_images, cfg.batch_size)
+    images, labels = first_batch(data, cfg.n_images, cfg.batch_size)
     images = images.to(device)
     channels: dict = {}
 

@@ -58,7 +58,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
              road_fractions: Sequence[float] = (), insertion_steps: int = 0) -> EvalResult:
     """Evaluate CAM methods with and without Finer on a data set; see :mod:`finercam.evaluation`.
 
-    model: an ``nn.Module`` returning logits; target_layer: a module or dotted name (default:
+    model: an ``nn.Module`` returning logits; target_layer: a module or dotted name, or
+    ``"auto"`` (the first of :func:`finercam.suggest_layers` at the first image's size; default:
     ``model.default_target_layer``); dataset: a torch ``Dataset``, a folder, a registered data
     set ``name:ROOT[:split]`` or an import string (:func:`~finercam.evaluation.data.resolve_data`).
     ``labels``: the model's class names in output order, matched to a folder's class names;
@@ -95,6 +96,8 @@ def evaluate(model, target_layer=None, dataset=None, *,
                     steps, baseline, target, batch_size, _image_count(data, limit),
                     road_fractions=list(road_fractions), insertion_steps=insertion_steps)
     given_chunk = None if chunk_size is None else check_int(chunk_size, "chunk_size")
+    if isinstance(layer, str) and layer == "auto":
+        layer = _suggested_layer(net, data, cfg)
     with joined_group(device) as group, placed(net, device, group) as model_device:
         look = first_look(net, model_device, layer, data, cfg, names)
         cfg = cfg if cfg.methods else replace(
@@ -109,6 +112,15 @@ def evaluate(model, target_layer=None, dataset=None, *,
     if verbose and group.rank == 0:
         _print_result(result)
     return result
+
+
+def _suggested_layer(net, data, cfg: RunConfig) -> str:
+    """The first suggested target layer at the size of the data set's first image."""
+    from ..suggest import suggest_layers
+    from .model import first_batch
+
+    images, _ = first_batch(data, cfg.n_images, 1)
+    return suggest_layers(net, tuple(images.shape[-2:]))[0].name
 
 
 def _checked_model(model, target_layer):

@@ -142,7 +142,7 @@ def test_unreadable_images_give_one_line_each_and_no_output(tmp_path, capsys, mo
     (["--model", "nocolon"], ["--model", "cnn, vit, imagenet", "package.module:factory"]),
     (["--model", "no_such_module_xyz:f", "--layer", "0"], ["--model", "no_such_module_xyz"]),
     (["--model", "os:no_such_attr", "--layer", "0"], ["--model", "no_such_attr"]),
-    (["--model", "os.path:join"], ["--layer", "required"]),
+    (["--model", "torch.nn:Identity"], ["--layer auto", "no layer of Identity", "--layer NAME"]),
 ])
 def test_bad_arguments_give_one_line(capsys, extra, words, tmp_path):
     _one_line_error(capsys, [str(DATA / PHOTOS[0]), "--out", str(tmp_path / "o"), *extra], *words)

@@ -187,5 +187,5 @@ def test_your_model_from_an_import_string(tmp_path):
     assert answer["view"]["size"] == [224, 224] and answer["predictions"][0]["id"] == int(exp.targets[0])
     assert answer["predictions"][0]["name"] == f"class {int(exp.targets[0])}"
     assert m.mean == IMAGENET_MEAN and m.std == IMAGENET_STD
-    assert main(["app", "--model", "models_for_tests:TinyResNet"]) == 2          # no --layer
+    assert main(["app", "--layer", "layer2"]) == 2                               # no --model
     assert main(["app", "--references", "0", "--port", "0"]) == 2

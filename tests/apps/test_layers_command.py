@@ -17,7 +17,7 @@ from hf_tiny import FAMILIES, GAMMA, REFS, TARGETS, build, oracle_gradcam
 
 import finercam
 from finercam.apps import cli
-from finercam.apps.inputs import UsageError, load_model
+from finercam.apps.inputs import UsageError, load_model, with_layer
 from finercam.apps.layers_command import parse_size
 
 LAYER = "dinov2_with_registers.encoder.layer.1.norm1"
@@ -43,7 +43,9 @@ def saved(tmp_path_factory):
 def test_hf_folder_loads_with_its_preprocessing_names_and_layer(saved):
     folder, model = saved
     found = load_model(f"hf:{folder}")
-    assert (found.layer, found.size, found.mean, found.std) == (LAYER, 56, (0.5,) * 3, (0.25,) * 3)
+    assert (found.layer, found.size, found.mean, found.std) == (None, 56, (0.5,) * 3, (0.25,) * 3)
+    found = with_layer(found)                      # no layer of its own: the first suggested
+    assert found.layer == LAYER
     assert found.class_names == tuple(f"bird {i}" for i in range(6))
     for a, b in zip(found.model.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)

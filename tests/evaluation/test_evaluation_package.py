@@ -281,7 +281,13 @@ def test_import_finercam_stays_cheap_and_finercam_evaluate_is_the_runner():
 def test_the_package_is_engine_level():
     """finercam.evaluation imports neither the applications nor the bird world (the engine's
     rule of tests/engine/test_layout.py, which counts these files as engine)."""
-    from test_layout import PACKAGE, _imported_modules, _layer
+    import importlib.util
+
+    # tests/engine is on sys.path only when pytest collected it: load the module by its path
+    spec = importlib.util.spec_from_file_location("layout_rules", TESTS / "engine" / "test_layout.py")
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    PACKAGE, _imported_modules, _layer = layout.PACKAGE, layout._imported_modules, layout._layer
 
     sources = sorted((PACKAGE / "evaluation").rglob("*.py"))
     assert len(sources) >= 9 and all(_layer(p) == "engine" for p in sources)
@@ -298,3 +304,18 @@ def test_the_command_line_names_data_in_its_errors(tmp_path, capsys):
     assert "--data must be a folder, a registered data set" in capsys.readouterr().err
     assert main([*base, "--data", "evalkit:dataset", "--size", "16"]) == 2
     assert "--data: the preprocessing options apply to a folder" in capsys.readouterr().err
+
+
+def test_auto_target_layer_is_the_first_suggestion_at_the_images_size():
+    """evaluate(model, "auto", ...) scores the layer finercam.suggest_layers names first for the
+    data's image size: the same rows as naming that layer."""
+    import evalkit
+
+    import finercam
+
+    suggested = finercam.suggest_layers(evalkit.model(), (evalkit.SIZE, evalkit.SIZE))[0].name
+    kw = dict(methods=["gradcam"], steps=4, verbose=False, progress=False)
+    auto = finercam.evaluate(evalkit.model(), "auto", evalkit.BoxDataset(4), **kw)
+    named = finercam.evaluate(evalkit.model(), suggested, evalkit.BoxDataset(4), **kw)
+    # the last conv block's ReLU, not the head's 2 x 2 adaptive pooling
+    assert suggested == "3" and auto.rows == named.rows and len(auto.rows) == 2

@@ -18,7 +18,7 @@ from ..sanity import demo_section
 from ..zeroshot_section import add_section
 from .compute import Run, explain_all, score_all
 from .figures import explorer_view, model_figures, pick, similarity_section
-from .plan import GAMMA, NUM_REFERENCES, Model, Plan, load_models, model_inputs, render
+from .plan import GAMMA, NUM_REFERENCES, Model, Plan, check_arguments, load_models, model_inputs, render
 from .tables import markdown, model_tables
 from .text import PROBE_TEXT, WHAT_FINER_SHOWS, column_definitions, finding, setup_text
 
@@ -41,7 +41,7 @@ def run(args) -> int:
     (True, 'out/demo')
     """
     t0 = time.perf_counter()
-    plan = Plan.from_args(args)
+    plan = check_arguments(args)
     models = load_models(plan)
     data = render(models, args.seed)
     runs = explain_all(models, data)

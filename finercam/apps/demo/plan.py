@@ -11,6 +11,7 @@ from ...evaluation.scoring import Setting
 from ...layers import find_classifier
 from ...methods import METHOD_LABELS
 from ...world import datasets, models
+from ..common import UsageError, check_output_folder, one_line_errors
 
 METHODS = tuple((key, METHOD_LABELS[key]) for key in ("gradcam", "layercam", "scorecam"))
 MODELS = (("cnn", "CNN"), ("vit", "ViT"), ("probe", "Probe"))
@@ -49,8 +50,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.quick, args.out, args.images, args.seed
     (True, 'report', None, 0)
     """
-    from ..common import one_line_errors
-
     one_line_errors(p)
     p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="report folder (default: out/demo)")
@@ -130,13 +129,20 @@ class Plan:
         return plan
 
     def check(self) -> None:
-        """Each count within the one it is a prefix of (a ``ValueError`` naming the option)."""
+        """Each count within the one it is a prefix of (a
+        :class:`~finercam.apps.common.UsageError` naming the option).
+
+        >>> Plan(16, 8, 8, 1, 16, 8).check()
+        Traceback (most recent call last):
+        ...
+        finercam.apps.common.UsageError: --steps must be >= 2, got 1
+        """
         if self.images < 16:
-            raise ValueError(f"--images must be >= 16 (one image per class), got {self.images}")
+            raise UsageError(f"--images must be >= 16 (one image per class), got {self.images}")
         _within("--score-images", self.score_images, "--images", self.images)
         _within("--deletion-images", self.deletion_images, "--images", self.images)
         if self.steps < 2:
-            raise ValueError(f"--steps must be >= 2, got {self.steps}")
+            raise UsageError(f"--steps must be >= 2, got {self.steps}")
         _within("--probe-images", self.probe_images, "--images", self.images)
         _within("--probe-deletion-images", self.probe_deletion_images, "--probe-images",
                 self.probe_images)
@@ -151,7 +157,17 @@ class Plan:
 
 def _within(option: str, value: int, outer: str, limit: int) -> None:
     if not 1 <= value <= limit:
-        raise ValueError(f"{option} must be in [1, {outer}], got {value}")
+        raise UsageError(f"{option} must be in [1, {outer}], got {value}")
+
+
+def check_arguments(args: argparse.Namespace) -> Plan:
+    """Every option checked before anything is computed or written (a
+    :class:`~finercam.apps.common.UsageError` naming the first bad one); returns the plan."""
+    plan = Plan.from_args(args)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    check_output_folder(args.out)
+    return plan
 
 
 def load_models(plan: Plan) -> list[Model]:

@@ -43,12 +43,12 @@ class Aircraft(OfficialDataset):
     """
 
     name = "aircraft"
+    title = "Aircraft"
+    splits = SPLITS
     bottom_banner = BANNER_PIXELS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} for Aircraft, got {split!r}")
         super().__init__(_data_dir(root), split, view, unreadable)
         base = self.root
         variants = base / "variants.txt"

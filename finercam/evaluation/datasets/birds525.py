@@ -28,11 +28,11 @@ class Birds525(OfficialDataset):
     """Birds-525 from its ``train/valid/test`` class folders (see the module doc)."""
 
     name = "birds525"
+    title = "Birds-525"
+    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} for Birds-525, got {split!r}")
         super().__init__(root, split, view, unreadable)
         folder = self.root / _FOLDER[split]
         if not folder.is_dir():

@@ -113,11 +113,11 @@ class Cars(OfficialDataset):
     """
 
     name = "cars"
+    title = "Cars"
+    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} for Cars, got {split!r}")
         super().__init__(root, split, view, unreadable)
         root = self.root
         annos = (_first(root, "devkit/cars_train_annos.mat", "cars_train_annos.mat") if split == "train"

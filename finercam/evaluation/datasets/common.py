@@ -233,11 +233,16 @@ class OfficialDataset(torch.utils.data.Dataset):
 
     #: Short name used in specs (``cub:ROOT``).
     name = ""
+    #: The data set's name in messages, and its official splits.
+    title = ""
+    splits: Tuple[str, ...] = ()
     #: Pixels removed at the bottom of each photo before anything else (Aircraft's banner).
     bottom_banner = 0
 
     def __init__(self, root, split: str, view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:
+        if split not in self.splits:
+            raise ValueError(f"split must be one of {self.splits} for {self.title}, got {split!r}")
         self.root = Path(root)
         self.split = split
         self.view = view if view is not None else resize_view()

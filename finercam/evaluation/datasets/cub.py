@@ -88,11 +88,11 @@ class CUB(OfficialDataset):
     """
 
     name = "cub"
+    title = "CUB"
+    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} for CUB, got {split!r}")
         super().__init__(find_root(root), split, view, unreadable)
         base = self.root
         images, image_lines = _id_table(base / "images.txt", 2, "image id, image name")

@@ -68,11 +68,11 @@ class FishVista(OfficialDataset):
     """Fish-Vista's classification splits and its segmentation splits with trait masks."""
 
     name = "fishvista"
+    title = "FishVista"
+    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} for FishVista, got {split!r}")
         super().__init__(root, split, view, unreadable)
         train = _rows(self.root / "classification_train.csv")
         self.class_names = tuple(sorted({row["standardized_species"].strip() for _, row in train}))
