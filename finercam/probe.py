@@ -3,8 +3,13 @@
 :class:`ProbeModel` runs the backbone, takes the output of one feature layer, pools it and applies
 a linear layer: :math:`y = W\\,\\mathrm{pool}(f_\\ell(x)) + b`. Pooling: ``"avg"`` (the mean over
 the positions: the spatial grid of an ``(N, C, H, W)`` map, the tokens of an ``(N, T, D)``
-sequence), ``"max"``, ``"cls"`` (token 0 of a sequence) or ``"auto"`` (``avg`` for a map, ``cls``
-for a sequence). The backbone's layers stay explainable: ``model.default_target_layer`` is
+sequence), ``"max"``, ``"cls"`` (token 0 of a sequence), ``"auto"`` (``avg`` for a map, ``cls``
+for a sequence), ``"avgmax"`` (``avg`` and ``max`` concatenated: :math:`2C` features, so a small
+part that fires strongly is not averaged away) or ``"grid2"`` (a map's mean over each cell of a
+2 x 2 grid, ``adaptive_avg_pool2d`` cells, channel-major: :math:`4C` features, so the head can
+tell where on the bird a channel fires). Every pooling is a differentiable function of the
+feature layer's output (``max`` through its arg-max), so Grad-CAM and Finer-CAM on that layer
+see the head's true gradient. The backbone's layers stay explainable: ``model.default_target_layer`` is
 ``"backbone.<feature layer>"``, and any layer under ``backbone.`` can be named.
 
 Training (:func:`train_probe`) follows the paper: the backbone frozen, the features extracted once
@@ -37,7 +42,7 @@ __all__ = ["PAPER_OPTIMISER", "POOLINGS", "FORMAT", "ProbeModel", "pool_features
 #: The paper's optimiser settings (Sec. 4.1): Adam, learning rate 3e-4, 100 epochs.
 PAPER_OPTIMISER: Dict[str, Any] = {"optimiser": "adam", "lr": 3e-4, "epochs": 100, "batch_size": 256,
                                    "weight_decay": 0.0}
-POOLINGS = ("auto", "avg", "max", "cls")
+POOLINGS = ("auto", "avg", "max", "cls", "avgmax", "grid2")
 FORMAT = "finercam-probe/1"
 #: Images per cached feature file.
 CACHE_CHUNK = 256
@@ -62,6 +67,10 @@ def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
     ([[1.5, 5.5]], [[3.0, 7.0]])
     >>> pool_features(torch.arange(6.0).reshape(1, 3, 2), "auto").tolist()   # a sequence: its token 0
     [[0.0, 1.0]]
+    >>> pool_features(x, "avgmax").tolist()                                  # avg then max
+    [[1.5, 5.5, 3.0, 7.0]]
+    >>> pool_features(torch.arange(16.0).reshape(1, 1, 4, 4), "grid2").tolist()  # 2 x 2 cells
+    [[2.5, 4.5, 10.5, 12.5]]
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -70,10 +79,18 @@ def pool_features(features: torch.Tensor, pooling: str) -> torch.Tensor:
     if features.ndim == 4:
         if pooling == "cls":
             raise ValueError("pooling 'cls' needs a token sequence (N, T, D); the layer gives a map (N, C, H, W)")
+        if pooling == "grid2":
+            return nn.functional.adaptive_avg_pool2d(features, 2).flatten(1)
+        if pooling == "avgmax":
+            return torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
         return features.amax(dim=(2, 3)) if pooling == "max" else features.mean(dim=(2, 3))
     if features.ndim == 3:
+        if pooling == "grid2":
+            raise ValueError("pooling 'grid2' needs a map (N, C, H, W); the layer gives a token sequence (N, T, D)")
         if pooling in ("cls", "auto"):
             return features[:, 0]
+        if pooling == "avgmax":
+            return torch.cat([features.mean(dim=1), features.amax(dim=1)], dim=1)
         return features.amax(dim=1) if pooling == "max" else features.mean(dim=1)
     raise ValueError(f"the feature layer's output must be (N, D), (N, T, D) or (N, C, H, W), got {tuple(features.shape)}")
 

@@ -123,7 +123,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the frozen backbone (default imagenet)")
     p.add_argument("--layer", default=None, help="the feature layer (default: the backbone's target layer)")
     p.add_argument("--pooling", default="auto", choices=POOLINGS,
-                   help="auto: the mean of a map, token 0 of a sequence")
+                   help="auto: the mean of a map, token 0 of a sequence; avgmax: mean and max concatenated; "
+                        "grid2: the means of a 2 x 2 grid of a map")
     p.add_argument("--train-split", default="train")
     p.add_argument("--eval-split", default="test")
     p.add_argument("--epochs", type=int, default=PAPER_OPTIMISER["epochs"])
@@ -131,7 +132,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=PAPER_OPTIMISER["batch_size"], help="features per Adam step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None, help="input side (default: the backbone's)")
-    p.add_argument("--center-crop", action="store_true", help="resize the shorter side to size/0.875 and crop the centre")
+    crop = p.add_mutually_exclusive_group()
+    crop.add_argument("--center-crop", action="store_true", help="resize the shorter side to size/0.875 and crop the centre")
+    crop.add_argument("--resize", action="store_true",
+                      help="resize the whole image to size x size, no crop (the default for all but imagenet)")
     p.add_argument("--cache", default="out/probe_features", help="feature cache folder (resumable)")
     p.add_argument("--out", default="probe.pt", help="the probe file (and FILE.json, the record)")
     p.add_argument("--device", default=None)
@@ -157,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or backbone.layer
     if layer is None:
         raise UsageError(f"--layer is required with --backbone {args.backbone}")
-    pre = {"mode": "center_crop" if args.center_crop else backbone.mode, "size": args.size or backbone.size,
+    mode = "center_crop" if args.center_crop else "resize" if getattr(args, "resize", False) else backbone.mode
+    pre = {"mode": mode, "size": args.size or backbone.size,
            "mean": list(backbone.mean), "std": list(backbone.std)}
     view = _view(pre)
     try:

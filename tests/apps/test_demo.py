@@ -138,16 +138,18 @@ def test_cnn_gradcam_box_energy_equals_plain_cam(quick):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_probe_gradcam_box_energy_equals_gated_cam(quick):
-    """The probe's head is relu6(_bn1) -> average pool -> linear, so the gradient of y_c at _bn1
-    is w_ck / HW where 0 < A_k < 6 and 0 elsewhere: Grad-CAM's channel weight is w_ck times the
-    unclipped share of channel k (the gradient's spatial mean, up to 1 / HW), and the map
-    relu(sum_k alpha_k A_k) follows from the activations alone, without autograd."""
+    """The probe's head is pool(_bn1) -> linear (the original probe: pool = average of relu6), so
+    Grad-CAM's channel weight, the spatial mean of the gradient of y_c at _bn1, has a closed form
+    (up to 1 / HW): average of relu6: w_ck times the unclipped share of channel k (the gradient is
+    w_ck / HW where 0 < A_k < 6); average: w_ck; the 2 x 2 grid: the sum of channel k's four cell
+    weights (each cell's gradient, w / |cell| on its |cell| positions, sums to w); average and max:
+    w_ck + w_c,C+k. The map relu(sum_k alpha_k A_k) follows from the activations alone."""
     out, _ = quick
     res = json.loads((out / "results.json").read_text())
     batch = _test_images(res["meta"], "probe")
     net = models.load("probe")
-    feats = {}
-    h = net._bn1.register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
+    feats: dict = {}
+    h = net.get_submodule("_bn1").register_forward_hook(lambda m, i, o: feats.update(a=o.detach()))
     try:
         with torch.no_grad():
             net(torch.from_numpy(batch.images))
@@ -155,8 +157,18 @@ def test_probe_gradcam_box_energy_equals_gated_cam(quick):
         h.remove()
     a = feats["a"].double()                                            # (N, 1280, 7, 7)
     assert a.shape[-2:] == (7, 7)
-    unclipped = ((a > 0) & (a < 6)).double().mean(dim=(2, 3))          # (N, K)
-    alpha = net._fc.weight.detach().double()[torch.from_numpy(batch.labels)] * unclipped
+    fc = net.get_submodule("_fc")
+    assert isinstance(fc, torch.nn.Linear)
+    w = fc.weight.detach().double()[torch.from_numpy(batch.labels)]  # (N, width)
+    k = a.shape[1]
+    pooling, activation = getattr(net, "pooling", "avg"), getattr(net, "activation", True)
+    if pooling == "grid2":
+        alpha = w.reshape(len(w), k, 4).sum(dim=2)
+    elif pooling == "avgmax":
+        alpha = w[:, :k] + w[:, k:]
+    else:
+        assert pooling == "avg"
+        alpha = w * (((a > 0) & (a < 6)).double().mean(dim=(2, 3)) if activation else 1.0)
     raw = torch.relu(torch.einsum("nk,nkhw->nhw", alpha, a)).numpy()
     maps = _twins.postprocess(raw, batch.images.shape[-2:])
     got = res["scores"]["probe"]["gradcam"]["nearest"]["base"]["energy"]

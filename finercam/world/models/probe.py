@@ -8,8 +8,8 @@ one ``nn.Linear`` trained on the bird world, as ONE module whose layers can be e
     input (3, 96, 96) in [0, 1]  (the bird world's images, like the CNN and the ViT)
     -> bilinear resize to ``input_size`` (default 224) unless already, (x - 0.5) / 0.5
     -> EfficientNet-Lite0 stem, _blocks.0 .. _blocks.15, _conv_head, _bn1, ReLU6   (frozen)
-    -> global average pool of each of ``feature_layers`` (default: _bn1 only), concatenated
-    -> _fc: nn.Linear(sum of their channels, 16)                                   (trained)
+    -> ``pooling`` of each of ``feature_layers`` (default: the average of _bn1), concatenated
+    -> _fc: nn.Linear(sum of their pooled widths, 16)                              (trained)
 
 The module keeps the backbone's own attribute names (``_conv_stem``, ``_blocks``, ``_bn1``), so
 the layers are addressed as in :data:`finercam.world.models.imagenet.TARGET_LAYERS`; the default
@@ -19,7 +19,13 @@ target layer is ``_bn1`` (1,280 channels, 5 x 5 at 160, 7 x 7 at 224). Only ``_f
 Training (``python -m finercam.world.models.probe --out finercam/world/models/weights/probe.pt``)
 renders the images, extracts the pooled features once (cached as ``.npy`` under ``--cache``),
 fits the linear head by full-batch L-BFGS on the softmax cross-entropy with an L2 penalty and
-measures the accuracy on fresh test images (another split).
+measures the accuracy on fresh test images (another split). A head trained by ``finercam probe
+--backbone imagenet`` (on a CUB-format tree of the bird world's renders) becomes the world's probe
+with ``python -m finercam.world.models.probe --from-probe-file FILE --out PATH``
+(:func:`from_probe_file`); :func:`load_probe` also reads such a file as is. Its ``pooling`` is
+one of :data:`finercam.probe.POOLINGS` (:func:`finercam.probe.pool_features`), and its ``_bn1``
+is the output of the ``_bn1`` module itself (``activation`` False: what a hook on ``_bn1``
+sees, before the ReLU6), where the original probe pools the ReLU6 of it (``activation`` True).
 
 >>> from finercam.world.models.probe import LinearProbe, load_probe
 >>> probe = load_probe()
@@ -31,7 +37,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,7 +48,7 @@ from .. import datasets
 from . import WEIGHTS_DIR
 
 __all__ = ["DEFAULT_TARGET_LAYER", "FEATURE_LAYERS", "INPUT_SIZE", "LinearProbe", "build_probe",
-           "pooled_features", "fit_head", "load_probe"]
+           "pooled_features", "fit_head", "load_probe", "from_probe_file"]
 
 #: The layer to explain: the backbone's last feature map (before ReLU6), as for the ImageNet network.
 DEFAULT_TARGET_LAYER = "_bn1"
@@ -81,20 +87,30 @@ class LinearProbe(nn.Module):
     class_names: Sequence[str]
 
     def __init__(self, backbone: nn.Module, num_classes: int = 16,
-                 feature_layers: Sequence[str] = FEATURE_LAYERS, input_size: int = INPUT_SIZE) -> None:
+                 feature_layers: Sequence[str] = FEATURE_LAYERS, input_size: int = INPUT_SIZE,
+                 pooling: str = "avg", activation: bool = True) -> None:
+        from ...probe import POOLINGS
+
         super().__init__()
         self.feature_layers = _check_layers(feature_layers)
         self.input_size = int(input_size)
+        if pooling not in POOLINGS or pooling == "cls":
+            raise ValueError(f"pooling must be one of {tuple(p for p in POOLINGS if p != 'cls')}, got {pooling!r}")
+        self.pooling, self.activation = pooling, bool(activation)
         for name in ("_conv_stem", "_bn0", "_blocks", "_conv_head", "_bn1", "_swish"):
             setattr(self, name, getattr(backbone, name))
         for p in self.parameters():
             p.requires_grad_(False)
-        self._fc = nn.Linear(sum(_CHANNELS[n] for n in self.feature_layers), num_classes)
+        widths = {"avgmax": 2, "grid2": 4}.get(pooling, 1)  # features per channel
+        self._fc = nn.Linear(widths * sum(_CHANNELS[n] for n in self.feature_layers), num_classes)
         self.config = {"num_classes": num_classes, "feature_layers": list(self.feature_layers),
-                       "input_size": self.input_size}
+                       "input_size": self.input_size, "pooling": pooling, "activation": self.activation}
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's input: the average-pooled ``feature_layers`` of images x in [0, 1], concatenated."""
+        """The head's input: ``feature_layers`` of images x in [0, 1], each pooled by ``pooling``
+        (:func:`finercam.probe.pool_features`), concatenated."""
+        from ...probe import pool_features
+
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = self._swish(self._bn0(self._conv_stem((x - 0.5) / 0.5)))
@@ -102,8 +118,9 @@ class LinearProbe(nn.Module):
         for i, block in enumerate(self._blocks):
             x = block(x)
             taps[f"_blocks.{i}"] = x
-        taps["_bn1"] = self._swish(self._bn1(self._conv_head(x)))
-        return torch.cat([taps[n].mean(dim=(2, 3)) for n in self.feature_layers], dim=1)
+        bn1 = self._bn1(self._conv_head(x))
+        taps["_bn1"] = self._swish(bn1) if self.activation else bn1
+        return torch.cat([pool_features(taps[n], self.pooling) for n in self.feature_layers], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.pooled(x))
@@ -198,10 +215,34 @@ def load_probe(path: Optional[Path] = None) -> LinearProbe:
         raise FileNotFoundError(f"no probe weights at {path}; train them with "
                                 "`python -m finercam.world.models.probe --out PATH`")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "format" in ckpt:  # a `finercam probe` file
+        ckpt = from_probe_file(path)
     probe = build_probe(**ckpt["config"])
     probe._fc.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
     probe.class_names = datasets.CLASS_NAMES
     return probe.eval()
+
+
+def from_probe_file(path: Path) -> Dict[str, Any]:
+    """The world's checkpoint (``state_dict``, ``config``, ``accuracy``, ``record``) for a head that
+    ``finercam probe --backbone imagenet --layer L --pooling P`` wrote: the same frozen backbone and
+    normalisation ((x - 0.5) / 0.5 at the file's input size), the same layer taken as a hook on it
+    sees it (``activation`` False), the same pooling (``auto`` is the average of a map) and head.
+    A file from another backbone or a layer the probe lacks is a ``ValueError``."""
+    from ...probe import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    pre = ckpt["preprocessing"]
+    if ckpt["backbone"] != "imagenet" or list(pre["mean"]) != [0.5] * 3 or list(pre["std"]) != [0.5] * 3:
+        raise ValueError(f"{path}: the world's probe takes a head on --backbone imagenet, got {ckpt['backbone']!r}")
+    layer = ckpt["feature_layer"]
+    _check_layers([layer])
+    weight = ckpt["head"]["weight"].float()
+    config = {"num_classes": int(weight.shape[0]), "feature_layers": [layer], "input_size": int(pre["size"]),
+              "pooling": "avg" if ckpt["pooling"] == "auto" else ckpt["pooling"], "activation": False}
+    record = dict(ckpt.get("record", {}))
+    return {"state_dict": {"weight": weight, "bias": ckpt["head"]["bias"].float()}, "config": config,
+            "accuracy": float(record.get("accuracy", float("nan"))), "record": record}
 
 
 def _accuracy(w: np.ndarray, b: np.ndarray, feats: np.ndarray, labels: np.ndarray) -> float:
@@ -237,7 +278,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--l2", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=Path("out/probe_cache"), help="feature cache folder")
+    p.add_argument("--from-probe-file", type=Path, default=None, metavar="FILE",
+                   help="write the head of a `finercam probe --backbone imagenet` file to --out instead of training")
     args = p.parse_args(argv)
+    if args.from_probe_file is not None:
+        ckpt = from_probe_file(args.from_probe_file)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ckpt, args.out)
+        print({"out": str(args.out), **ckpt["config"], "accuracy": ckpt["accuracy"]})
+        return 0
     torch.set_num_threads(1)
     record = train_probe(args.out, args.n_train, args.n_test, args.layers.split(","), args.input_size,
                          args.l2, args.seed, args.cache)
