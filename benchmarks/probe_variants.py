@@ -114,9 +114,9 @@ def world_accuracy(files: Sequence[str], n: int, batch: int = 32) -> Dict[str, f
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from finercam.apps.probe_command import _view, resolve_backbone
     from finercam.evaluation.datasets import open_dataset, parse_spec
-    from finercam.probe import POOLINGS, _dataset_key
+    from finercam.probe import POOLINGS, _dataset_key, preprocessing_view
+    from finercam.world.models.imagenet import load_imagenet
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", metavar="NAME:ROOT")
@@ -137,9 +137,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if pooling not in POOLINGS:
             p.error(f"--variant {layer}:{pooling}: pooling must be one of {POOLINGS}")
     name, root, _ = parse_spec(args.data)
-    backbone = resolve_backbone("imagenet")
-    pre = {"mode": "resize" if args.resize else backbone.mode, "size": backbone.size, "mean": list(backbone.mean), "std": list(backbone.std)}
-    view = _view(pre)
+    net = load_imagenet()  # the backbone of `finercam probe --backbone imagenet`, centre-cropped there
+    pre = {"mode": "resize" if args.resize else "center_crop", "size": net.size, "mean": list(net.mean),
+           "std": list(net.std)}
+    view = preprocessing_view(pre)
     seconds = {}
     for split, split_key in (("train", "train"), ("test", "eval")):
         ds = open_dataset(f"{name}:{root}:{split}", view=view)
@@ -150,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "identity.json").write_text(json.dumps(ident, indent=1, default=str))
             folders.append(folder)
-        seconds[split] = round(fill(ds, backbone.module, variants, folders, args.batch, f"features ({split})"), 1)
+        seconds[split] = round(fill(ds, net.model.eval(), variants, folders, args.batch, f"features ({split})"), 1)
     print(json.dumps({"variants": [":".join(v) for v in variants], "seconds": seconds}))
     return 0
 

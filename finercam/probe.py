@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["PAPER_OPTIMISER", "POOLINGS", "FORMAT", "ProbeModel", "pool_features", "extract_features",
+__all__ = ["PAPER_OPTIMISER", "preprocessing_view", "POOLINGS", "FORMAT", "ProbeModel", "pool_features", "extract_features",
            "fit_linear_head", "accuracy", "save_probe", "load_checkpoint", "train_probe"]
 
 #: The paper's optimiser settings (Sec. 4.1): Adam, learning rate 3e-4, 100 epochs.
@@ -309,3 +309,19 @@ def train_probe(model: ProbeModel, train: Any, test: Any, *, identity: Dict[str,
               "seed": seed, "final_loss": losses[-1] if losses else float("nan"), "feature_dim": int(xtr.shape[1]),
               "seconds_features": round(t1 - t0, 2), "seconds_head": round(time.time() - t1, 2)}
     return record
+
+
+def preprocessing_view(pre: Dict[str, Any]):
+    """The :class:`~finercam.evaluation.datasets.View` of a probe file's ``preprocessing`` record
+    (``mode`` ``"center_crop"`` or ``"resize"``, ``size``, ``mean``, ``std``): the transform its
+    head was trained with, and the photo region it shows.
+
+    >>> v = preprocessing_view({"mode": "resize", "size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
+    >>> v.crop(64, 48)
+    (0, 0, 64, 48)
+    """
+    from .evaluation.datasets import center_crop_view, resize_view
+
+    if pre["mode"] == "center_crop":
+        return center_crop_view(pre["size"], mean=pre["mean"], std=pre["std"])
+    return resize_view(pre["size"], pre["mean"], pre["std"])

@@ -20,7 +20,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from torch import nn
 
@@ -79,18 +79,10 @@ def resolve_backbone(spec: str) -> Backbone:
                     IMAGENET_MEAN, IMAGENET_STD, "resize")
 
 
-def _view(pre: Dict[str, Any]):
-    from ..evaluation.datasets import center_crop_view, resize_view
-
-    if pre["mode"] == "center_crop":
-        return center_crop_view(pre["size"], mean=pre["mean"], std=pre["std"])
-    return resize_view(pre["size"], pre["mean"], pre["std"])
-
-
 def probe_inputs(path: str):
     """``--model probe:FILE`` -> a :class:`~finercam.apps.inputs.ModelInputs`: the probe as one
     module (backbone + head), its target layer, preprocessing and class names."""
-    from ..probe import ProbeModel, load_checkpoint
+    from ..probe import ProbeModel, load_checkpoint, preprocessing_view
     from .common import UsageError
     from .inputs import ModelInputs
 
@@ -101,7 +93,7 @@ def probe_inputs(path: str):
     backbone = resolve_backbone(ckpt["backbone"])
     model = ProbeModel.from_checkpoint(ckpt, backbone.module)
     pre = ckpt["preprocessing"]
-    view = _view(pre)
+    view = preprocessing_view(pre)
     names = tuple(ckpt["class_names"]) or None
     return ModelInputs(model, model.default_target_layer, view.transform, view.crop, pre["size"],
                        tuple(pre["mean"]), tuple(pre["std"]), names, f"probe:{path}")
@@ -145,7 +137,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, print the accuracy, write the probe and its record; returns 0."""
     from ..evaluation.datasets import DataFormatError, open_dataset, parse_spec
-    from ..probe import ProbeModel, save_probe, train_probe
+    from ..probe import ProbeModel, preprocessing_view, save_probe, train_probe
     from .common import UsageError
 
     for name in ("epochs", "batch_size"):
@@ -164,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "center_crop" if args.center_crop else "resize" if getattr(args, "resize", False) else backbone.mode
     pre = {"mode": mode, "size": args.size or backbone.size,
            "mean": list(backbone.mean), "std": list(backbone.std)}
-    view = _view(pre)
+    view = preprocessing_view(pre)
     try:
         train = open_dataset(f"{name}:{root}:{args.train_split}", view=view)
         test = open_dataset(f"{name}:{root}:{args.eval_split}", view=view)
