@@ -20,14 +20,7 @@ def assert_maps(exp, raw, maps):
     assert exp.maps.dtype == np.float32 and exp.raw_maps.dtype == np.float32
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return seeded(TinyResNet)
-
-
-@pytest.fixture(scope="module")
-def vit():
-    return seeded(TinyViT, registers=2)
+# cnn, vit: the shared fixtures of tests/engine/conftest.py
 
 
 @pytest.mark.parametrize("method", GRADIENT_METHODS)

@@ -16,14 +16,7 @@ GRADIENT_METHODS = ["gradcam", "layercam", "gradcam++", "xgradcam", "hirescam"]
 SETTINGS = [(0.6, False), (1.7, False), (0.4, True), (0.0, False)]   # (gamma, reverse)
 
 
-@pytest.fixture(scope="module")
-def cnn():
-    return seeded(TinyResNet)
-
-
-@pytest.fixture(scope="module")
-def vit():
-    return seeded(TinyViT, registers=2)
+# cnn, vit: the shared fixtures of tests/engine/conftest.py
 
 
 def _close(got, want):

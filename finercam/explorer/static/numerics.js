@@ -1,5 +1,5 @@
 /* finercam explorer: the numerics (see finercam/explorer/__init__.py). No DOM, no network.
- * They follow the C core (finercam/kernels.py, finercam/_reference.py): half-pixel bilinear
+ * They follow the C core (finercam/kernels.py, finercam/_twins.py): half-pixel bilinear
  * resize; min-max with eps 1e-8, an all-equal map -> zeros, a non-finite map -> NaN. Linear
  * methods combine float64 per-class maps (sent as float32 hi + lo) in double, so that a map that
  * is the small difference of two large ones keeps its shape (a Score-CAM map whose raw values
@@ -104,7 +104,7 @@
     return acc;
   }
 
-  /* --- half-pixel bilinear resize (align_corners=False), as finercam._reference.resize --- */
+  /* --- half-pixel bilinear resize (align_corners=False), as finercam._twins.resize --- */
   function axis(nIn, nOut) {
     var i0 = new Int32Array(nOut), i1 = new Int32Array(nOut), lam = new Float64Array(nOut);
     var scale = nIn / nOut;
