@@ -49,6 +49,16 @@ static int inside(ptrdiff_t r, ptrdiff_t c, int dr, int dc, ptrdiff_t h, ptrdiff
     return r + dr >= 0 && r + dr < h && c + dc >= 0 && c + dc < w;
 }
 
+/* s_p: the summed weights of the neighbours of pixel (r, c) that lie inside the h x w image. */
+static double neighbour_weight(ptrdiff_t r, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w)
+{
+    double s = 0.0;
+    for (int j = 0; j < 8; j++) {
+        s += inside(r, c, NB_DR[j], NB_DC[j], h, w) ? NB_W[j] : 0.0;
+    }
+    return s;
+}
+
 /* ---------------------------------------------------------------- the multigrid preconditioner */
 
 /* Levels: each halves the grid while both sides are at least COARSE_SIDE and it has unknowns. */
@@ -129,10 +139,7 @@ static int level_init(level *l, ptrdiff_t n_ch)
             continue;
         }
         const ptrdiff_t r = p / w, c = p % w;
-        double s = 0.0;
-        for (int j = 0; j < 8; j++) {
-            s += inside(r, c, NB_DR[j], NB_DC[j], h, w) ? NB_W[j] : 0.0;
-        }
+        const double s = neighbour_weight(r, c, h, w);
         l->var[p] = u;
         l->at[u] = (r + 1) * (w + 2) + c + 1;
         l->diag[u] = s;
@@ -440,10 +447,7 @@ static int pcg(grid *g, hierarchy *H, const fc_impute_opts *o, int *converged)
             continue;
         }
         const ptrdiff_t row = p / w, col = p % w;
-        double s = 0.0;
-        for (int j = 0; j < 8; j++) {
-            s += inside(row, col, NB_DR[j], NB_DC[j], h, w) ? NB_W[j] : 0.0;
-        }
+        const double s = neighbour_weight(row, col, h, w);
         idx[u] = p;
         at[u] = (row + 1) * (w + 2) + col + 1;
         diag[u] = s;

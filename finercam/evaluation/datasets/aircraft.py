@@ -36,15 +36,12 @@ def _data_dir(root: Any) -> Path:
     return path / "data"
 
 
-class Aircraft(OfficialDataset):
+class Aircraft(OfficialDataset, name="aircraft", title="Aircraft", splits=SPLITS):
     """FGVC-Aircraft at the variant level, the banner cropped (see the module doc).
 
     ``info`` holds ``"box"``.
     """
 
-    name = "aircraft"
-    title = "Aircraft"
-    splits = SPLITS
     bottom_banner = BANNER_PIXELS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,

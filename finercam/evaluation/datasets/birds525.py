@@ -24,12 +24,8 @@ def _class_folders(path: Path) -> list:
     return sorted(p.name for p in path.iterdir() if p.is_dir())
 
 
-class Birds525(OfficialDataset):
+class Birds525(OfficialDataset, name="birds525", title="Birds-525", splits=SPLITS):
     """Birds-525 from its ``train/valid/test`` class folders (see the module doc)."""
-
-    name = "birds525"
-    title = "Birds-525"
-    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:

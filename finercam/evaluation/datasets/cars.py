@@ -106,15 +106,11 @@ def _index_by_name(root: Path, split: str) -> Dict[str, str]:
     return out
 
 
-class Cars(OfficialDataset):
+class Cars(OfficialDataset, name="cars", title="Cars", splits=SPLITS):
     """Stanford Cars, from the devkit ``.mat`` files or the CSV variant (see the module doc).
 
     ``info`` holds ``"box"``; ``layout`` says which of the three was read.
     """
-
-    name = "cars"
-    title = "Cars"
-    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:

@@ -239,6 +239,11 @@ class OfficialDataset(torch.utils.data.Dataset):
     #: Pixels removed at the bottom of each photo before anything else (Aircraft's banner).
     bottom_banner = 0
 
+    def __init_subclass__(cls, name: str = "", title: str = "", splits: Tuple[str, ...] = (), **kwargs: Any) -> None:
+        # A reader names itself in its class statement: ``class CUB(OfficialDataset, name="cub", ...)``.
+        super().__init_subclass__(**kwargs)
+        cls.name, cls.title, cls.splits = name or cls.name, title or cls.title, tuple(splits) or cls.splits
+
     def __init__(self, root, split: str, view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None) -> None:
         if split not in self.splits:

@@ -80,16 +80,12 @@ def _field(table: Tuple[Dict[int, List[Any]], Dict[int, int]], key: int, path: P
     return rows[key][i]
 
 
-class CUB(OfficialDataset):
+class CUB(OfficialDataset, name="cub", title="CUB", splits=SPLITS):
     """CUB-200-2011: 200 classes, 5,994 train and 5,794 test images, boxes and 15 part points.
 
     ``info`` holds ``"box"``, ``"points"`` ``(15, 2)`` and ``"visible"`` ``(15,)`` (see
     :mod:`~finercam.evaluation.datasets.common`); ``part_names`` are the names of ``parts.txt``.
     """
-
-    name = "cub"
-    title = "CUB"
-    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:

@@ -64,12 +64,8 @@ def read_trait_map(root: Any) -> Dict[int, str]:
     return {k: v for k, v in sorted(table.items()) if k != 0}
 
 
-class FishVista(OfficialDataset):
+class FishVista(OfficialDataset, name="fishvista", title="FishVista", splits=SPLITS):
     """Fish-Vista's classification splits and its segmentation splits with trait masks."""
-
-    name = "fishvista"
-    title = "FishVista"
-    splits = SPLITS
 
     def __init__(self, root: Any, split: str = "test", view: Optional[View] = None,
                  unreadable: Optional[Callable[[str, str], Any]] = None, missing: str = "error") -> None:
